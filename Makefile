@@ -1,0 +1,31 @@
+# Two commands do all the set-up on a fresh machine (see README.md):
+#   make book   - the main job: build the book (creates .venv and installs what is missing first)
+#   make test   - run the tests (same set-up)
+# Set PSKIN_DATA to the HAM10000 folder to use the real data; without it the synthetic demo set is used.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The stamp is remade when the dependency list changes, so a second run installs nothing.
+STAMP := $(VENV)/.installed
+
+.PHONY: book test lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/pskin data summary
+	$(VENV)/bin/pskin data summary --protocol paper
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pskinlib tests
+
+clean:
+	rm -rf _build

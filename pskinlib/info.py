@@ -1,0 +1,125 @@
+"""One table of facts: class codes, names and colours, the paper's Table 1, the dataset's licence and citation,
+and where the official data is downloaded from.
+
+Everything else in pskinlib reads these facts from here instead of repeating them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LesionClass:
+    """One HAM10000 diagnosis (``dx``) code with the names and colour the book uses for it."""
+
+    code: str
+    name: str
+    paper_name: str
+    colour: str
+
+
+# All seven HAM10000 diagnoses, in the order the dataset paper lists them.
+CLASSES: dict[str, LesionClass] = {
+    c.code: c
+    for c in (
+        LesionClass("mel", "melanoma", "melanoma", "#d62728"),
+        LesionClass("nv", "melanocytic nevus", "pigmented nevus (chromatoma)", "#8c564b"),
+        LesionClass("bkl", "benign keratosis-like lesion", "seborrheic keratosis", "#1f77b4"),
+        LesionClass("bcc", "basal cell carcinoma", "basal cell carcinoma", "#ff7f0e"),
+        LesionClass("akiec", "actinic keratosis / intraepithelial carcinoma", "actinic keratosis", "#9467bd"),
+        LesionClass("vasc", "vascular lesion", "vascular lesion", "#e377c2"),
+        LesionClass("df", "dermatofibroma", "dermatofibroma", "#17becf"),
+    )
+}
+ALL_CLASSES: tuple[str, ...] = tuple(CLASSES)
+# The study's three classes. HAM10000's ``bkl`` stands for the paper's seborrheic keratosis: it groups seborrheic
+# keratosis, solar lentigo and lichen-planus-like keratosis.
+PAPER_CLASSES: tuple[str, ...] = ("mel", "nv", "bkl")
+
+# The paper's Table 1: images per split and class (train 6000, validation 1800, test 450).
+PAPER_TABLE1: dict[str, dict[str, int]] = {
+    "train": {"mel": 1800, "nv": 2400, "bkl": 1800},
+    "val": {"mel": 540, "nv": 720, "bkl": 540},
+    "test": {"mel": 145, "nv": 180, "bkl": 135},
+}
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+# The paper's reported results, for comparison in the book (read off its text; not our measurements).
+PAPER_REPORTED = {
+    "average_accuracy": 0.65,
+    "nv_vs_bkl_accuracy": 0.80,
+    "hardest_class": "mel",
+    "epochs": 100,
+    "models": ("resnet101", "efficientnet"),
+}
+
+# Facts about the real dataset, used to check a download and to explain the data in the book.
+HAM10000 = {
+    "name": "HAM10000",
+    "images": 10015,
+    "lesions": 7470,
+    "images_per_class": {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115},
+    "metadata_file": "HAM10000_metadata.csv",
+    "metadata_columns": ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"),
+    "licence": "CC BY-NC 4.0",
+    "licence_url": "https://creativecommons.org/licenses/by-nc/4.0/",
+    "citation": (
+        "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source "
+        "dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 (2018), "
+        "doi:10.1038/sdata.2018.161."
+    ),
+    "doi": "10.1038/sdata.2018.161",
+    "homepage": "https://doi.org/10.7910/DVN/DBW86T",
+}
+
+# Folder names of the layouts the loader understands (see ``pskinlib.data``).
+LAYOUT_FOLDERS = {
+    "images": ("images",),
+    "official": ("HAM10000_images_part_1", "HAM10000_images_part_2"),
+    "isic2018": ("ISIC2018_Task3_Training_Input",),
+}
+ISIC2018_GROUND_TRUTH = "ISIC2018_Task3_Training_GroundTruth.csv"
+ISIC2018_LESION_GROUPINGS = "ISIC2018_Task3_Training_LesionGroupings.csv"
+
+# The official source: the ISIC 2018 challenge, Task 3 training data, which is HAM10000.
+DOWNLOAD_SOURCES: tuple[dict, ...] = (
+    {
+        "name": "ISIC2018_Task3_Training_Input.zip",
+        "url": "https://isic-challenge-data.s3.amazonaws.com/2018/ISIC2018_Task3_Training_Input.zip",
+        "extract": True,
+        "size": None,
+        "md5": None,
+    },
+    {
+        "name": "ISIC2018_Task3_Training_GroundTruth.zip",
+        "url": "https://isic-challenge-data.s3.amazonaws.com/2018/ISIC2018_Task3_Training_GroundTruth.zip",
+        "extract": True,
+        "size": None,
+        "md5": None,
+    },
+    {
+        "name": ISIC2018_LESION_GROUPINGS,
+        "url": "https://isic-challenge-data.s3.amazonaws.com/2018/ISIC2018_Task3_Training_LesionGroupings.csv",
+        "extract": False,
+        "size": None,
+        "md5": None,
+    },
+)
+
+SYNTHETIC_MARKER = "PSKIN_SYNTHETIC_DEMO.txt"
+SYNTHETIC_WARNING = (
+    "These results come from pskin's SYNTHETIC demo images, not from HAM10000: they show that the code runs, "
+    "not how well a model recognises skin lesions. Get the real data with `pskin data download` and set "
+    "PSKIN_DATA to its folder."
+)
+
+
+def class_names(codes: tuple[str, ...] | list[str]) -> list[str]:
+    """Display names for a list of class codes, in the same order."""
+    return [CLASSES[c].name for c in codes]
+
+
+def class_colours(codes: tuple[str, ...] | list[str]) -> list[str]:
+    """Plot colours for a list of class codes, in the same order."""
+    return [CLASSES[c].colour for c in codes]

@@ -1,0 +1,91 @@
+"""Shared fixtures: small HAM10000-like folders written by the tests, and the real data when PSKIN_DATA is set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+COLUMNS = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
+# A class's images are this colour, so a test can tell from the pixels which image it got.
+CLASS_COLOURS = {"mel": (200, 30, 30), "nv": (30, 200, 30), "bkl": (30, 30, 200), "bcc": (200, 200, 30)}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep the tests' prepared caches out of the user's ~/.cache."""
+    os.environ["PSKIN_CACHE"] = str(tmp_path_factory.mktemp("pskin-cache"))
+
+
+def ham_rows(lesions_per_class: dict[str, int], images_per_lesion: int = 2, seed: int = 0) -> pd.DataFrame:
+    """Metadata rows: each lesion has 1..images_per_lesion images."""
+    rng = np.random.default_rng(seed)
+    rows, image_number, lesion_number = [], 0, 0
+    for dx, n_lesions in lesions_per_class.items():
+        for _ in range(n_lesions):
+            lesion_number += 1
+            for _ in range(int(rng.integers(1, images_per_lesion + 1))):
+                image_number += 1
+                rows.append({"lesion_id": f"HAM_{lesion_number:07d}", "image_id": f"ISIC_{image_number:07d}",
+                             "dx": dx, "dx_type": "histo", "age": float(rng.integers(1, 17) * 5),
+                             "sex": "male", "localization": "back"})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def image_bytes_for(dx: str, image_id: str, size=(200, 150)) -> np.ndarray:
+    """A class-coloured image with a per-image gradient, so resizing and ordering can be checked."""
+    width, height = size
+    seed = int(image_id.split("_")[-1])
+    gradient = np.linspace(0, 50, width, dtype=np.float32)[None, :, None]
+    base = np.array(CLASS_COLOURS.get(dx, (120, 120, 120)), dtype=np.float32)[None, None, :]
+    noise = np.random.default_rng(seed).integers(0, 30, (height, width, 3))
+    return np.clip(base + gradient + noise, 0, 255).astype(np.uint8)
+
+
+def write_ham_folder(root: Path, rows: pd.DataFrame, layout: str = "images", size=(200, 150)) -> Path:
+    """Write a HAM10000-like folder in one of the three layouts pskin reads."""
+    root.mkdir(parents=True, exist_ok=True)
+    folders = {"images": ["images"], "official": ["HAM10000_images_part_1", "HAM10000_images_part_2"],
+               "isic2018": ["ISIC2018_Task3_Training_Input"]}[layout]
+    for folder in folders:
+        (root / folder).mkdir(exist_ok=True)
+    for i, row in enumerate(rows.itertuples()):
+        folder = folders[i % len(folders)]
+        Image.fromarray(image_bytes_for(row.dx, row.image_id, size)).save(root / folder / f"{row.image_id}.jpg",
+                                                                          quality=95)
+    if layout == "isic2018":
+        codes = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+        truth = pd.DataFrame({"image": rows["image_id"]})
+        for code in codes:
+            truth[code] = (rows["dx"].str.upper() == code).astype(float)
+        (root / "ISIC2018_Task3_Training_GroundTruth").mkdir(exist_ok=True)
+        truth.to_csv(root / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv",
+                     index=False)
+        groups = pd.DataFrame({"image": rows["image_id"], "lesion_id": rows["lesion_id"],
+                               "diagnosis_confirm_type": rows["dx_type"]})
+        groups.to_csv(root / "ISIC2018_Task3_Training_LesionGroupings.csv", index=False)
+    else:
+        rows.to_csv(root / "HAM10000_metadata.csv", index=False)
+    return root
+
+
+@pytest.fixture
+def tiny_ham(tmp_path) -> Path:
+    """A small HAM10000-like folder: 3 classes, imbalanced like the real one, lesions with several images."""
+    return write_ham_folder(tmp_path / "ham", ham_rows({"mel": 12, "nv": 40, "bkl": 12}))
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real HAM10000, or a skip saying why it is not used."""
+    value = os.environ.get("PSKIN_DATA")
+    if not value:
+        pytest.skip("real HAM10000 not available: set PSKIN_DATA to its folder (CI uses ../shared/data/ham10000)")
+    path = Path(value)
+    if not (path / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"PSKIN_DATA={value} holds no HAM10000_metadata.csv")
+    return path

@@ -1,0 +1,40 @@
+"""Set-up: the README's two commands, CI calling the test command, and the two dependency lists agreeing."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _normalise(requirement: str) -> str:
+    return re.sub(r"\s+", "", requirement).replace('"', "'").lower()
+
+
+def test_environment_yml_installs_what_pyproject_declares():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + project["optional-dependencies"]["dev"]
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_lists = [d["pip"] for d in environment["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_lists) == 1
+    listed = [r for r in pip_lists[0] if not r.startswith("-e")]
+    assert sorted(map(_normalise, listed)) == sorted(map(_normalise, declared))
+    assert "python=3.11" in environment["dependencies"]
+
+
+def test_jupyter_book_is_pinned_below_2():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert any(_normalise(d).startswith("jupyter-book") and "<2" in d for d in project["dependencies"])
+
+
+def test_readme_names_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    assert "make book" in readme and "make test" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.MULTILINE)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^book:", makefile, re.MULTILINE) and re.search(r"^test:", makefile, re.MULTILINE)
