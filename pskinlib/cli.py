@@ -94,6 +94,102 @@ def cmd_data_demo(args) -> int:
     return 0
 
 
+def _parse_value(text: str, annotation: str):
+    """Turn a flag's text into the type its TrainConfig field declares (tuples are comma-separated)."""
+    if "tuple" in annotation:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        return tuple(float(t) for t in items) if "float" in annotation else tuple(items)
+    if text.lower() == "none" and "None" in annotation:
+        return None
+    for kind in ("int", "float"):
+        if annotation.startswith(kind):
+            try:
+                return int(text) if kind == "int" else float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    return text
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, so every parameter can be set from the command line."""
+    import dataclasses
+
+    from .config import PROFILES, TrainConfig
+
+    parser.add_argument("--profile", choices=list(PROFILES), default="quick",
+                        help="named defaults: smoke (seconds), quick (CPU minutes), paper (the study, GPU)")
+    parser.add_argument("--config", default=None, help="YAML file of parameters (flags override it)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "profile":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        annotation = str(f.type)
+        if annotation == "bool":
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None,
+                                type=lambda text, a=annotation: _parse_value(text, a), metavar=f.name.upper())
+
+
+def _config_from_args(args):
+    import dataclasses
+
+    from .config import TrainConfig, load_yaml_config, make_config
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if f.name != "profile" and getattr(args, f.name, None) is not None}
+    if args.config:
+        return load_yaml_config(args.config, **({"profile": args.profile} if args.profile != "quick" else {}),
+                                **overrides)
+    return make_config(args.profile, **overrides)
+
+
+def cmd_train(args) -> int:
+    from .trainer import resume, train
+
+    if args.resume:
+        run_dir = resume(args.resume)
+    else:
+        run_dir = train(_config_from_args(args), runs_dir=args.runs_dir)
+    _print_run(run_dir)
+    return 0
+
+
+def _print_run(run_dir: Path) -> None:
+    from .runs import read_json
+
+    metrics = read_json(run_dir / "metrics.json")
+    test = metrics["test"]
+    ci = test["bootstrap"]["balanced_accuracy"]
+    print(f"run: {run_dir}")
+    print(f"best epoch {metrics['best_epoch']} (by validation {metrics['select_metric']}); test: accuracy "
+          f"{test['accuracy']:.3f}, balanced accuracy {test['balanced_accuracy']:.3f} "
+          f"(95% CI {ci['low']:.3f}-{ci['high']:.3f}); recall "
+          + ", ".join(f"{c} {v['recall']:.3f}" for c, v in test["per_class"].items()))
+    if metrics.get("warning"):
+        print(f"WARNING: {metrics['warning']}")
+
+
+def cmd_evaluate(args) -> int:
+    from .predict import evaluate_folder
+
+    metrics = evaluate_folder(args.run_dir, args.images, args.labels, out_dir=args.out, device=args.device)
+    print(f"{metrics['n']} images: accuracy {metrics['accuracy']:.3f}, balanced accuracy "
+          f"{metrics['balanced_accuracy']:.3f}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import load_trained
+
+    trained = load_trained(args.run_dir, device=args.device)
+    probs = trained.predict(args.images)
+    print("image\t" + "\t".join(trained.classes) + "\tpredicted")
+    for path, row in zip(args.images, probs):
+        print(f"{path}\t" + "\t".join(f"{p:.4f}" for p in row) + f"\t{trained.classes[row.argmax()]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pskin", description="Pigmented skin lesion recognition on HAM10000.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,17 +227,38 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--lesions", type=int, default=600)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_data_demo)
+
+    train = commands.add_parser("train", help="train a model and write its run folder")
+    _add_config_arguments(train)
+    train.add_argument("--runs-dir", default=None, help="where run folders go (default: $PSKIN_RUNS or runs/)")
+    train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained run on a labelled image folder")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--images", required=True, help="folder of <image_id>.jpg/.png files, any size")
+    evaluate.add_argument("--labels", required=True, help="CSV with columns image_id,dx")
+    evaluate.add_argument("--out", default=None, help="default: RUN_DIR/eval-<images folder name>")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="print class probabilities for image files")
+    predict.add_argument("run_dir")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
+    from .runs import CheckpointError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, ValueError) as exc:
+    except (DataError, ValueError, CheckpointError) as exc:
         # Users get the message, not a traceback: every such error names the file or parameter at fault.
         print(f"pskin: error: {exc}", file=sys.stderr)
         return 2

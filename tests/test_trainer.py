@@ -1,0 +1,160 @@
+"""The trainer: it learns, it records, it resumes to the same state, it trains with DDP, and trained runs evaluate
+any labelled folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from pskinlib.config import make_config
+from pskinlib.models import build_model
+from pskinlib.predict import evaluate_folder, load_trained
+from pskinlib.runs import find_runs, load_checkpoint, read_json
+from pskinlib.trainer import TrainingError, learning_rate, resume, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(data_dir, **overrides):
+    values = dict(data_dir=str(data_dir), image_size=16, epochs=3, batch_size=16, warmup_epochs=0.5, quiet=True,
+                  deterministic=True, tta=False, threads=1)
+    values.update(overrides)
+    return make_config("smoke", **values)
+
+
+def test_a_small_model_overfits_a_small_batch():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3)
+    images, labels = torch.randn(12, 3, 32, 32), torch.arange(12) % 3
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(40):
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    assert (model(images).argmax(1) == labels).all() and loss.item() < 0.05
+
+
+def test_learning_rate_warms_up_then_follows_the_cosine():
+    config = make_config(epochs=10, lr=1.0, warmup_epochs=1.0)
+    rates = [learning_rate(step, 10, config) for step in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:])) and rates[-1] < 0.01
+
+
+def test_a_run_writes_a_complete_record(tiny_ham, tmp_path):
+    run = train(tiny_config(tiny_ham), runs_dir=tmp_path)
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "split.csv", "history.csv", "best.pt", "last.pt", "metrics.json",
+            "predictions_val.csv", "predictions_test.csv"} <= names
+    config = read_json(run / "config.json")
+    assert config["config"]["epochs"] == 3 and config["data"]["split_hash"] and config["environment"]["torch"]
+    assert set(config["class_weights"]) == {"mel", "nv", "bkl"}
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == 3 and {"train_loss", "val_balanced_accuracy", "val_recall_mel", "lr"} <= set(history)
+    metrics = read_json(run / "metrics.json")
+    best = history["val_accuracy"].idxmax() + 1
+    assert metrics["best_epoch"] == best
+    predictions = pd.read_csv(run / "predictions_test.csv")
+    assert list(predictions.columns) == ["image_id", "lesion_id", "true", "predicted", "p_mel", "p_nv", "p_bkl"]
+    np.testing.assert_allclose(predictions[["p_mel", "p_nv", "p_bkl"]].sum(axis=1), 1, atol=1e-5)
+    accuracy = (predictions["true"] == predictions["predicted"]).mean()
+    assert metrics["test"]["accuracy"] == pytest.approx(accuracy)
+    assert {"low", "high"} <= set(metrics["test"]["bootstrap"]["balanced_accuracy"])
+
+
+def test_two_runs_never_share_a_folder(tiny_ham, tmp_path):
+    first = train(tiny_config(tiny_ham, epochs=1), runs_dir=tmp_path)
+    second = train(tiny_config(tiny_ham, epochs=1), runs_dir=tmp_path)
+    assert first != second and len(find_runs(tmp_path)) == 2
+
+
+def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_ham, tmp_path):
+    straight = train(tiny_config(tiny_ham), runs_dir=tmp_path / "a")
+
+    def stop_after_second_epoch(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny_ham), runs_dir=tmp_path / "b", on_epoch_end=stop_after_second_epoch)
+    interrupted = find_runs(tmp_path / "b") or list((tmp_path / "b").iterdir())
+    resumed = resume(interrupted[0])
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(resumed / "last.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    columns = [c for c in pd.read_csv(straight / "history.csv").columns if c not in ("seconds", "images_per_second")]
+    pd.testing.assert_frame_equal(pd.read_csv(straight / "history.csv")[columns],
+                                  pd.read_csv(resumed / "history.csv")[columns])
+    assert read_json(straight / "metrics.json")["test"] == read_json(resumed / "metrics.json")["test"]
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny_ham, tmp_path):
+    with pytest.raises(TrainingError, match="loss became"):
+        train(tiny_config(tiny_ham, lr=1e30, optimizer="sgd", precision="fp32"), runs_dir=tmp_path)
+
+
+@pytest.mark.parametrize("options", [dict(class_weights="effective", sampler="balanced"),
+                                     dict(loss="focal", class_weights="sqrt_inverse", optimizer="sgd",
+                                          schedule="step", step_size=1),
+                                     dict(model="efficientnet_b0", select_metric="balanced_accuracy")])
+def test_other_options_train_end_to_end(tiny_ham, tmp_path, options):
+    run = train(tiny_config(tiny_ham, epochs=1, **options), runs_dir=tmp_path)
+    assert read_json(run / "config.json")["config"][next(iter(options))] == next(iter(options.values()))
+    assert (run / "metrics.json").is_file()
+
+
+def test_evaluate_works_on_a_folder_of_pngs_of_other_sizes(tiny_ham, tmp_path):
+    run = train(tiny_config(tiny_ham, epochs=1), runs_dir=tmp_path / "runs")
+    folder = tmp_path / "other"
+    folder.mkdir()
+    rows = []
+    for i, (dx, size) in enumerate([("mel", (320, 240)), ("nv", (64, 64)), ("bkl", (90, 120)), ("nv", (50, 40))]):
+        image = Image.new("RGBA" if i % 2 else "RGB", size, (120 + 30 * i, 80, 60))
+        image.save(folder / f"IMG_{i}.png")
+        rows.append({"image_id": f"IMG_{i}", "dx": dx})
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    metrics = evaluate_folder(run, folder, tmp_path / "labels.csv", out_dir=tmp_path / "eval")
+    assert metrics["n"] == 4 and 0 <= metrics["accuracy"] <= 1
+    predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv")
+    assert len(predictions) == 4 and (tmp_path / "eval" / "metrics.json").is_file()
+    probs = load_trained(run).predict([folder / "IMG_0.png"])
+    assert probs.shape == (1, 3) and abs(probs.sum() - 1) < 1e-5
+
+
+def test_cli_train_and_predict(tiny_ham, tmp_path, capsys):
+    from pskinlib.cli import main
+
+    assert main(["train", "--profile", "smoke", "--data-dir", str(tiny_ham), "--image-size", "16", "--epochs",
+                 "1", "--batch-size", "16", "--quiet", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "balanced accuracy" in out and "95% CI" in out
+    run = find_runs(tmp_path)[0]
+    image = next((tiny_ham / "images").iterdir())
+    assert main(["predict", str(run), str(image)]) == 0
+    assert "mel\tnv\tbkl" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ddp_with_two_gloo_processes_writes_one_run_record(tiny_ham, tmp_path):
+    env = {**os.environ, "PSKIN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+               "-m", "pskinlib.cli", "train", "--profile", "smoke", "--data-dir", str(tiny_ham), "--image-size",
+               "16", "--epochs", "2", "--batch-size", "8", "--quiet", "--runs-dir", str(tmp_path / "runs"),
+               "--threads", "1"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    config = read_json(runs[0] / "config.json")
+    assert config["environment"]["world_size"] == 2
+    assert len(pd.read_csv(runs[0] / "history.csv")) == 2 and (runs[0] / "metrics.json").is_file()
