@@ -89,7 +89,7 @@ def cmd_data_download(args) -> int:
 def cmd_data_demo(args) -> int:
     from .synthetic import make_demo_dataset
 
-    path = make_demo_dataset(Path(args.out), n_lesions=args.lesions, seed=args.seed)
+    path = make_demo_dataset(Path(args.out), n_lesions=args.lesions, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote the synthetic demo set to {path}")
     return 0
 
@@ -124,7 +124,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         annotation = str(f.type)
-        if annotation == "bool":
+        if annotation.startswith("bool"):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
         else:
             parser.add_argument(flag, dest=f.name, default=None,
@@ -226,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True)
     demo.add_argument("--lesions", type=int, default=600)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo set in --out")
     demo.set_defaults(func=cmd_data_demo)
 
     train = commands.add_parser("train", help="train a model and write its run folder")
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, ValueError, CheckpointError) as exc:
+    except (DataError, ValueError, CheckpointError, FileExistsError) as exc:
         # Users get the message, not a traceback: every such error names the file or parameter at fault.
         print(f"pskin: error: {exc}", file=sys.stderr)
         return 2

@@ -72,7 +72,7 @@ class TrainConfig:
     # machine
     device: str = "auto"
     precision: str = "auto"
-    channels_last: bool = True
+    channels_last: bool | None = None
     threads: int | None = None
     seed: int = 0
     deterministic: bool = False
@@ -150,8 +150,9 @@ def validate(config: TrainConfig) -> None:
            "None or an integer >= 1")
     _check(c.max_train_batches is None or (_is_int(c.max_train_batches) and c.max_train_batches >= 1),
            "max_train_batches", c.max_train_batches, "None or an integer >= 1")
-    for name in ("augment", "pretrained", "skip_missing", "skip_unreadable", "tta", "channels_last",
-                 "deterministic", "quiet"):
+    _check(c.channels_last is None or isinstance(c.channels_last, bool), "channels_last", c.channels_last,
+           "None (automatic), true or false")
+    for name in ("augment", "pretrained", "skip_missing", "skip_unreadable", "tta", "deterministic", "quiet"):
         _check(isinstance(getattr(c, name), bool), name, getattr(c, name), "true or false")
     _check(c.data_dir is None or isinstance(c.data_dir, (str, Path)), "data_dir", c.data_dir, "a folder path")
     if c.data_dir is not None:

@@ -23,7 +23,7 @@ from .datasets import BatchLoader
 from .metrics import bootstrap_report, classification_report
 from .models import build_model
 from .runs import load_checkpoint, read_json, write_csv, write_json
-from .trainer import autocast_dtype, predict_proba, select_device
+from .trainer import autocast_dtype, predict_proba, select_device, use_channels_last
 
 
 @dataclass
@@ -40,7 +40,7 @@ class TrainedModel:
         """Class probabilities ``(N, K)`` for image files of any size and format Pillow reads."""
         pixels = torch.from_numpy(np.stack([_decode(p, self.config.image_size) for p in paths]))
         loader = BatchLoader(pixels, torch.zeros(len(paths), dtype=torch.int64), batch_size=batch_size,
-                             device=self.device, channels_last=self.config.channels_last)
+                             device=self.device, channels_last=use_channels_last(self.config, self.device))
         return predict_proba(self.model, loader, self.device, autocast_dtype(self.config, self.device),
                              tta=self.config.tta)
 
@@ -64,7 +64,7 @@ def load_trained(run_dir: str | os.PathLike, *, device: str = "auto", checkpoint
     classes = tuple(state["classes"])
     model = build_model(config.model, len(classes)).to(torch_device)
     model.load_state_dict(state["model"])
-    if config.channels_last:
+    if use_channels_last(config, torch_device):
         model = model.to(memory_format=torch.channels_last)
     return TrainedModel(run_dir, config, classes, model.eval(), torch_device)
 

@@ -85,6 +85,14 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
     return torch.bfloat16 if torch.cpu._is_avx512_bf16_supported() and config.model in RESNETS else None
 
 
+def use_channels_last(config: TrainConfig, device: torch.device) -> bool:
+    """channels_last where it pays: on CUDA always; on the CPU for EfficientNets in fp32 (220 vs 151 img/s for
+    efficientnet_b0 at 64 px here) but not for bf16 ResNets (resnet18 at 64 px: 105 vs 235 img/s)."""
+    if config.channels_last is not None:
+        return config.channels_last
+    return device.type == "cuda" or (config.model not in RESNETS and autocast_dtype(config, device) is None)
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
@@ -237,7 +245,7 @@ def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
-def _environment(device: torch.device, amp_dtype: torch.dtype | None) -> dict:
+def _environment(device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool) -> dict:
     import torchvision
 
     return {
@@ -248,6 +256,7 @@ def _environment(device: torch.device, amp_dtype: torch.dtype | None) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         or "cpu",
         "precision": "bf16 autocast" if amp_dtype is not None else "fp32",
+        "channels_last": channels_last,
     }
 
 
@@ -301,7 +310,8 @@ def _run(config: TrainConfig, *, run_dir: Path | None, runs_dir, on_epoch_end) -
     weights_t = torch.tensor(weights, dtype=torch.float32, device=device)
     sampler_weights = balanced_sampler_weights(train_tensors.labels, n_classes) if config.sampler == "balanced" \
         else None
-    loader_options = dict(device=device, channels_last=config.channels_last, seed=config.seed)
+    channels_last = use_channels_last(config, device)
+    loader_options = dict(device=device, channels_last=channels_last, seed=config.seed)
     train_loader = BatchLoader(train_tensors.pixels, train_tensors.labels, batch_size=config.batch_size,
                                augmentation=Augmentation() if config.augment else None, shuffle=True,
                                drop_last=True, rank=rank, world_size=world, sampler_weights=sampler_weights,
@@ -312,7 +322,7 @@ def _run(config: TrainConfig, *, run_dir: Path | None, runs_dir, on_epoch_end) -
 
     torch.manual_seed(config.seed)
     model = build_model(config.model, n_classes, pretrained=config.pretrained).to(device)
-    if config.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = _make_optimizer(config, model)
     criterion = _make_criterion(config, weights_t)
@@ -337,7 +347,7 @@ def _run(config: TrainConfig, *, run_dir: Path | None, runs_dir, on_epoch_end) -
                      "split_counts": split_summary(data.split, classes).reset_index().to_dict("records")},
             "class_weights": dict(zip(classes, weights.tolist())),
             "train_counts": dict(zip(classes, counts.tolist())),
-            "environment": {**_environment(device, amp_dtype), "world_size": world},
+            "environment": {**_environment(device, amp_dtype, channels_last), "world_size": world},
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         })
     if world > 1:
