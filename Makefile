@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(VENV)/bin/pskin data summary
-	$(VENV)/bin/pskin data summary --protocol paper
+	$(VENV)/bin/pskin book
 
 test: $(STAMP)
 	$(PY) -m pytest

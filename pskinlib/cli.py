@@ -190,6 +190,29 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _parameter(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` with VALUE read as YAML, so ``-p epochs=3`` gives an int and ``-p models=[a,b]`` a list."""
+    import yaml
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), yaml.safe_load(value)
+
+
+def cmd_book(args) -> int:
+    from .book import BookBuildError, build_book
+
+    try:
+        html = build_book(args.profile, data_dir=args.data_dir, parameters=dict(args.parameter or []),
+                          force=args.force, warnings_are_errors=args.warnings_are_errors)
+    except BookBuildError as exc:
+        print(f"pskin: book build failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"The book is at {html / 'index.html'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pskin", description="Pigmented skin lesion recognition on HAM10000.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -248,6 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+")
     predict.add_argument("--device", default="auto")
     predict.set_defaults(func=cmd_predict)
+
+    book = commands.add_parser("book", help="execute the notebooks with papermill and render the Jupyter Book")
+    book.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
+                      help="smoke: CI minutes; quick: the default, ~15 CPU minutes; paper: the study, for a GPU")
+    book.add_argument("--data-dir", default=None, help="HAM10000 folder (default: $PSKIN_DATA, data/ham10000, "
+                      "else the synthetic demo set)")
+    book.add_argument("-p", "--parameter", action="append", type=_parameter, metavar="NAME=VALUE",
+                      help="a notebook parameter for every chapter that declares it (repeatable)")
+    book.add_argument("--force", action="store_true", help="run every chapter, even unchanged ones")
+    book.add_argument("--warnings-are-errors", action="store_true", help="fail on any Sphinx warning")
+    book.set_defaults(func=cmd_book)
     return parser
 
 

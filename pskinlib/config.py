@@ -59,6 +59,7 @@ class TrainConfig:
     step_size: int = 30
     step_gamma: float = 0.1
     label_smoothing: float = 0.0
+    ema_decay: float | None = 0.995
     # imbalance
     class_weights: str = "inverse"
     manual_weights: tuple[float, ...] | None = None
@@ -130,6 +131,8 @@ def validate(config: TrainConfig) -> None:
     _check(_is_number(c.step_gamma) and 0 < c.step_gamma <= 1, "step_gamma", c.step_gamma, "a number in (0, 1]")
     _check(_is_number(c.label_smoothing) and 0 <= c.label_smoothing < 1, "label_smoothing", c.label_smoothing,
            "a number in [0, 1)")
+    _check(c.ema_decay is None or (_is_number(c.ema_decay) and 0 < c.ema_decay < 1), "ema_decay", c.ema_decay,
+           "None (no averaging) or a number in (0, 1)")
     _choice("class_weights", c.class_weights, WEIGHT_SCHEMES)
     if c.class_weights == "manual":
         weights = c.manual_weights
@@ -167,7 +170,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": dict(),
     # The study: ResNet101 (or EfficientNet-B0 via model=...) at 224 px for 100 epochs on Table 1's split.
     "paper": dict(model="resnet101", image_size=224, epochs=100, batch_size=32, protocol="paper", optimizer="sgd",
-                  lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_epochs=2.0, select_metric="accuracy"),
+                  lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_epochs=2.0, select_metric="accuracy",
+                  ema_decay=None),
 }
 
 

@@ -37,7 +37,8 @@ ALL_CLASSES: tuple[str, ...] = tuple(CLASSES)
 # keratosis, solar lentigo and lichen-planus-like keratosis.
 PAPER_CLASSES: tuple[str, ...] = ("mel", "nv", "bkl")
 
-# The paper's Table 1: images per split and class (train 6000, validation 1800, test 450).
+# The paper's Table 1: images per split and class. Its columns sum to train 6000, validation 1800 and test 460,
+# although the paper's text gives 6000 / 1800 / 450.
 PAPER_TABLE1: dict[str, dict[str, int]] = {
     "train": {"mel": 1800, "nv": 2400, "bkl": 1800},
     "val": {"mel": 540, "nv": 720, "bkl": 540},
@@ -53,6 +54,13 @@ PAPER_REPORTED = {
     "epochs": 100,
     "models": ("resnet101", "efficientnet"),
 }
+
+# Published numbers the results chapter shows as anchors. Not comparable one to one: other class sets, other test
+# images, often ensembles, extra data and pretrained networks.
+PUBLISHED_ANCHORS = (
+    {"what": "ISIC 2018 Task 3 winner, balanced multi-class accuracy over 7 classes (held-out challenge test set)",
+     "value": 0.885, "source": "Codella et al. 2019, arXiv:1902.03368"},
+)
 
 # Facts about the real dataset, used to check a download and to explain the data in the book.
 HAM10000 = {

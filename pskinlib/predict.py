@@ -23,7 +23,7 @@ from .datasets import BatchLoader
 from .metrics import bootstrap_report, classification_report
 from .models import build_model
 from .runs import load_checkpoint, read_json, write_csv, write_json
-from .trainer import autocast_dtype, predict_proba, select_device, use_channels_last
+from .trainer import autocast_dtype, evaluation_weights, predict_proba, select_device, use_channels_last
 
 
 @dataclass
@@ -63,7 +63,7 @@ def load_trained(run_dir: str | os.PathLike, *, device: str = "auto", checkpoint
     state = load_checkpoint(run_dir / checkpoint, map_location=torch_device)
     classes = tuple(state["classes"])
     model = build_model(config.model, len(classes)).to(torch_device)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(evaluation_weights(state))
     if use_channels_last(config, torch_device):
         model = model.to(memory_format=torch.channels_last)
     return TrainedModel(run_dir, config, classes, model.eval(), torch_device)

@@ -162,6 +162,23 @@ def _ordered(split: pd.DataFrame) -> pd.DataFrame:
     return split[SPLIT_COLUMNS].reset_index(drop=True)
 
 
+def image_split_leakage(images: LesionImages, test_fraction: float = 0.15, seed: int = 0) -> dict:
+    """What a split *by image* would do: the share of test images whose lesion also has an image in training.
+
+    This is the leak that :func:`make_split` avoids; the book measures it on the real data.
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction: need a number in (0, 1), got {test_fraction!r}.")
+    rng = np.random.default_rng(seed)
+    table = images.table
+    is_test = np.zeros(len(table), dtype=bool)
+    is_test[rng.choice(len(table), size=int(round(test_fraction * len(table))), replace=False)] = True
+    train_lesions = set(table.loc[~is_test, "lesion_id"])
+    leaked = table.loc[is_test, "lesion_id"].isin(train_lesions)
+    return {"test_images": int(is_test.sum()), "leaked_test_images": int(leaked.sum()),
+            "leaked_share": float(leaked.mean())}
+
+
 def split_summary(split: pd.DataFrame, classes: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Images, distinct images, lesions and repeats (images drawn beyond the distinct ones) per split and class."""
     classes = classes or tuple(dict.fromkeys(split["dx"]))

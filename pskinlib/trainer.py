@@ -158,7 +158,7 @@ def scores(confusion: torch.Tensor) -> dict[str, float]:
 
 def train_one_epoch(model: nn.Module, criterion: Callable, optimizer: torch.optim.Optimizer, loader: BatchLoader,
                     device: torch.device, epoch: int, config: TrainConfig, n_classes: int,
-                    amp_dtype: torch.dtype | None) -> dict[str, float]:
+                    amp_dtype: torch.dtype | None, ema: nn.Module | None = None) -> dict[str, float]:
     """One pass over the training batches; returns the epoch's loss, scores, learning rate and speed."""
     model.train()
     loader.set_epoch(epoch)
@@ -183,6 +183,8 @@ def train_one_epoch(model: nn.Module, criterion: Callable, optimizer: torch.opti
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         loss_sum += loss.detach() * len(labels)
         confusion += torch.bincount(labels * n_classes + logits.argmax(1), minlength=n_classes ** 2).view(
             n_classes, n_classes)
@@ -350,20 +352,29 @@ def _run(config: TrainConfig, *, run_dir: Path | None, runs_dir, on_epoch_end) -
             "environment": {**_environment(device, amp_dtype, channels_last), "world_size": world},
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         })
+    # An exponential moving average of the weights: smoother than the last step's weights, and usually better
+    # on short schedules. Evaluation, model selection and the saved best model use it when it is on.
+    ema = None
+    if config.ema_decay is not None:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        if resuming:
+            ema.load_state_dict(state["ema"])
     if world > 1:
         shared = [str(run_dir) if run_dir else None]
         dist.broadcast_object_list(shared, src=0)
         run_dir = Path(shared[0])
         model = nn.parallel.DistributedDataParallel(model)
     bare_model = getattr(model, "module", model)
+    eval_model = ema.module if ema is not None else bare_model
 
     progress = _epoch_bar(config, start_epoch, rank)
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(config.seed * 1_000 + epoch)  # dropout / stochastic depth: same draws when resumed
         train_stats = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch, config, n_classes,
-                                      amp_dtype)
+                                      amp_dtype, ema)
         if rank == 0:
-            val_stats = evaluate(bare_model, eval_loaders["val"], device, amp_dtype, n_classes)
+            val_stats = evaluate(eval_model, eval_loaders["val"], device, amp_dtype, n_classes)
             row = {"epoch": epoch + 1, "lr": train_stats.pop("lr"), "seconds": train_stats.pop("seconds"),
                    "images_per_second": train_stats.pop("images_per_second"),
                    **_named(train_stats, "train", classes), **_named(val_stats, "val", classes)}
@@ -371,6 +382,8 @@ def _run(config: TrainConfig, *, run_dir: Path | None, runs_dir, on_epoch_end) -
             score = val_stats[config.select_metric]
             state = {"model": bare_model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                      "history": history, "best": best, "classes": list(classes)}
+            if ema is not None:
+                state["ema"] = ema.state_dict()
             if score > best["score"]:
                 best = {"epoch": epoch, "score": score}
                 state["best"] = best
@@ -381,7 +394,7 @@ def _run(config: TrainConfig, *, run_dir: Path | None, runs_dir, on_epoch_end) -
             if on_epoch_end is not None:
                 on_epoch_end(row)
     if rank == 0:
-        _final_evaluation(run_dir, bare_model, eval_loaders, data, config, device, amp_dtype, best)
+        _final_evaluation(run_dir, eval_model, eval_loaders, data, config, device, amp_dtype, best)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -415,11 +428,18 @@ def _epoch_bar(config: TrainConfig, start_epoch: int, rank: int) -> Callable[[di
     return update
 
 
+def evaluation_weights(state: dict) -> dict:
+    """The weights a checkpoint is evaluated with: the moving average when the run kept one."""
+    if "ema" not in state:
+        return state["model"]
+    # AveragedModel keeps the network under "module." plus a step counter.
+    return {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
+
+
 def _final_evaluation(run_dir: Path, model: nn.Module, loaders: dict[str, BatchLoader], data: RunData,
                       config: TrainConfig, device: torch.device, amp_dtype, best: dict) -> None:
     """Reload the best epoch, predict validation and test, and write predictions and metrics."""
-    state = load_checkpoint(run_dir / "best.pt", map_location=device)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(evaluation_weights(load_checkpoint(run_dir / "best.pt", map_location=device)))
     classes = data.images.classes
     metadata = data.images.table.set_index("image_id")
     metrics = {"best_epoch": best["epoch"] + 1, "select_metric": config.select_metric,
