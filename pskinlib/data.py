@@ -77,7 +77,7 @@ class LesionImages:
         """Images per class, in label order."""
         return self.table["dx"].value_counts().reindex(list(self.classes), fill_value=0)
 
-    def without(self, image_ids: list[str] | tuple[str, ...]) -> "LesionImages":
+    def without(self, image_ids: list[str] | tuple[str, ...]) -> LesionImages:
         """The same collection less the given images (used to skip unreadable ones)."""
         drop = set(image_ids)
         table = self.table[~self.table["image_id"].isin(drop)].reset_index(drop=True)

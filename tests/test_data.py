@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ham_rows, write_ham_folder
 from PIL import Image
 
-from conftest import ham_rows, write_ham_folder
 from pskinlib.data import DataError, find_data_dir, load_ham10000, load_image, read_metadata, validate_classes
 from pskinlib.info import ALL_CLASSES, HAM10000, PAPER_CLASSES
 

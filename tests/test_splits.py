@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import ham_rows, write_ham_folder
+
 from pskinlib.data import load_ham10000
 from pskinlib.info import PAPER_TABLE1, SPLITS
 from pskinlib.splits import (
