@@ -172,17 +172,7 @@ def _build(images: LesionImages, size: int, npy_path: Path, info_path: Path, wor
         tmp.unlink(missing_ok=True)
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress_bar(total: int, description: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, unit="img")
+    return tqdm(total=total, desc=description, unit="img", disable=not enabled)

@@ -281,22 +281,12 @@ def _stream_to_file(
         bar.close()
 
 
-class _NoProgressBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress_bar(enabled: bool, *, total: int | None, initial: int, desc: str) -> Any:
-    if not enabled:
-        return _NoProgressBar()
-    try:
-        from tqdm.auto import tqdm  # imported here: only needed when a bar is drawn
-    except ImportError:
-        return _NoProgressBar()
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc)
+    from tqdm.auto import tqdm  # imported here: only needed when a download runs
+
+    # A disabled tqdm is a no-op bar, so the download loop needs no special case.
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                disable=not enabled)
 
 
 # --------------------------------------------------------------------------------------------- extracting

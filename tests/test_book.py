@@ -1,0 +1,133 @@
+"""The book pipeline: parameters checked before anything runs, failures named and contained, unchanged chapters
+skipped, and the table of contents in step with the chapters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+import pskinlib.book as book
+from pskinlib.book import BookBuildError, Chapter, book_chapters, check_parameters, table_of_contents
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _notebook(path: Path, parameters: str, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A chapter"), cell, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_every_source_notebook_has_a_parameters_cell_first_and_no_outputs():
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), path.name
+        assert not any(c.get("outputs") for c in code), f"{path.name} is committed with outputs"
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), path.name
+
+
+def test_unknown_and_mistyped_parameters_are_errors():
+    training = ROOT / "notebooks" / "training.ipynb"
+    check_parameters(training, {"model": "resnet18", "data_dir": None, "train_overrides": {"epochs": 2}})
+    check_parameters(training, {"data_dir": "/some/folder"})
+    with pytest.raises(ValueError, match="unknown parameter.*modle"):
+        check_parameters(training, {"modle": "resnet18"})
+    with pytest.raises(ValueError, match="train_overrides must be dict"):
+        check_parameters(training, {"train_overrides": "epochs=2"})
+    with pytest.raises(ValueError, match="model must be str"):
+        check_parameters(training, {"model": 18})
+    with pytest.raises(ValueError, match="split_seed must be int"):
+        check_parameters(ROOT / "notebooks" / "data_exploration.ipynb", {"split_seed": True})
+
+
+def test_book_parameters_must_be_declared_by_some_notebook():
+    chapters = book_chapters("smoke", "DATA", "RUNS", {"split_seed": 3})
+    assert [c.parameters.get("split_seed") for c in chapters if c.notebook == "data_exploration.ipynb"] == [3]
+    with pytest.raises(ValueError, match="declared by no notebook"):
+        book_chapters("smoke", "DATA", "RUNS", {"no_such_parameter": 1})
+    with pytest.raises(ValueError, match="profile"):
+        book_chapters("huge", "DATA", "RUNS")
+
+
+def test_bad_training_parameters_fail_before_any_notebook_runs(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(book, "execute_chapter", lambda *a, **k: ran.append(a))
+    with pytest.raises(ValueError, match="epochs"):
+        book.build_book("smoke", data_dir=str(tmp_path), parameters={"train_overrides": {"epochs": -1}},
+                        build_dir=tmp_path / "build")
+    assert ran == []
+
+
+def test_committed_toc_is_the_quick_books():
+    committed = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    assert committed == table_of_contents(book_chapters("quick", "DATA", "RUNS"))
+
+
+def _tiny_book(tmp_path, monkeypatch, body="print('hello')"):
+    notebooks, book_dir, build = tmp_path / "notebooks", tmp_path / "book", tmp_path / "build"
+    for folder in (notebooks, book_dir):
+        folder.mkdir()
+    _notebook(notebooks / "one.ipynb", "x: int = 1", "print(x)")
+    _notebook(notebooks / "two.ipynb", "y: int = 2", body)
+    chapters = [Chapter("one.ipynb", "01_one.ipynb", "One", "Part", {"x": 5}),
+                Chapter("two.ipynb", "02_two.ipynb", "Two", "Part", {"y": 7})]
+    monkeypatch.setattr(book, "NOTEBOOKS", notebooks)
+    monkeypatch.setattr(book, "BOOK_DIR", book_dir)
+    monkeypatch.setattr(book, "book_chapters", lambda *a, **k: chapters)
+    monkeypatch.setattr(book, "_check_training_parameters", lambda chapter: None)
+    rendered = []
+
+    def fake_render(build_dir, chapters, warnings_are_errors=False, log=print):
+        (build_dir / "html").mkdir(parents=True, exist_ok=True)
+        (build_dir / "html" / "index.html").write_text(f"build {len(rendered)}")
+        rendered.append(1)
+        return build_dir / "html"
+
+    monkeypatch.setattr(book, "render_html", fake_render)
+    return notebooks, book_dir, build, rendered
+
+
+@pytest.mark.slow
+def test_a_failing_chapter_is_named_and_the_previous_book_stays(tmp_path, monkeypatch):
+    notebooks, book_dir, build, rendered = _tiny_book(tmp_path, monkeypatch)
+    data = tmp_path / "data"
+    data.mkdir()
+    book.build_book("smoke", data_dir=str(data), build_dir=build, log=lambda m: None)
+    before = (build / "html" / "index.html").read_text()
+    executed_before = (book_dir / "02_two.ipynb").read_text()
+    _notebook(notebooks / "two.ipynb", "y: int = 2", "print('about to fail')\nraise RuntimeError('broken chapter')")
+    with pytest.raises(BookBuildError) as error:
+        book.build_book("smoke", data_dir=str(data), build_dir=build, log=lambda m: None)
+    message = str(error.value)
+    assert "two.ipynb" in message and "cell" in message and "broken chapter" in message
+    assert (build / "html" / "index.html").read_text() == before
+    assert (book_dir / "02_two.ipynb").read_text() == executed_before
+
+
+@pytest.mark.slow
+def test_unchanged_chapters_are_not_run_again(tmp_path, monkeypatch):
+    notebooks, book_dir, build, rendered = _tiny_book(tmp_path, monkeypatch)
+    data = tmp_path / "data"
+    data.mkdir()
+    logs = []
+    book.build_book("smoke", data_dir=str(data), build_dir=build, log=logs.append)
+    logs.clear()
+    book.build_book("smoke", data_dir=str(data), build_dir=build, log=logs.append)
+    assert sum("not run again" in m for m in logs) == 2, logs
+    _notebook(notebooks / "two.ipynb", "y: int = 2", "print('changed')")
+    logs.clear()
+    book.build_book("smoke", data_dir=str(data), build_dir=build, log=logs.append)
+    assert sum("not run again" in m for m in logs) == 1
+    executed = nbformat.read(book_dir / "02_two.ipynb", as_version=4)
+    assert any("changed" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert json.loads((build / "manifest.json").read_text()).keys() == {"01_one.ipynb", "02_two.ipynb"}
