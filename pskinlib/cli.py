@@ -213,6 +213,13 @@ def cmd_book(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .runs import export_run
+
+    print(f"exported to {export_run(args.run_dir, args.destination)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pskin", description="Pigmented skin lesion recognition on HAM10000.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -271,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+")
     predict.add_argument("--device", default="auto")
     predict.set_defaults(func=cmd_predict)
+
+    export = commands.add_parser("export", help="copy a run record without checkpoints (e.g. into book/results)")
+    export.add_argument("run_dir")
+    export.add_argument("destination")
+    export.set_defaults(func=cmd_export)
 
     book = commands.add_parser("book", help="execute the notebooks with papermill and render the Jupyter Book")
     book.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",

@@ -111,3 +111,23 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
     """Finished run folders (those with ``metrics.json``) under ``root``, oldest first."""
     root = Path(root)
     return sorted(p.parent for p in root.glob("*/metrics.json")) if root.is_dir() else []
+
+
+RECORD_FILES = ("config.json", "split.csv", "history.csv", "metrics.json", "predictions_val.csv",
+                "predictions_test.csv")
+
+
+def export_run(run_dir: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Copy a run's record, without checkpoints, into ``destination/<run name>`` (e.g. ``book/results/quick``):
+    the book's reference results are run records, never weights or images."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").is_file():
+        raise ValueError(f"run_dir: {run_dir} is not a finished run (no metrics.json).")
+    target = Path(destination) / run_dir.name
+    target.mkdir(parents=True, exist_ok=False)
+    for name in RECORD_FILES:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, target / name)
+    return target

@@ -247,6 +247,18 @@ def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
+def cpu_name() -> str:
+    """The processor's model name (``platform.processor()`` is empty on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _environment(device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool) -> dict:
     import torchvision
 
@@ -255,8 +267,7 @@ def _environment(device: torch.device, amp_dtype: torch.dtype | None, channels_l
         "numpy": np.__version__, "pandas": pd.__version__, "pskinlib": __version__,
         "platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(), "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or "cpu",
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "precision": "bf16 autocast" if amp_dtype is not None else "fp32",
         "channels_last": channels_last,
     }
