@@ -284,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("destination")
     export.set_defaults(func=cmd_export)
 
+    from .bench import add_bench_parser
+
+    add_bench_parser(commands)
+
     book = commands.add_parser("book", help="execute the notebooks with papermill and render the Jupyter Book")
     book.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
                       help="smoke: CI minutes; quick: the default, ~15 CPU minutes; paper: the study, for a GPU")

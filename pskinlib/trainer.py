@@ -93,7 +93,7 @@ def use_channels_last(config: TrainConfig, device: torch.device) -> bool:
     return device.type == "cuda" or (config.model not in RESNETS and autocast_dtype(config, device) is None)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
+def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
@@ -173,7 +173,7 @@ def train_one_epoch(model: nn.Module, criterion: Callable, optimizer: torch.opti
         lr = learning_rate(epoch * steps_per_epoch + step, steps_per_epoch, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             logits = model(images)
         loss = criterion(logits.float(), labels)
         # On the CPU the check costs nothing (work is synchronous); on a GPU it would stall the queue every step.
@@ -209,7 +209,7 @@ def predict_proba(model: nn.Module, loader: BatchLoader, device: torch.device, a
     outputs = []
     for images, _ in loader:
         views = [images, images.flip(3), images.flip(2), images.flip(2, 3)] if tta else [images]
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             probs = sum(F.softmax(model(v).float(), dim=1) for v in views) / len(views)
         outputs.append(probs.cpu())
     return torch.cat(outputs).numpy().astype(np.float64)
@@ -231,13 +231,13 @@ def evaluate(model: nn.Module, loader: BatchLoader, device: torch.device, amp_dt
 # A whole run
 
 
-def _make_criterion(config: TrainConfig, weights: torch.Tensor) -> Callable:
+def make_criterion(config: TrainConfig, weights: torch.Tensor) -> Callable:
     if config.loss == "focal":
         return lambda logits, target: focal_loss(logits, target, weights, config.focal_gamma)
     return nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
 
 
-def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     # No weight decay on biases and normalisation parameters: the usual recipe (torchvision's references too).
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
@@ -337,8 +337,8 @@ def _run(config: TrainConfig, *, run_dir: Path | None, runs_dir, on_epoch_end) -
     model = build_model(config.model, n_classes, pretrained=config.pretrained).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = _make_optimizer(config, model)
-    criterion = _make_criterion(config, weights_t)
+    optimizer = make_optimizer(config, model)
+    criterion = make_criterion(config, weights_t)
 
     history: list[dict] = []
     best = {"epoch": -1, "score": -math.inf}
