@@ -90,6 +90,7 @@ def book_chapters(profile: str, data_dir: str, runs_dir: str, extra: dict[str, A
                             {"data_dir": data_dir, "runs_dir": runs_dir, "profile": spec["train_profile"]}))
     chapters.append(Chapter("inspector.ipynb", "05_inspector.ipynb", "Prediction inspector", "Results",
                             {"data_dir": data_dir, "runs_dir": runs_dir, "model": spec["models"][0]}))
+    chapters.append(Chapter("performance.ipynb", "06_performance.ipynb", "Performance", "Appendix", {}))
     declared = {name: set(notebook_parameters(NOTEBOOKS / name)) for name in {c.notebook for c in chapters}}
     for name, value in (extra or {}).items():
         takers = [c for c in chapters if name in declared[c.notebook]]
