@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from .data import DataError, find_data_dir
-from .info import PAPER_REPORTED, SYNTHETIC_WARNING
+from .info import ALL_CLASSES, PAPER_REPORTED, SYNTHETIC_WARNING
 from .runs import find_runs, read_json
 from .synthetic import is_synthetic, make_demo_dataset
 
@@ -89,7 +89,8 @@ def book_chapters(profile: str, data_dir: str, runs_dir: str, extra: dict[str, A
     chapters.append(Chapter("results.ipynb", "04_results.ipynb", "Results", "Results",
                             {"data_dir": data_dir, "runs_dir": runs_dir, "profile": spec["train_profile"]}))
     chapters.append(Chapter("inspector.ipynb", "05_inspector.ipynb", "Prediction inspector", "Results",
-                            {"data_dir": data_dir, "runs_dir": runs_dir, "model": spec["models"][0]}))
+                            {"data_dir": data_dir, "runs_dir": runs_dir, "model": spec["models"][0],
+                             "class_weights": "inverse"}))
     chapters.append(Chapter("performance.ipynb", "06_performance.ipynb", "Performance", "Appendix", {}))
     declared = {name: set(notebook_parameters(NOTEBOOKS / name)) for name in {c.notebook for c in chapters}}
     for name, value in (extra or {}).items():
@@ -115,7 +116,8 @@ def resolve_book_data(data_dir: str | os.PathLike | None = None) -> Path:
         if data_dir is not None:
             raise
     if not is_synthetic(DEMO_DIR):
-        make_demo_dataset(DEMO_DIR, overwrite=True)
+        # All seven classes, so the data chapter can show the whole dataset's structure too.
+        make_demo_dataset(DEMO_DIR, classes=ALL_CLASSES, overwrite=True)
     return DEMO_DIR
 
 
