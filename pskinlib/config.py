@@ -42,6 +42,7 @@ class TrainConfig:
     split_seed: int = 0
     image_size: int = 64
     augment: bool = True
+    crop_scale: tuple[float, float] = (0.6, 1.0)
     skip_missing: bool = False
     skip_unreadable: bool = False
     # model
@@ -115,6 +116,10 @@ def validate(config: TrainConfig) -> None:
     for name in ("split_seed", "seed"):
         _check(_is_int(getattr(c, name)) and getattr(c, name) >= 0, name, getattr(c, name),
                "a non-negative integer")
+    _check(len(c.crop_scale) == 2 and all(_is_number(v) for v in c.crop_scale)
+           and 0 < c.crop_scale[0] <= c.crop_scale[1] <= 1, "crop_scale", c.crop_scale,
+           "two numbers 0 < low <= high <= 1 (area fraction kept by the random resized crop)")
+    object.__setattr__(c, "crop_scale", tuple(float(v) for v in c.crop_scale))
     _check(_is_int(c.image_size) and 16 <= c.image_size <= 1024, "image_size", c.image_size,
            "an integer number of pixels from 16 to 1024")
     validate_model_name(c.model)
@@ -183,7 +188,7 @@ def make_config(profile: str = "quick", **overrides: Any) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; known parameters are {sorted(known)}.")
     values = {**PROFILES[profile], **overrides, "profile": profile}
-    for name in ("classes", "fractions", "manual_weights"):
+    for name in ("classes", "fractions", "manual_weights", "crop_scale"):
         if isinstance(values.get(name), list):
             values[name] = tuple(values[name])
     return TrainConfig(**values)
