@@ -331,7 +331,8 @@ def render_html(build_dir: Path, chapters: list[Chapter], warnings_are_errors: b
     toc.write_text(yaml.safe_dump(table_of_contents(chapters), sort_keys=False))
     fresh = build_dir / ".next"
     shutil.rmtree(fresh, ignore_errors=True)
-    command = [sys.executable, "-m", "jupyter_book", "build", str(ROOT), "--config", str(generated),
+    command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(ROOT),
+               "--config", str(generated),
                "--toc", str(toc), "--path-output", str(fresh), "--builder", "html"]
     if warnings_are_errors:
         command += ["--warningiserror", "--keep-going"]
