@@ -40,6 +40,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from .data import validate_classes
 from .info import CLASSES
 
 ECE_BINS = 15
@@ -103,12 +104,7 @@ def _check_classes(classes, n_classes: int | None = None) -> tuple[str, ...]:
     """``classes`` as a tuple of distinct known dx codes, ``n_classes`` of them when given."""
     if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
         raise ValueError(f"classes: need a tuple of dx codes such as ('mel', 'nv', 'bkl'), got {classes!r}.")
-    classes = tuple(classes)
-    unknown = [c for c in classes if c not in CLASSES]
-    if unknown:
-        raise ValueError(f"classes: unknown dx codes {unknown}; choose from {list(CLASSES)}.")
-    if len(set(classes)) != len(classes) or len(classes) < 2:
-        raise ValueError(f"classes: need at least two distinct dx codes, got {list(classes)}.")
+    classes = validate_classes(tuple(classes))
     if n_classes is not None and len(classes) != n_classes:
         raise ValueError(f"classes: {len(classes)} codes {list(classes)} but y_prob has {n_classes} columns; "
                          f"give one code per column, in column order.")
@@ -123,6 +119,14 @@ def _check_int(value, name: str, minimum: int) -> int:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Single metrics
+
+
+def _check_report_inputs(y_true, y_prob, classes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Labels, probabilities and class codes that agree with each other."""
+    y_true = _check_labels(y_true, "y_true")
+    y_prob = _check_probabilities(y_prob, "y_prob", len(y_true))
+    classes = _check_classes(classes, y_prob.shape[1])
+    return _check_labels(y_true, "y_true", y_prob.shape[1]), y_prob, classes
 
 
 def specificity_per_class(confusion: ArrayLike) -> np.ndarray:
@@ -208,11 +212,8 @@ def classification_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[s
     - ``ece``: expected calibration error, 15 equal-width bins of top-label confidence.
     - ``log_loss``: mean cross-entropy in nats (natural log); 0 is perfect, ln(K) is a uniform guess.
     """
-    y_true = _check_labels(y_true, "y_true")
-    y_prob = _check_probabilities(y_prob, "y_prob", len(y_true))
+    y_true, y_prob, classes = _check_report_inputs(y_true, y_prob, classes)
     n_classes = y_prob.shape[1]
-    classes = _check_classes(classes, n_classes)
-    y_true = _check_labels(y_true, "y_true", n_classes)
     y_pred = y_prob.argmax(axis=1)
     labels = list(range(n_classes))
 
@@ -462,11 +463,8 @@ def bootstrap_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, .
     (``estimate, low, high, n_boot, confidence``); a class with no image in ``y_true`` gets None.
     """
     n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
-    y_true = _check_labels(y_true, "y_true")
-    y_prob = _check_probabilities(y_prob, "y_prob", len(y_true))
+    y_true, y_prob, classes = _check_report_inputs(y_true, y_prob, classes)
     n_classes = y_prob.shape[1]
-    classes = _check_classes(classes, n_classes)
-    y_true = _check_labels(y_true, "y_true", n_classes)
     y_pred = y_prob.argmax(axis=1)
     # One set of resamples for every metric: the intervals then describe the same hypothetical test sets.
     resampled = _metrics_from_confusions(_bootstrap_confusions(y_true, y_pred, n_classes, n_boot, seed))
