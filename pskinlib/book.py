@@ -27,6 +27,7 @@ import pandas as pd
 
 from .data import DataError, find_data_dir
 from .info import ALL_CLASSES, PAPER_REPORTED, SYNTHETIC_WARNING
+from .metrics import mcnemar_test, pairwise_accuracy
 from .runs import find_runs, read_json
 from .synthetic import is_synthetic, make_demo_dataset
 
@@ -153,11 +154,58 @@ def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
             "best_epoch": metrics["best_epoch"], "train_minutes": history["seconds"].sum() / 60,
             "test_images": test["n"], "accuracy": test["accuracy"], "balanced_accuracy": test["balanced_accuracy"],
             "balanced_accuracy_low": boot.get("low"), "balanced_accuracy_high": boot.get("high"),
-            "macro_f1": test["macro"]["f1"],
+            "macro_f1": test["macro"]["f1"], "nv_vs_bkl": _nv_vs_bkl(run, metrics["classes"]),
+            "hardest_class": min(test["per_class"], key=lambda code: test["per_class"][code]["recall"]),
             **{f"recall_{code}": v["recall"] for code, v in test["per_class"].items()},
             **{f"precision_{code}": v["precision"] for code, v in test["per_class"].items()},
         })
     return pd.DataFrame(rows)
+
+
+def _test_predictions(run: Path, classes: list[str]) -> tuple:
+    """A run's test labels (as indices into ``classes``), predicted indices and probabilities."""
+    predictions = pd.read_csv(run / "predictions_test.csv")
+    index = {c: i for i, c in enumerate(classes)}
+    return (predictions["true"].map(index).to_numpy(), predictions["predicted"].map(index).to_numpy(),
+            predictions[[f"p_{c}" for c in classes]].to_numpy(), predictions["image_id"])
+
+
+def _nv_vs_bkl(run: Path, classes: list[str]) -> float | None:
+    """The paper's second figure: nevus vs seborrheic keratosis, from the run's test predictions."""
+    if not {"nv", "bkl"} <= set(classes):
+        return None
+    y_true, _, probs, _ = _test_predictions(run, classes)
+    return pairwise_accuracy(y_true, probs, classes.index("nv"), classes.index("bkl"))["accuracy"]
+
+
+def latest_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """The newest run of each configuration (a rebuilt chapter adds a run; the old one stays on disk)."""
+    keys = ["model", "image_size", "epochs", "class_weights", "sampler", "loss", "protocol", "synthetic"]
+    return table.drop_duplicates(keys, keep="last") if len(table) else table
+
+
+def recall_table(runs: dict[str, Path]) -> pd.DataFrame:
+    """Test recall per class with its bootstrap interval, one row per (run label, class), for per_class_bars."""
+    rows = []
+    for label, run in runs.items():
+        test = read_json(Path(run) / "metrics.json")["test"]
+        for code, values in test["per_class"].items():
+            ci = test["bootstrap"]["recall"][code] or {}
+            rows.append({"run": label, "class": code, "recall": values["recall"], "low": ci.get("low"),
+                         "high": ci.get("high")})
+    return pd.DataFrame(rows)
+
+
+def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike) -> dict:
+    """McNemar's test between two runs on the same test images (class codes mapped through the runs' classes)."""
+    classes = read_json(Path(run_a) / "metrics.json")["classes"]
+    if read_json(Path(run_b) / "metrics.json")["classes"] != classes:
+        raise ValueError(f"run_b: {run_b} was trained on other classes than {run_a}.")
+    y_true, pred_a, _, ids_a = _test_predictions(Path(run_a), classes)
+    _, pred_b, _, ids_b = _test_predictions(Path(run_b), classes)
+    if not ids_a.equals(ids_b):
+        raise ValueError(f"run_b: {run_b} was tested on other images than {run_a}; McNemar needs the same ones.")
+    return mcnemar_test(y_true, pred_a, pred_b)
 
 
 def find_or_train(config, runs_dir: str | os.PathLike) -> Path:

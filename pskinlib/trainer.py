@@ -145,6 +145,11 @@ def learning_rate(step: int, steps_per_epoch: int, config: TrainConfig) -> float
     return config.lr
 
 
+def count_confusion(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Counts per (true, predicted) pair, on the tensors' device, without a sync."""
+    return torch.bincount(labels * n_classes + predictions, minlength=n_classes ** 2).view(n_classes, n_classes)
+
+
 def scores(confusion: torch.Tensor) -> dict[str, float]:
     """Accuracy, balanced accuracy and per-class recall from a confusion matrix (rows true, columns predicted)."""
     confusion = confusion.double()
@@ -185,8 +190,7 @@ def train_one_epoch(model: nn.Module, criterion: Callable, optimizer: torch.opti
         if ema is not None:
             ema.update_parameters(model)
         loss_sum += loss.detach() * len(labels)
-        confusion += torch.bincount(labels * n_classes + logits.argmax(1), minlength=n_classes ** 2).view(
-            n_classes, n_classes)
+        confusion += count_confusion(labels, logits.argmax(1), n_classes)
         seen += len(labels)
     if dist.is_initialized():
         totals = torch.cat([confusion.flatten().double(), loss_sum.view(1), torch.tensor([seen], device=device)])
@@ -221,9 +225,7 @@ def evaluate(model: nn.Module, loader: BatchLoader, device: torch.device, amp_dt
     labels = loader.labels.cpu()
     loss = F.nll_loss(torch.log(torch.from_numpy(probs).clamp(min=1e-12)), labels).item()
     predictions = torch.from_numpy(probs.argmax(1))
-    confusion = torch.bincount(labels * n_classes + predictions, minlength=n_classes ** 2).view(n_classes,
-                                                                                                  n_classes)
-    return {"loss": loss, **scores(confusion)}
+    return {"loss": loss, **scores(count_confusion(labels, predictions, n_classes))}
 
 
 # ---------------------------------------------------------------------------------------------------------------
