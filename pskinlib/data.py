@@ -166,7 +166,7 @@ def read_metadata(path: Path) -> pd.DataFrame:
     for column in HAM10000["metadata_columns"]:
         if column not in table.columns:
             table[column] = "" if column != "age" else np.nan
-    table["age"] = pd.to_numeric(table["age"], errors="coerce")
+    table["age"] = pd.to_numeric(table["age"], errors="coerce").astype(float)  # NaN-able, whatever the values
     return table
 
 
