@@ -43,6 +43,7 @@ class TrainConfig:
     image_size: int = 64
     augment: bool = True
     crop_scale: tuple[float, float] = (0.6, 1.0)
+    colour_jitter: float = 0.1
     skip_missing: bool = False
     skip_unreadable: bool = False
     # model
@@ -120,6 +121,8 @@ def validate(config: TrainConfig) -> None:
            and 0 < c.crop_scale[0] <= c.crop_scale[1] <= 1, "crop_scale", c.crop_scale,
            "two numbers 0 < low <= high <= 1 (area fraction kept by the random resized crop)")
     object.__setattr__(c, "crop_scale", tuple(float(v) for v in c.crop_scale))
+    _check(_is_number(c.colour_jitter) and 0 <= c.colour_jitter < 1, "colour_jitter", c.colour_jitter,
+           "a number in [0, 1) (largest relative change of brightness, contrast and saturation)")
     _check(_is_int(c.image_size) and 16 <= c.image_size <= 1024, "image_size", c.image_size,
            "an integer number of pixels from 16 to 1024")
     validate_model_name(c.model)

@@ -326,7 +326,9 @@ def _run(config: TrainConfig, *, run_dir: Path | None, runs_dir, on_epoch_end) -
         else None
     channels_last = use_channels_last(config, device)
     loader_options = dict(device=device, channels_last=channels_last, seed=config.seed)
-    augmentation = Augmentation(crop_scale=config.crop_scale) if config.augment else None
+    augmentation = Augmentation(crop_scale=config.crop_scale, brightness=config.colour_jitter,
+                                contrast=config.colour_jitter, saturation=config.colour_jitter) \
+        if config.augment else None
     train_loader = BatchLoader(train_tensors.pixels, train_tensors.labels, batch_size=config.batch_size,
                                augmentation=augmentation, shuffle=True,
                                drop_last=True, rank=rank, world_size=world, sampler_weights=sampler_weights,

@@ -21,7 +21,8 @@ def test_profiles_build_valid_configs():
     ("epochs", -1), ("epochs", 2.5), ("image_size", 0), ("batch_size", 1), ("lr", 0), ("lr", float("nan")),
     ("model", "vgg16"), ("classes", ("mel", "cat")), ("protocol", "random"), ("fractions", (0.5, 0.5, 0.5)),
     ("class_weights", "median"), ("optimizer", "adam"), ("select_metric", "f1"), ("precision", "fp16"),
-    ("augment", "yes"), ("warmup_epochs", 50), ("device", "tpu"), ("effective_beta", 1.0),
+    ("augment", "yes"), ("warmup_epochs", 50), ("device", "tpu"), ("effective_beta", 1.0), ("colour_jitter", -0.1),
+    ("colour_jitter", 1.5),
 ])
 def test_bad_values_name_the_parameter(name, value):
     with pytest.raises(ValueError, match=name):

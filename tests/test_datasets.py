@@ -76,6 +76,36 @@ def test_augmentation_changes_images_but_keeps_shape_and_range():
                                atol=1e-5, rtol=0)
 
 
+def test_fused_colour_jitter_equals_the_step_by_step_definition():
+    # The batch path folds brightness, contrast, saturation (and normalisation) into one matrix per image; it must
+    # give what applying them one after another gives.
+    images = torch.rand(8, 3, 20, 20)
+    colour_only = Augmentation(rotation_degrees=0, flips=False, crop_scale=(1, 1), aspect=(1, 1),
+                               brightness=0.4, contrast=0.4, saturation=0.4)
+    out = augment_batch(images, colour_only, torch.Generator().manual_seed(3))
+    # Redraw the same factors: 5 geometric draws of 8, then brightness, contrast, saturation.
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        torch.rand(8, generator=generator)
+    b, c, s = ((torch.rand(8, generator=generator) * 0.8 + 0.6).view(8, 1, 1, 1) for _ in range(3))
+    expected = images * b
+    mean = expected.mean(dim=(1, 2, 3), keepdim=True)
+    expected = (expected - mean) * c + mean
+    gray = 0.299 * expected[:, 0:1] + 0.587 * expected[:, 1:2] + 0.114 * expected[:, 2:3]
+    expected = ((expected - gray) * s + gray).clamp(0, 1)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    normalised = augment_batch(images, colour_only, torch.Generator().manual_seed(3), normalised=True)
+    torch.testing.assert_close(normalised, normalise(expected), atol=1e-4, rtol=0)
+
+
+def test_the_geometric_grid_equals_torch_affine_grid():
+    from pskinlib.datasets import _affine_grid
+
+    theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.affine_grid(theta, [5, 3, 7, 11], align_corners=False)
+    torch.testing.assert_close(_affine_grid(theta, 7, 11), expected, atol=1e-6, rtol=0)
+
+
 def test_a_horizontal_flip_is_among_the_augmentations():
     image = torch.zeros(1, 3, 8, 8)
     image[..., :4] = 1.0  # left half white
