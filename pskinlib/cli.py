@@ -220,6 +220,24 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    from .ensemble import write_ensemble
+    from .runs import read_json
+
+    out = write_ensemble(args.run_dirs, args.out)
+    record = read_json(out / "ensemble.json")
+    for member in record["members"]:
+        print(f"member {member['run']}: test balanced accuracy {member['test_balanced_accuracy']:.3f}")
+    for key in ("test", "test_by_lesion"):
+        test = record[key]
+        ci = test["bootstrap"]["balanced_accuracy"]
+        recalls = ", ".join(f"{code} {v['recall']:.3f}" for code, v in test["per_class"].items())
+        print(f"ensemble {key.replace('_', ' ')}: accuracy {test['accuracy']:.3f}, balanced accuracy "
+              f"{test['balanced_accuracy']:.3f} (95% CI {ci['low']:.3f}-{ci['high']:.3f}); recall {recalls}")
+    print(f"wrote {out / 'ensemble.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pskin", description="Pigmented skin lesion recognition on HAM10000.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -283,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir")
     export.add_argument("destination")
     export.set_defaults(func=cmd_export)
+
+    ensemble = commands.add_parser("ensemble", help="average the predictions of runs trained on the same split")
+    ensemble.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    ensemble.add_argument("--out", required=True, help="folder for the ensemble's predictions and ensemble.json")
+    ensemble.set_defaults(func=cmd_ensemble)
 
     from .bench import add_bench_parser
 
