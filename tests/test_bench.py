@@ -92,7 +92,7 @@ def test_raw_training_speed_uses_the_trainers_precision_choice():
 def test_training_efficiency_reports_trainer_raw_and_usual_side_by_side(images):
     result = bench.bench_training_efficiency(images, "resnet18", 16, batch_size=8, n_steps=1, rounds=1, workers=0)
     for key in ("raw_images_per_second", "trainer_images_per_second", "usual_images_per_second",
-                "trainer_vs_raw", "trainer_vs_usual"):
+                "typical_images_per_second", "trainer_vs_raw", "trainer_vs_usual", "trainer_vs_typical"):
         assert result[key] > 0, key
     assert result["epoch_seconds"]["trainer"] > 0 and result["training_images"] > 0
     assert_sane(result)
