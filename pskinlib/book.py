@@ -151,6 +151,8 @@ def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
             "epochs": c["epochs"], "class_weights": c["class_weights"], "sampler": c["sampler"],
             "loss": c["loss"], "protocol": c["protocol"], "profile": c["profile"],
             "synthetic": config["data"]["synthetic"], "device": config["environment"]["device_name"],
+            "precision": config["environment"]["precision"],
+            "val_balanced_accuracy": metrics["val"]["balanced_accuracy"],
             "best_epoch": metrics["best_epoch"], "train_minutes": history["seconds"].sum() / 60,
             "test_images": test["n"], "accuracy": test["accuracy"], "balanced_accuracy": test["balanced_accuracy"],
             "balanced_accuracy_low": boot.get("low"), "balanced_accuracy_high": boot.get("high"),
@@ -159,6 +161,19 @@ def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
             **{f"recall_{code}": v["recall"] for code, v in test["per_class"].items()},
             **{f"precision_{code}": v["precision"] for code, v in test["per_class"].items()},
         })
+    return pd.DataFrame(rows)
+
+
+def quality_bar_table(folder: str | os.PathLike) -> pd.DataFrame:
+    """The CPU quality bars written by ``scripts/quality_bar.py`` under ``folder`` (one subfolder per setting): one
+    row per result (each member, the ensemble, the lesion-averaged decision); empty when there is none."""
+    rows = []
+    for path in sorted(Path(folder).glob("*/quality_bar.json")):
+        summary = read_json(path)
+        setting = f"{summary['members']} x {summary['epochs']} epochs, {summary['image_size']} px"
+        for result in summary["results"]:
+            rows.append({"setting": setting, **result, "headline": result["result"] == summary["headline"],
+                         "wall_minutes": summary["wall_minutes"]})
     return pd.DataFrame(rows)
 
 
@@ -341,6 +356,9 @@ def execute_chapter(chapter: Chapter, output: Path, log=print) -> None:
 # Rendering
 
 
+FONT_SUFFIXES = (".woff", ".woff2", ".ttf", ".eot", ".svg")
+
+
 def widget_scripts(build_dir: Path, log=print) -> dict[str, dict]:
     """The widget manager's scripts for ``nb_ipywidgets_js``: from npm into a static folder of the build, so the
     book's widgets work offline; the CDN (myst-nb's default) when npm is missing or fails."""
@@ -357,6 +375,10 @@ def widget_scripts(build_dir: Path, log=print) -> dict[str, dict]:
     static.mkdir(parents=True, exist_ok=True)
     for name, file in package.items():
         shutil.copy2(modules / name / file, static / Path(file).name)
+    # The manager loads its icon fonts from beside its own script; without them icons fall back to boxes.
+    for font in (modules / "@jupyter-widgets/html-manager/dist").iterdir():
+        if font.suffix in FONT_SUFFIXES:
+            shutil.copy2(font, static / font.name)
     return {"require.js": {}, "embed-amd.js": {"data-jupyter-widgets-cdn": "https://cdn.jsdelivr.net/npm/"}}
 
 

@@ -2,9 +2,9 @@
 
 Both work on the ``predictions_val.csv`` / ``predictions_test.csv`` files every run writes; nothing is retrained.
 
-* :func:`average_runs`: the mean class probabilities of runs trained on the same split. On a 2-core CPU two runs
-  trained side by side, one thread each, take about 1.4 times as long as one run on two threads (small convolutions
-  use a second thread poorly), so a second ensemble member costs far less than a second run would.
+* :func:`average_runs`: the mean class probabilities of runs trained on the same split. Averaging a few runs with
+  different seeds usually beats each of them; on a CPU, runs trained side by side with one thread each make good
+  use of the cores (``scripts/quality_bar.py``).
 * :func:`average_by_lesion`: each image's probabilities replaced by the mean over all images of its lesion in the
   same table. HAM10000 photographs many lesions more than once, and whoever takes the pictures knows which show one
   lesion; the book reports it beside the image-level result, never instead of it.

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import pskinlib.book as book
-from pskinlib.book import BookBuildError, Chapter, book_chapters, check_parameters, table_of_contents
+from pskinlib.book import BookBuildError, Chapter, book_chapters, check_parameters, runs_table, table_of_contents
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,3 +131,17 @@ def test_unchanged_chapters_are_not_run_again(tmp_path, monkeypatch):
     executed = nbformat.read(book_dir / "02_two.ipynb", as_version=4)
     assert any("changed" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert json.loads((build / "manifest.json").read_text()).keys() == {"01_one.ipynb", "02_two.ipynb"}
+
+
+def test_runs_table_reads_a_committed_reference_run():
+    run = ROOT / "book" / "results" / "quality-bar" / "1x16-64px" / "member-0"
+    (record,) = [p for p in run.iterdir() if p.is_dir()]
+    table = runs_table(run)
+    metrics = json.loads((record / "metrics.json").read_text())
+    config = json.loads((record / "config.json").read_text())
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["precision"] == config["environment"]["precision"] and row["model"] == config["config"]["model"]
+    assert row["balanced_accuracy"] == metrics["test"]["balanced_accuracy"]
+    assert row["val_balanced_accuracy"] == metrics["val"]["balanced_accuracy"]
+    assert row["recall_mel"] == metrics["test"]["per_class"]["mel"]["recall"]

@@ -51,6 +51,9 @@ def test_every_chapter_shows_figures_and_no_errors_in_a_browser(smoke_book):
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page()
+            missing = []  # files the book asks its own server for and does not have (scripts, fonts, figures)
+            page.on("response", lambda r: missing.append(r.url) if r.url.startswith(base) and r.status >= 400
+                    else None)
             for chapter in chapters:
                 name = Path(chapter.output).stem
                 page.goto(f"{base}/book/{name}.html")
@@ -68,6 +71,7 @@ def test_every_chapter_shows_figures_and_no_errors_in_a_browser(smoke_book):
                     page.wait_for_selector(".jupyter-widgets, .widget-inline-hbox, .widget-button",
                                            timeout=30_000)
             browser.close()
+        assert not missing, f"the book's server answered 404 for: {sorted(set(missing))[:10]}"
     finally:
         server.shutdown()
 
@@ -78,5 +82,6 @@ def test_widget_scripts_are_served_locally_when_npm_is_there(smoke_book):
         pytest.skip("npm is missing: the book loads its widget manager from the CDN")
     static = smoke_book / "_static"
     assert (static / "embed-amd.js").is_file() and (static / "require.js").is_file()
+    assert list(static.glob("*.woff2")), "the widget manager's icon fonts are not beside its script"
     inspector = (smoke_book / "book" / "05_inspector.html").read_text()
     assert "_static/embed-amd.js" in inspector and "cdn.jsdelivr.net/npm/@jupyter-widgets" not in inspector

@@ -1,0 +1,80 @@
+"""The CPU quality-bar script, tried on a tiny folder: members train side by side, the ensemble and the summary are
+written, and bad arguments are refused before any training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pskinlib.book import quality_bar_table
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "quality_bar.py"
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_runs_train_and_the_results_and_summary_are_written(members, tiny_ham, tmp_path):
+    finished = run_script("--data-dir", str(tiny_ham), "--members", str(members), "--epochs", "2",
+                          "--image-size", "16", "--out", str(tmp_path))
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    out = tmp_path / f"{members}x2-16px"
+
+    summary = json.loads((out / "quality_bar.json").read_text())
+    assert summary["members"] == members and summary["epochs"] == 2 and summary["wall_minutes"] > 0
+    assert len(summary["commands"]) == members
+    assert all(f"--seed {seed}" in c for seed, c in enumerate(summary["commands"]))
+    assert all(("--threads 1" in c) == (members > 1) for c in summary["commands"])
+    names = [r["result"] for r in summary["results"]]
+    members_names = [f"member-{seed}" for seed in range(members)]
+    if members == 1:
+        assert names == ["member-0", "member-0, lesion-averaged"] and summary["headline"] == "member-0"
+    else:
+        assert names == [*members_names, "ensemble", "ensemble, lesion-averaged"]
+        ensemble = json.loads((out / "ensemble.json").read_text())
+        assert summary["results"][-2]["balanced_accuracy"] == ensemble["test"]["balanced_accuracy"]
+        assert [m["run"].split("/")[0] for m in ensemble["members"]] == members_names
+    for row in summary["results"]:
+        assert row["balanced_accuracy_low"] <= row["balanced_accuracy"] <= row["balanced_accuracy_high"]
+        assert {"recall_mel", "recall_nv", "recall_bkl"} <= set(row)
+    assert sorted(p.parent.parent.name for p in out.rglob("metrics.json")) == members_names
+    assert not list(out.rglob("*.pt"))  # checkpoints are not results
+    assert "balanced accuracy" in finished.stdout
+
+    table = quality_bar_table(tmp_path)  # what the results chapter shows
+    assert list(table["result"]) == names and table["headline"].sum() == 1
+    assert (table["wall_minutes"] == summary["wall_minutes"]).all()
+
+
+def test_the_quality_bar_table_is_empty_without_a_result(tmp_path):
+    assert quality_bar_table(tmp_path).empty
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--members", "0"], "at least 1"),
+    (["--epochs", "1"], "at least 2"),
+    (["--image-size", "8"], "at least 16"),
+])
+def test_bad_arguments_are_refused_up_front(args, message, tmp_path):
+    finished = run_script(*args, "--out", str(tmp_path / "qb"))
+    assert finished.returncode == 2 and message in finished.stderr
+
+
+def test_an_earlier_result_is_not_replaced_without_overwrite(tmp_path):
+    (tmp_path / "1x16-64px").mkdir()
+    finished = run_script("--out", str(tmp_path))
+    assert finished.returncode == 2 and "--overwrite" in finished.stderr
+
+
+def test_the_committed_quality_bars_have_one_headline_each():
+    table = quality_bar_table(ROOT / "book" / "results" / "quality-bar")
+    assert set(table["setting"]) == {"1 x 16 epochs, 64 px", "2 x 8 epochs, 64 px"}
+    assert table.groupby("setting")["headline"].sum().eq(1).all()
+    assert (table["test_images"] == 1338).all()  # the grouped protocol's test split of the three classes
