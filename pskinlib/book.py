@@ -357,6 +357,7 @@ def execute_chapter(chapter: Chapter, output: Path, log=print) -> None:
 
 
 FONT_SUFFIXES = (".woff", ".woff2", ".ttf", ".eot", ".svg")
+WIDGET_FONTS = "widgets_fonts"  # folder of the build mirrored into the HTML root
 
 
 def widget_scripts(build_dir: Path, log=print) -> dict[str, dict]:
@@ -375,10 +376,15 @@ def widget_scripts(build_dir: Path, log=print) -> dict[str, dict]:
     static.mkdir(parents=True, exist_ok=True)
     for name, file in package.items():
         shutil.copy2(modules / name / file, static / Path(file).name)
-    # The manager loads its icon fonts from beside its own script; without them icons fall back to boxes.
-    for font in (modules / "@jupyter-widgets/html-manager/dist").iterdir():
-        if font.suffix in FONT_SUFFIXES:
-            shutil.copy2(font, static / font.name)
+    # The manager's icon fonts: its stylesheets ask for them relative to the page, at "@jupyter-widgets/<file>" and
+    # at "@jupyter-widgets/html-manager/dist/<file>", so they go there beside the chapters (html_extra_path copies
+    # this folder into the HTML root). Without them the icons fall back to empty boxes.
+    for place in ("@jupyter-widgets", "@jupyter-widgets/html-manager/dist"):
+        fonts = build_dir / WIDGET_FONTS / "book" / place
+        fonts.mkdir(parents=True, exist_ok=True)
+        for font in (modules / "@jupyter-widgets/html-manager/dist").iterdir():
+            if font.suffix in FONT_SUFFIXES:
+                shutil.copy2(font, fonts / font.name)
     return {"require.js": {}, "embed-amd.js": {"data-jupyter-widgets-cdn": "https://cdn.jsdelivr.net/npm/"}}
 
 
@@ -402,6 +408,7 @@ def render_html(build_dir: Path, chapters: list[Chapter], warnings_are_errors: b
     if scripts:
         sphinx["nb_ipywidgets_js"] = scripts
         sphinx["html_static_path"] = [os.path.relpath(build_dir / "widgets_js", ROOT)]
+        sphinx["html_extra_path"] = [os.path.relpath(build_dir / WIDGET_FONTS, ROOT)]
     generated = build_dir / "_config.generated.yml"
     generated.write_text(yaml.safe_dump(config, sort_keys=False))
     toc = build_dir / "_toc.generated.yml"

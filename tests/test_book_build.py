@@ -82,6 +82,7 @@ def test_widget_scripts_are_served_locally_when_npm_is_there(smoke_book):
         pytest.skip("npm is missing: the book loads its widget manager from the CDN")
     static = smoke_book / "_static"
     assert (static / "embed-amd.js").is_file() and (static / "require.js").is_file()
-    assert list(static.glob("*.woff2")), "the widget manager's icon fonts are not beside its script"
+    fonts = smoke_book / "book" / "@jupyter-widgets"  # where the manager's stylesheet asks for them
+    assert list(fonts.glob("*.woff2")), "the widget manager's icon fonts are not where its stylesheet looks"
     inspector = (smoke_book / "book" / "05_inspector.html").read_text()
     assert "_static/embed-amd.js" in inspector and "cdn.jsdelivr.net/npm/@jupyter-widgets" not in inspector
