@@ -171,6 +171,8 @@ def quality_bar_table(folder: str | os.PathLike) -> pd.DataFrame:
     for path in sorted(Path(folder).glob("*/quality_bar.json")):
         summary = read_json(path)
         setting = f"{summary['members']} x {summary['epochs']} epochs, {summary['image_size']} px"
+        if summary.get("precision", "auto") != "auto":
+            setting += f", {summary['precision']}"
         for result in summary["results"]:
             rows.append({"setting": setting, **result, "headline": result["result"] == summary["headline"],
                          "wall_minutes": summary["wall_minutes"]})

@@ -22,16 +22,18 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("members", [1, 2])
 def test_runs_train_and_the_results_and_summary_are_written(members, tiny_ham, tmp_path):
+    # fp32: on a few 16-pixel images bf16 runs sometimes turn NaN (not reproducible run to run on this CPU)
     finished = run_script("--data-dir", str(tiny_ham), "--members", str(members), "--epochs", "2",
-                          "--image-size", "16", "--out", str(tmp_path))
+                          "--image-size", "16", "--precision", "fp32", "--out", str(tmp_path))
     assert finished.returncode == 0, finished.stderr[-3000:]
-    out = tmp_path / f"{members}x2-16px"
+    out = tmp_path / f"{members}x2-16px-fp32"
 
     summary = json.loads((out / "quality_bar.json").read_text())
     assert summary["members"] == members and summary["epochs"] == 2 and summary["wall_minutes"] > 0
     assert len(summary["commands"]) == members
     assert all(f"--seed {seed}" in c for seed, c in enumerate(summary["commands"]))
-    assert all(("--threads 1" in c) == (members > 1) for c in summary["commands"])
+    assert all(("--threads 1" in c) == (members > 1) and "--precision fp32" in c for c in summary["commands"])
+    assert summary["precision"] == "fp32"
     names = [r["result"] for r in summary["results"]]
     members_names = [f"member-{seed}" for seed in range(members)]
     if members == 1:
@@ -50,6 +52,7 @@ def test_runs_train_and_the_results_and_summary_are_written(members, tiny_ham, t
 
     table = quality_bar_table(tmp_path)  # what the results chapter shows
     assert list(table["result"]) == names and table["headline"].sum() == 1
+    assert (table["setting"] == f"{members} x 2 epochs, 16 px, fp32").all()
     assert (table["wall_minutes"] == summary["wall_minutes"]).all()
 
 
@@ -61,6 +64,7 @@ def test_the_quality_bar_table_is_empty_without_a_result(tmp_path):
     (["--members", "0"], "at least 1"),
     (["--epochs", "1"], "at least 2"),
     (["--image-size", "8"], "at least 16"),
+    (["--precision", "fp16"], "--precision"),
 ])
 def test_bad_arguments_are_refused_up_front(args, message, tmp_path):
     finished = run_script(*args, "--out", str(tmp_path / "qb"))
@@ -75,6 +79,6 @@ def test_an_earlier_result_is_not_replaced_without_overwrite(tmp_path):
 
 def test_the_committed_quality_bars_have_one_headline_each():
     table = quality_bar_table(ROOT / "book" / "results" / "quality-bar")
-    assert set(table["setting"]) == {"1 x 16 epochs, 64 px", "2 x 8 epochs, 64 px"}
+    assert {"1 x 15 epochs, 64 px", "2 x 8 epochs, 64 px"} <= set(table["setting"])
     assert table.groupby("setting")["headline"].sum().eq(1).all()
     assert (table["test_images"] == 1338).all()  # the grouped protocol's test split of the three classes

@@ -150,7 +150,10 @@ def test_ddp_with_two_gloo_processes_writes_one_run_record(tiny_ham, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
                "-m", "pskinlib.cli", "train", "--profile", "smoke", "--data-dir", str(tiny_ham), "--image-size",
                "16", "--epochs", "2", "--batch-size", "8", "--quiet", "--runs-dir", str(tmp_path / "runs"),
-               "--threads", "1"]
+               "--threads", "1",
+               # fp32: bf16 kernels are not reproducible run to run, and at 16 px with 8 images a step this tiny
+               # run sometimes turns NaN in bf16; this test is about the processes, not the precision.
+               "--precision", "fp32"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "runs").iterdir())
