@@ -72,8 +72,8 @@ def test_bad_arguments_are_refused_up_front(args, message, tmp_path):
 
 
 def test_an_earlier_result_is_not_replaced_without_overwrite(tmp_path):
-    (tmp_path / "1x16-64px").mkdir()
-    finished = run_script("--out", str(tmp_path))
+    (tmp_path / "1x3-64px").mkdir()
+    finished = run_script("--epochs", "3", "--out", str(tmp_path))
     assert finished.returncode == 2 and "--overwrite" in finished.stderr
 
 
