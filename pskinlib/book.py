@@ -381,12 +381,12 @@ def widget_scripts(build_dir: Path, log=print) -> dict[str, dict]:
     # The manager's icon fonts: its stylesheets ask for them relative to the page, at "@jupyter-widgets/<file>" and
     # at "@jupyter-widgets/html-manager/dist/<file>", so they go there beside the chapters (html_extra_path copies
     # this folder into the HTML root). Without them the icons fall back to empty boxes.
+    fonts = [f for f in (modules / "@jupyter-widgets/html-manager/dist").iterdir() if f.suffix in FONT_SUFFIXES]
     for place in ("@jupyter-widgets", "@jupyter-widgets/html-manager/dist"):
-        fonts = build_dir / WIDGET_FONTS / "book" / place
-        fonts.mkdir(parents=True, exist_ok=True)
-        for font in (modules / "@jupyter-widgets/html-manager/dist").iterdir():
-            if font.suffix in FONT_SUFFIXES:
-                shutil.copy2(font, fonts / font.name)
+        target = build_dir / WIDGET_FONTS / "book" / place
+        target.mkdir(parents=True, exist_ok=True)
+        for font in fonts:
+            shutil.copy2(font, target / font.name)
     return {"require.js": {}, "embed-amd.js": {"data-jupyter-widgets-cdn": "https://cdn.jsdelivr.net/npm/"}}
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import bootstrap_report, classification_report
+from .metrics import report_with_intervals
 from .runs import read_json, write_csv, write_json
 from .splits import read_split, split_hash
 
@@ -94,16 +94,15 @@ def evaluate_predictions(predictions: pd.DataFrame, n_boot: int = 1000, seed: in
         raise ValueError(f"predictions: true labels {unknown} have no probability column.")
     y_true = predictions["true"].map(index).to_numpy()
     y_prob = predictions[columns].to_numpy()
-    report = classification_report(y_true, y_prob, classes)
-    report["bootstrap"] = bootstrap_report(y_true, y_prob, classes, n_boot=n_boot, seed=seed)
-    return report
+    return report_with_intervals(y_true, y_prob, classes, n_boot=n_boot, seed=seed)
 
 
 def write_ensemble(run_dirs, out_dir: str | os.PathLike, n_boot: int = 1000) -> Path:
     """Average ``run_dirs`` on validation and test and write predictions and ``ensemble.json`` into ``out_dir``.
 
-    ``ensemble.json`` holds the members, each member's test balanced accuracy, and for each part the ensemble's
-    metrics at image level and with lesion averaging (``<part>_by_lesion``).
+    ``ensemble.json`` holds the members (paths relative to ``out_dir``, so the folder can move with its members),
+    each member's test balanced accuracy, and for each part the ensemble's metrics at image level and with lesion
+    averaging (``<part>_by_lesion``).
     """
     run_dirs = [Path(r) for r in run_dirs]
     out_dir = Path(out_dir)
@@ -111,7 +110,7 @@ def write_ensemble(run_dirs, out_dir: str | os.PathLike, n_boot: int = 1000) -> 
     record: dict = {"members": [], "classes": None}
     for run in run_dirs:
         metrics = read_json(run / "metrics.json")
-        record["members"].append({"run": str(run), "best_epoch": metrics["best_epoch"],
+        record["members"].append({"run": os.path.relpath(run, out_dir), "best_epoch": metrics["best_epoch"],
                                   "test_balanced_accuracy": metrics["test"]["balanced_accuracy"]})
     for part in PARTS:
         table = average_runs(run_dirs, part)

@@ -580,3 +580,12 @@ __all__ = [
     "specificity_per_class",
 ]
 
+
+
+def report_with_intervals(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, ...], n_boot: int = 1000,
+                          seed: int = 0) -> dict:
+    """:func:`classification_report` with its ``"bootstrap"`` intervals (:func:`bootstrap_report`): what every
+    ``metrics.json`` of a run, an evaluation or an ensemble holds."""
+    report = classification_report(y_true, y_prob, classes)
+    report["bootstrap"] = bootstrap_report(y_true, y_prob, classes, n_boot=n_boot, seed=seed)
+    return report

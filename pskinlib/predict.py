@@ -20,7 +20,7 @@ from .cache import resize_image
 from .config import TrainConfig, make_config
 from .data import IMAGE_SUFFIXES, DataError
 from .datasets import BatchLoader
-from .metrics import bootstrap_report, classification_report
+from .metrics import report_with_intervals
 from .models import build_model
 from .runs import load_checkpoint, read_json, write_csv, write_json
 from .trainer import autocast_dtype, evaluation_weights, predict_proba, select_device, use_channels_last
@@ -102,8 +102,7 @@ def evaluate_folder(run_dir: str | os.PathLike, images_dir: str | os.PathLike, l
     for i, code in enumerate(trained.classes):
         table[f"p_{code}"] = probs[:, i]
     write_csv(out / "predictions.csv", table)
-    metrics = classification_report(y_true, probs, trained.classes)
-    metrics["bootstrap"] = bootstrap_report(y_true, probs, trained.classes, n_boot=1000, seed=0)
+    metrics = report_with_intervals(y_true, probs, trained.classes)
     metrics["images_dir"] = str(images_dir)
     write_json(out / "metrics.json", metrics)
     return metrics

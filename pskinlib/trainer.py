@@ -36,7 +36,7 @@ from .config import TrainConfig, make_config
 from .data import LesionImages, load_ham10000
 from .datasets import Augmentation, BatchLoader, SplitTensors, split_tensors
 from .info import SYNTHETIC_WARNING
-from .metrics import bootstrap_report, classification_report, majority_baseline
+from .metrics import majority_baseline, report_with_intervals
 from .models import RESNETS, build_model
 from .runs import (
     default_runs_dir,
@@ -469,8 +469,7 @@ def _final_evaluation(run_dir: Path, model: nn.Module, loaders: dict[str, BatchL
         for i, code in enumerate(classes):
             table[f"p_{code}"] = probs[:, i]
         write_csv(run_dir / f"predictions_{name}.csv", table)
-        metrics[name] = classification_report(labels, probs, classes)
-        metrics[name]["bootstrap"] = bootstrap_report(labels, probs, classes, n_boot=1000, seed=config.seed)
+        metrics[name] = report_with_intervals(labels, probs, classes, seed=config.seed)
     metrics["majority_baseline"] = majority_baseline(data.tensors["train"].labels.numpy(),
                                                      data.tensors["test"].labels.numpy(), len(classes))
     if data.images.synthetic:

@@ -86,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         if any(codes):
             print(f"quality bar: a run failed (exit codes {codes})", file=sys.stderr)
             return 1
-        runs = [find_runs(Path(scratch) / f"m{seed}")[-1] for seed in range(args.members)]
         staged = Path(scratch) / "result"
+        # Members started in the same second share a run name: each goes into its own member-<seed> folder, and
+        # the ensemble is made from these exported records, so ensemble.json names them.
+        runs = [export_run(find_runs(Path(scratch) / f"m{seed}")[-1], staged / f"member-{seed}")
+                for seed in range(args.members)]
         results = [_row(f"member-{seed}", read_json(run / "metrics.json")["test"]) for seed, run in enumerate(runs)]
         if args.members > 1:
             record = read_json(write_ensemble(runs, staged) / "ensemble.json")
@@ -96,12 +99,6 @@ def main(argv: list[str] | None = None) -> int:
             lesion = evaluate_predictions(average_by_lesion(read_predictions(runs[0], "test")))
             results.append(_row("member-0, lesion-averaged", lesion))
         wall = time.perf_counter() - start
-        for seed, run in enumerate(runs):  # members started in the same second share a run name
-            export_run(run, staged / f"member-{seed}")
-        if args.members > 1:  # name the exported members, not the scratch folders that are about to go
-            for seed, (member, run) in enumerate(zip(record["members"], runs)):
-                member["run"] = f"member-{seed}/{run.name}"
-            write_json(staged / "ensemble.json", record)
         headline, lesion_averaged = results[-2], results[-1]
         summary = {
             "wall_minutes": wall / 60, "members": args.members, "epochs": args.epochs,
