@@ -190,6 +190,30 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_fuse(args) -> int:
+    from .fusion import fuse_run
+    from .runs import read_json
+
+    out = fuse_run(args.run_dir, data_dir=args.data_dir, use_metadata=not args.image_only, device=args.device)
+    metrics = read_json(out / "metrics.json")
+    inputs = "image features + age, sex, body site" if metrics["use_metadata"] else "image features alone"
+    print(f"fusion head on {inputs} (strength C={metrics['strength']}, chosen on validation "
+          f"{metrics['select_metric']})")
+    print(f"the run alone: test balanced accuracy {metrics['image_only_test_balanced_accuracy']:.3f}")
+    for key in ("test", "test_by_lesion"):
+        test = metrics[key]
+        ci = test["bootstrap"]["balanced_accuracy"]
+        recalls = ", ".join(f"{code} {v['recall']:.3f}" for code, v in test["per_class"].items())
+        print(f"fused {key.replace('_', ' ')}: accuracy {test['accuracy']:.3f}, balanced accuracy "
+              f"{test['balanced_accuracy']:.3f} (95% CI {ci['low']:.3f}-{ci['high']:.3f}); recall {recalls}")
+    if metrics.get("synthetic"):
+        from .info import SYNTHETIC_WARNING
+
+        print(f"WARNING: {SYNTHETIC_WARNING}")
+    print(f"wrote {out}")
+    return 0
+
+
 def _parameter(text: str) -> tuple[str, object]:
     """``NAME=VALUE`` with VALUE read as YAML, so ``-p epochs=3`` gives an int and ``-p models=[a,b]`` a list."""
     import yaml
@@ -306,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     ensemble.add_argument("--out", required=True, help="folder for the ensemble's predictions and ensemble.json")
     ensemble.set_defaults(func=cmd_ensemble)
+
+    fuse = commands.add_parser("fuse", help="refit a run's head on its image features plus age, sex and body site")
+    fuse.add_argument("run_dir")
+    fuse.add_argument("--data-dir", default=None, help="HAM10000 folder (default: the run's, or $PSKIN_DATA)")
+    fuse.add_argument("--image-only", action="store_true",
+                      help="refit on the image features alone (the control for what the metadata adds)")
+    fuse.add_argument("--device", default="auto")
+    fuse.set_defaults(func=cmd_fuse)
 
     from .bench import add_bench_parser
 

@@ -81,6 +81,15 @@ HAM10000 = {
     "homepage": "https://doi.org/10.7910/DVN/DBW86T",
 }
 
+# The patient facts HAM10000_metadata.csv records for each lesion, as spelled there (``unknown`` and blanks mean
+# not recorded). ``dx_type`` (how the diagnosis was confirmed) is deliberately absent: it gives the label away
+# (only nevi are ever confirmed by follow-up), so no model input may use it.
+SEXES: tuple[str, ...] = ("male", "female")
+BODY_SITES: tuple[str, ...] = (
+    "abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand", "lower extremity", "neck",
+    "scalp", "trunk", "upper extremity",
+)  # fmt: skip
+
 # Folder names of the layouts the loader understands (see ``pskinlib.data``).
 LAYOUT_FOLDERS = {
     "images": ("images",),

@@ -70,6 +70,16 @@ def replace_head(model: nn.Module, num_classes: int) -> None:
         raise TypeError(f"replace_head: unsupported model type {type(model).__name__}.")
 
 
+def head_layer(model: nn.Module) -> nn.Linear:
+    """The final linear classifier, whose input is the network's image features."""
+    model = getattr(model, "module", model)
+    if isinstance(model, torchvision.models.ResNet):
+        return model.fc
+    if isinstance(model, torchvision.models.EfficientNet):
+        return model.classifier[-1]
+    raise TypeError(f"head_layer: unsupported model type {type(model).__name__}.")
+
+
 def gradcam_layer(model: nn.Module) -> nn.Module:
     """The last convolutional block, whose activations Grad-CAM weighs."""
     model = getattr(model, "module", model)

@@ -118,8 +118,8 @@ RECORD_FILES = ("config.json", "split.csv", "history.csv", "metrics.json", "pred
 
 
 def export_run(run_dir: str | os.PathLike, destination: str | os.PathLike) -> Path:
-    """Copy a run's record, without checkpoints, into ``destination/<run name>`` (e.g. ``book/results/quick``):
-    the book's reference results are run records, never weights or images."""
+    """Copy a run's record (with its ``fusion-*`` folders, without checkpoints) into ``destination/<run name>``
+    (e.g. ``book/results/quick``): the book's reference results are run records, never weights or images."""
     import shutil
 
     run_dir = Path(run_dir)
@@ -130,4 +130,7 @@ def export_run(run_dir: str | os.PathLike, destination: str | os.PathLike) -> Pa
     for name in RECORD_FILES:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, target / name)
+    for fusion in sorted(run_dir.glob("fusion-*")):  # fitted heads and their predictions: records, not weights
+        if fusion.is_dir():
+            shutil.copytree(fusion, target / fusion.name)
     return target

@@ -204,6 +204,11 @@ def train_one_epoch(model: nn.Module, criterion: Callable, optimizer: torch.opti
             "seconds": seconds, "images_per_second": seen / seconds}
 
 
+def tta_views(images: torch.Tensor, tta: bool) -> list[torch.Tensor]:
+    """The views a prediction averages: the image, and with ``tta`` its three flips (dermoscopy has no "up")."""
+    return [images, images.flip(3), images.flip(2), images.flip(2, 3)] if tta else [images]
+
+
 @torch.no_grad()
 def predict_proba(model: nn.Module, loader: BatchLoader, device: torch.device, amp_dtype: torch.dtype | None,
                   tta: bool = False) -> np.ndarray:
@@ -211,7 +216,7 @@ def predict_proba(model: nn.Module, loader: BatchLoader, device: torch.device, a
     model.eval()
     outputs = []
     for images, _ in loader:
-        views = [images, images.flip(3), images.flip(2), images.flip(2, 3)] if tta else [images]
+        views = tta_views(images, tta)
         with autocast(device, amp_dtype):
             probs = sum(F.softmax(model(v).float(), dim=1) for v in views) / len(views)
         outputs.append(probs.cpu())

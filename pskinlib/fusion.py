@@ -1,0 +1,221 @@
+"""Patient metadata fusion: a trained network's image features plus the patient's age, sex and body site, in one
+logistic-regression head.
+
+HAM10000 records, for every lesion, the patient's age and sex and the body site (``localization``). They carry
+what a small picture cannot: among the paper's three classes, nevi come from patients of 46 years on average,
+melanomas and benign keratoses from patients of 61 and 64; 61 % of the lesions on the face are benign keratoses,
+91 % of those on the trunk are nevi (counted in ``HAM10000_metadata.csv``). The paper classifies the images alone.
+Fusion is our extension: the book reports it beside the image-only result, never instead of it.
+
+How (:func:`fuse_run`): take a finished run; compute its network's image features (the input of its last linear
+layer, flip-averaged when the run used TTA) for the training, validation and test images, without augmentation;
+append the metadata columns (:func:`metadata_matrix`); fit a multinomial logistic regression on the training
+split, weighted by the run's own class weights; choose its regularisation strength on the validation split by the
+run's selection metric. The test split is only predicted. The network itself is not changed.
+
+``use_metadata=False`` refits the same head on the image features alone: the control that separates what the
+metadata adds from what refitting the head on unaugmented images adds.
+
+``dx_type`` (how a diagnosis was confirmed) is never an input: it gives the label away (in HAM10000 only nevi are
+confirmed by follow-up).
+
+Results go to ``<run>/fusion-metadata/`` (or ``fusion-image/``): ``fusion.json`` (the fitted head and the
+validation score of each strength), ``predictions_val.csv`` / ``predictions_test.csv`` in a run's format, and
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .data import DataError
+from .datasets import BatchLoader
+from .ensemble import average_by_lesion, evaluate_predictions
+from .info import BODY_SITES, SEXES
+from .metrics import report_with_intervals
+from .models import head_layer
+from .predict import load_trained
+from .runs import read_json, write_csv, write_json
+from .splits import read_split
+from .trainer import autocast, autocast_dtype, prepare_run_data, scores, tta_views, use_channels_last
+
+# Regularisation strengths tried (scikit-learn's C: smaller is stronger) on standardised inputs.
+STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0)
+METADATA_COLUMNS = ("age", "age_squared", "age_missing", *(f"sex_{s}" for s in SEXES),
+                    *(f"site_{s}" for s in BODY_SITES))
+
+
+def metadata_matrix(table: pd.DataFrame) -> np.ndarray:
+    """The metadata inputs, one row per row of ``table`` (columns ``age``, ``sex``, ``localization``).
+
+    Columns (:data:`METADATA_COLUMNS`): age in centuries and its square (risk does not grow linearly with age), a
+    missing-age flag (a missing age counts as 0), one indicator per sex and per body site; values not recorded
+    (``unknown``, blank) leave all their indicators at 0.
+    """
+    missing = [c for c in ("age", "sex", "localization") if c not in table.columns]
+    if missing:
+        raise DataError(f"metadata: the table lacks the column(s) {missing}; fusion needs HAM10000's age, sex "
+                        "and localization.")
+    age = pd.to_numeric(table["age"], errors="coerce").to_numpy(np.float64) / 100
+    age_missing = np.isnan(age)
+    age = np.where(age_missing, 0.0, age)
+    columns = [age, age ** 2, age_missing.astype(np.float64)]
+    columns += [(table["sex"] == s).to_numpy(np.float64) for s in SEXES]
+    columns += [(table["localization"] == s).to_numpy(np.float64) for s in BODY_SITES]
+    return np.stack(columns, axis=1)
+
+
+@torch.no_grad()
+def image_features(model: nn.Module, loader: BatchLoader, device: torch.device, amp_dtype: torch.dtype | None,
+                   tta: bool = False) -> np.ndarray:
+    """The input of the network's last linear layer for every image of an (unshuffled) loader, ``(N, D)``;
+    with ``tta`` the mean over the four flips, as the run's predictions average them."""
+    captured: list[torch.Tensor] = []
+    hook = head_layer(model).register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+    model.eval()
+    outputs = []
+    try:
+        for images, _ in loader:
+            captured.clear()
+            with autocast(device, amp_dtype):
+                for view in tta_views(images, tta):
+                    model(view)
+            outputs.append((sum(c.float() for c in captured) / len(captured)).cpu())
+    finally:
+        hook.remove()
+    return torch.cat(outputs).numpy().astype(np.float64)
+
+
+@dataclass
+class FusionHead:
+    """A fitted head: standardise the inputs, then a linear layer and softmax."""
+
+    classes: tuple[str, ...]
+    columns: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray  # (classes, columns)
+    intercept: np.ndarray  # (classes,)
+    strength: float
+
+    def predict_proba(self, inputs: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, K)`` for inputs ``(N, len(columns))``: image features, then metadata."""
+        inputs = np.asarray(inputs, dtype=np.float64)
+        if inputs.ndim != 2 or inputs.shape[1] != len(self.columns):
+            raise ValueError(f"inputs: expected shape (N, {len(self.columns)}), got {inputs.shape}.")
+        logits = ((inputs - self.mean) / self.scale) @ self.coef.T + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    def to_dict(self) -> dict:
+        return {"classes": list(self.classes), "columns": list(self.columns), "mean": self.mean.tolist(),
+                "scale": self.scale.tolist(), "coef": self.coef.tolist(), "intercept": self.intercept.tolist(),
+                "strength": self.strength}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> FusionHead:
+        return cls(tuple(record["classes"]), tuple(record["columns"]), np.asarray(record["mean"]),
+                   np.asarray(record["scale"]), np.asarray(record["coef"]), np.asarray(record["intercept"]),
+                   float(record["strength"]))
+
+
+def fit_fusion_head(train_inputs: np.ndarray, train_labels: np.ndarray, val_inputs: np.ndarray,
+                    val_labels: np.ndarray, *, classes: tuple[str, ...], columns: tuple[str, ...],
+                    class_weights: np.ndarray, select_metric: str = "balanced_accuracy",
+                    strengths: tuple[float, ...] = STRENGTHS) -> tuple[FusionHead, dict[float, float]]:
+    """Fit a class-weighted multinomial logistic regression on the training inputs for each strength and keep the
+    one with the best validation ``select_metric``; returns the head and the validation score of every strength."""
+    from sklearn.linear_model import LogisticRegression
+
+    if not strengths or any(not s > 0 for s in strengths):
+        raise ValueError(f"strengths: expected positive numbers, got {strengths!r}.")
+    mean = train_inputs.mean(axis=0)
+    scale = train_inputs.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)  # a constant column (a site no training image has) stays 0
+    train_z = (train_inputs - mean) / scale
+    sample_weight = np.asarray(class_weights, dtype=np.float64)[train_labels]
+    n_classes = len(classes)
+    best, val_scores = None, {}
+    for strength in strengths:
+        regression = LogisticRegression(C=strength, max_iter=5000).fit(train_z, train_labels,
+                                                                       sample_weight=sample_weight)
+        coef, intercept = regression.coef_, regression.intercept_
+        if n_classes == 2:  # scikit-learn keeps one row for two classes; softmax of (-z/2, z/2) is its sigmoid
+            coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+        head = FusionHead(tuple(classes), tuple(columns), mean, scale, coef, intercept, float(strength))
+        predictions = torch.from_numpy(head.predict_proba(val_inputs).argmax(1))
+        confusion = torch.bincount(torch.from_numpy(val_labels) * n_classes + predictions,
+                                   minlength=n_classes ** 2).view(n_classes, n_classes)
+        val_scores[float(strength)] = scores(confusion)[select_metric]
+        if best is None or val_scores[float(strength)] > val_scores[best.strength]:
+            best = head
+    return best, val_scores
+
+
+def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = None, use_metadata: bool = True,
+             device: str = "auto", strengths: tuple[float, ...] = STRENGTHS) -> Path:
+    """Fit a fusion head (or, with ``use_metadata=False``, an image-only head) for a finished run and record it in
+    ``<run_dir>/fusion-metadata/`` (``fusion-image/``); returns that folder. ``data_dir``: the HAM10000 folder if
+    not the one the run recorded (or ``$PSKIN_DATA``)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").is_file():
+        raise ValueError(f"run_dir: {run_dir} is not a finished run (no metrics.json).")
+    recorded = read_json(run_dir / "config.json")
+    trained = load_trained(run_dir, device=device)
+    config = dataclasses.replace(trained.config, quiet=True,
+                                 data_dir=str(data_dir) if data_dir is not None else trained.config.data_dir)
+    data = prepare_run_data(config, read_split(run_dir / "split.csv"))
+    classes = trained.classes
+    table = data.images.table.set_index("image_id")
+    if use_metadata:
+        known = (table["age"].notna() | table["sex"].isin(SEXES) | table["localization"].isin(BODY_SITES))
+        if not known.any():
+            raise DataError(f"{data.images.root}: no image has an age, sex or body site recorded (an ISIC 2018 "
+                            "layout has none); fusion needs HAM10000_metadata.csv. Use use_metadata=False "
+                            "(--image-only) to refit on the images alone.")
+    amp_dtype = autocast_dtype(config, trained.device)
+    inputs, labels = {}, {}
+    for part, tensors in data.tensors.items():
+        loader = BatchLoader(tensors.pixels, tensors.labels, batch_size=128, device=trained.device,
+                             channels_last=use_channels_last(config, trained.device))
+        features = image_features(trained.model, loader, trained.device, amp_dtype, tta=config.tta)
+        if use_metadata:
+            features = np.hstack([features, metadata_matrix(table.loc[list(tensors.image_ids)])])
+        inputs[part], labels[part] = features, tensors.labels.numpy()
+    n_features = inputs["train"].shape[1] - (len(METADATA_COLUMNS) if use_metadata else 0)
+    columns = tuple(f"feature_{i}" for i in range(n_features)) + (METADATA_COLUMNS if use_metadata else ())
+    weights = np.array([recorded["class_weights"][c] for c in classes])
+    head, val_scores = fit_fusion_head(inputs["train"], labels["train"], inputs["val"], labels["val"],
+                                       classes=classes, columns=columns, class_weights=weights,
+                                       select_metric=config.select_metric, strengths=strengths)
+
+    out = run_dir / ("fusion-metadata" if use_metadata else "fusion-image")
+    out.mkdir(exist_ok=True)
+    run_metrics = read_json(run_dir / "metrics.json")
+    metrics = {"use_metadata": use_metadata, "strength": head.strength, "select_metric": config.select_metric,
+               "classes": list(classes), "synthetic": data.images.synthetic,
+               "image_only_test_balanced_accuracy": run_metrics["test"]["balanced_accuracy"]}
+    for part in ("val", "test"):
+        probs = head.predict_proba(inputs[part])
+        ids = list(data.tensors[part].image_ids)
+        predictions = pd.DataFrame({"image_id": ids, "lesion_id": table.loc[ids, "lesion_id"].to_numpy(),
+                                    "true": [classes[i] for i in labels[part]],
+                                    "predicted": [classes[i] for i in probs.argmax(1)]})
+        for i, code in enumerate(classes):
+            predictions[f"p_{code}"] = probs[:, i]
+        write_csv(out / f"predictions_{part}.csv", predictions)
+        metrics[part] = report_with_intervals(labels[part], probs, classes, seed=config.seed)
+        metrics[f"{part}_by_lesion"] = evaluate_predictions(average_by_lesion(predictions), seed=config.seed)
+    write_json(out / "fusion.json", {"head": head.to_dict(), "validation_scores": val_scores,
+                                     "train_images": len(labels["train"]), "run": run_dir.name})
+    write_json(out / "metrics.json", metrics)
+    return out
