@@ -36,17 +36,25 @@ def test_runs_train_and_the_results_and_summary_are_written(members, tiny_ham, t
     assert summary["precision"] == "fp32"
     names = [r["result"] for r in summary["results"]]
     members_names = [f"member-{seed}" for seed in range(members)]
+    fused = [f"{m} + metadata{how}" for m in members_names for how in ("", ", lesion-averaged")]
     if members == 1:
-        assert names == ["member-0", "member-0, lesion-averaged"] and summary["headline"] == "member-0"
+        assert names == ["member-0", "member-0, lesion-averaged", *fused] and summary["headline"] == "member-0"
     else:
-        assert names == [*members_names, "ensemble", "ensemble, lesion-averaged"]
+        assert names == [*members_names, "ensemble", "ensemble, lesion-averaged", *fused]
+        assert summary["headline"] == "ensemble"
         ensemble = json.loads((out / "ensemble.json").read_text())
-        assert summary["results"][-2]["balanced_accuracy"] == ensemble["test"]["balanced_accuracy"]
+        row = next(r for r in summary["results"] if r["result"] == "ensemble")
+        assert row["balanced_accuracy"] == ensemble["test"]["balanced_accuracy"]
         assert [m["run"].split("/")[0] for m in ensemble["members"]] == members_names
     for row in summary["results"]:
         assert row["balanced_accuracy_low"] <= row["balanced_accuracy"] <= row["balanced_accuracy_high"]
         assert {"recall_mel", "recall_nv", "recall_bkl"} <= set(row)
-    assert sorted(p.parent.parent.name for p in out.rglob("metrics.json")) == members_names
+    assert sorted(p.parent.parent.name for p in out.glob("member-*/*/metrics.json")) == members_names
+    for name in members_names:  # each member's fused head travels with its record
+        fused_metrics = json.loads(next(out.glob(f"{name}/*/fusion-metadata/metrics.json")).read_text())
+        row = next(r for r in summary["results"] if r["result"] == f"{name} + metadata")
+        assert row["balanced_accuracy"] == fused_metrics["test"]["balanced_accuracy"]
+    assert summary["metadata_fusion"] is True
     assert not list(out.rglob("*.pt"))  # checkpoints are not results
     assert "balanced accuracy" in finished.stdout
 
@@ -79,6 +87,6 @@ def test_an_earlier_result_is_not_replaced_without_overwrite(tmp_path):
 
 def test_the_committed_quality_bars_have_one_headline_each():
     table = quality_bar_table(ROOT / "book" / "results" / "quality-bar")
-    assert {"1 x 15 epochs, 64 px", "2 x 8 epochs, 64 px"} <= set(table["setting"])
+    assert {"1 x 18 epochs, 64 px", "2 x 8 epochs, 64 px"} <= set(table["setting"])
     assert table.groupby("setting")["headline"].sum().eq(1).all()
     assert (table["test_images"] == 1338).all()  # the grouped protocol's test split of the three classes
