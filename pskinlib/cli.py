@@ -182,11 +182,19 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .predict import load_trained
 
-    trained = load_trained(args.run_dir, device=args.device)
-    probs = trained.predict(args.images)
-    print("image\t" + "\t".join(trained.classes) + "\tpredicted")
+    if any(v is not None for v in (args.age, args.sex, args.site)):
+        from .fusion import load_fused, patient_facts
+
+        facts = patient_facts(len(args.images), age=args.age, sex=args.sex, site=args.site)
+        fused = load_fused(args.run_dir, device=args.device)
+        probs, classes = fused.predict(args.images, facts), fused.head.classes
+        print("# with the patient's facts, through the run's fusion head (fusion-metadata/)")
+    else:
+        trained = load_trained(args.run_dir, device=args.device)
+        probs, classes = trained.predict(args.images), trained.classes
+    print("image\t" + "\t".join(classes) + "\tpredicted")
     for path, row in zip(args.images, probs):
-        print(f"{path}\t" + "\t".join(f"{p:.4f}" for p in row) + f"\t{trained.classes[row.argmax()]}")
+        print(f"{path}\t" + "\t".join(f"{p:.4f}" for p in row) + f"\t{classes[row.argmax()]}")
     return 0
 
 
@@ -319,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir")
     predict.add_argument("images", nargs="+")
     predict.add_argument("--device", default="auto")
+    predict.add_argument("--age", type=float, default=None, help="patient's age in years (uses the fusion head)")
+    predict.add_argument("--sex", default=None, help="male or female (uses the fusion head)")
+    predict.add_argument("--site", default=None, help="body site as HAM10000 spells it, e.g. back, face, "
+                         "'lower extremity' (uses the fusion head)")
     predict.set_defaults(func=cmd_predict)
 
     export = commands.add_parser("export", help="copy a run record without checkpoints (e.g. into book/results)")

@@ -19,6 +19,9 @@ metadata adds from what refitting the head on unaugmented images adds.
 ``dx_type`` (how a diagnosis was confirmed) is never an input: it gives the label away (in HAM10000 only nevi are
 confirmed by follow-up).
 
+:func:`load_fused` then predicts new images with their patients' facts (``pskin predict RUN IMAGE --age 60 --sex
+male --site back``).
+
 Results go to ``<run>/fusion-metadata/`` (or ``fusion-image/``): ``fusion.json`` (the fitted head and the
 validation score of each strength), ``predictions_val.csv`` / ``predictions_test.csv`` in a run's format, and
 ``metrics.json``.
@@ -42,7 +45,7 @@ from .ensemble import average_by_lesion, evaluate_predictions
 from .info import BODY_SITES, SEXES
 from .metrics import report_with_intervals
 from .models import head_layer
-from .predict import load_trained
+from .predict import TrainedModel, load_trained
 from .runs import read_json, write_csv, write_json
 from .splits import read_split
 from .trainer import autocast, autocast_dtype, prepare_run_data, scores, tta_views, use_channels_last
@@ -219,3 +222,52 @@ def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None =
                                      "train_images": len(labels["train"]), "run": run_dir.name})
     write_json(out / "metrics.json", metrics)
     return out
+
+
+@dataclass
+class FusedModel:
+    """A trained run with its fitted fusion head: predicts images with (or, image-only, without) metadata."""
+
+    trained: TrainedModel
+    head: FusionHead
+
+    @property
+    def uses_metadata(self) -> bool:
+        return self.head.columns[-len(METADATA_COLUMNS):] == METADATA_COLUMNS
+
+    def predict(self, paths: list[str | os.PathLike], metadata: pd.DataFrame | None = None) -> np.ndarray:
+        """Class probabilities ``(N, K)`` for image files; ``metadata``: one row per image with ``age`` (years or
+        NaN), ``sex`` and ``localization`` (HAM10000's spellings; anything else counts as not recorded)."""
+        trained = self.trained
+        inputs = image_features(trained.model, trained.batches(paths), trained.device,
+                                autocast_dtype(trained.config, trained.device), tta=trained.config.tta)
+        if self.uses_metadata:
+            if metadata is None or len(metadata) != len(paths):
+                raise ValueError(f"metadata: this head uses age, sex and body site; give one row per image "
+                                 f"({len(paths)}), got {None if metadata is None else len(metadata)}.")
+            inputs = np.hstack([inputs, metadata_matrix(metadata.reset_index(drop=True))])
+        return self.head.predict_proba(inputs)
+
+
+def load_fused(run_dir: str | os.PathLike, *, use_metadata: bool = True, device: str = "auto") -> FusedModel:
+    """A run's best checkpoint with the head :func:`fuse_run` fitted for it."""
+    folder = Path(run_dir) / ("fusion-metadata" if use_metadata else "fusion-image")
+    if not (folder / "fusion.json").is_file():
+        raise ValueError(f"run_dir: {run_dir} has no {folder.name}/fusion.json; fit one first with "
+                         f"`pskin fuse {run_dir}{'' if use_metadata else ' --image-only'}`.")
+    head = FusionHead.from_dict(read_json(folder / "fusion.json")["head"])
+    return FusedModel(load_trained(run_dir, device=device), head)
+
+
+def patient_facts(n_images: int, *, age: float | None = None, sex: str | None = None,
+                  site: str | None = None) -> pd.DataFrame:
+    """One metadata row per image, all the same patient and site, checked: ``age`` in years (0-120), ``sex`` one
+    of :data:`pskinlib.info.SEXES`, ``site`` one of :data:`pskinlib.info.BODY_SITES` (``None``: not recorded)."""
+    if age is not None and not 0 <= age <= 120:
+        raise ValueError(f"age: expected years from 0 to 120, got {age!r}.")
+    if sex is not None and sex not in SEXES:
+        raise ValueError(f"sex: expected one of {list(SEXES)} (or leave it out), got {sex!r}.")
+    if site is not None and site not in BODY_SITES:
+        raise ValueError(f"site: expected one of {list(BODY_SITES)} (or leave it out), got {site!r}.")
+    return pd.DataFrame({"age": [np.nan if age is None else float(age)] * n_images,
+                         "sex": [sex or "unknown"] * n_images, "localization": [site or "unknown"] * n_images})

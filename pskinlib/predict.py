@@ -36,13 +36,16 @@ class TrainedModel:
     model: nn.Module
     device: torch.device
 
+    def batches(self, paths: list[str | os.PathLike], batch_size: int = 64) -> BatchLoader:
+        """Image files of any size and format Pillow reads, decoded and resized as the training cache did."""
+        pixels = torch.from_numpy(np.stack([_decode(p, self.config.image_size) for p in paths]))
+        return BatchLoader(pixels, torch.zeros(len(paths), dtype=torch.int64), batch_size=batch_size,
+                           device=self.device, channels_last=use_channels_last(self.config, self.device))
+
     def predict(self, paths: list[str | os.PathLike], batch_size: int = 64) -> np.ndarray:
         """Class probabilities ``(N, K)`` for image files of any size and format Pillow reads."""
-        pixels = torch.from_numpy(np.stack([_decode(p, self.config.image_size) for p in paths]))
-        loader = BatchLoader(pixels, torch.zeros(len(paths), dtype=torch.int64), batch_size=batch_size,
-                             device=self.device, channels_last=use_channels_last(self.config, self.device))
-        return predict_proba(self.model, loader, self.device, autocast_dtype(self.config, self.device),
-                             tta=self.config.tta)
+        return predict_proba(self.model, self.batches(paths, batch_size), self.device,
+                             autocast_dtype(self.config, self.device), tta=self.config.tta)
 
 
 def _decode(path, size: int) -> np.ndarray:

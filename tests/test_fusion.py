@@ -15,7 +15,16 @@ from test_trainer import tiny_config
 from pskinlib.cli import main
 from pskinlib.data import DataError
 from pskinlib.datasets import BatchLoader
-from pskinlib.fusion import METADATA_COLUMNS, FusionHead, fit_fusion_head, fuse_run, image_features, metadata_matrix
+from pskinlib.fusion import (
+    METADATA_COLUMNS,
+    FusionHead,
+    fit_fusion_head,
+    fuse_run,
+    image_features,
+    load_fused,
+    metadata_matrix,
+    patient_facts,
+)
 from pskinlib.info import BODY_SITES
 from pskinlib.models import build_model
 from pskinlib.runs import read_json
@@ -115,6 +124,35 @@ def test_a_fused_run_learns_what_only_the_metadata_knows(metadata_only_ham, tmp_
     assert main(["fuse", str(run), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "age, sex, body site" in out and "fused test: accuracy 1.000" in out
+
+    # New images with their patients' facts give what the recorded predictions say.
+    table = pd.read_csv(metadata_only_ham / "HAM10000_metadata.csv").set_index("image_id")
+    ids = list(predictions["image_id"])
+    paths = [metadata_only_ham / "images" / f"{i}.jpg" for i in ids]
+    probs = load_fused(run, device="cpu").predict(paths, table.loc[ids])
+    np.testing.assert_allclose(probs, predictions[["p_mel", "p_nv", "p_bkl"]].to_numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="one row per image"):
+        load_fused(run, device="cpu").predict(paths)
+    image_only_probs = load_fused(run, use_metadata=False, device="cpu").predict(paths)
+    recorded = pd.read_csv(image_only / "predictions_test.csv")[["p_mel", "p_nv", "p_bkl"]].to_numpy()
+    np.testing.assert_allclose(image_only_probs, recorded, atol=1e-5)
+
+    first = table.loc[ids[0]]
+    assert main(["predict", str(run), str(paths[0]), "--age", str(first["age"]), "--site", first["localization"],
+                 "--sex", "male", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "fusion head" in out and out.strip().splitlines()[-1].endswith(first["dx"])
+
+
+def test_patient_facts_are_checked_and_absent_ones_count_as_not_recorded(tmp_path):
+    facts = patient_facts(2, age=60, site="face")
+    assert list(facts["sex"]) == ["unknown"] * 2 and (facts["age"] == 60).all()
+    assert metadata_matrix(facts)[0, METADATA_COLUMNS.index("site_face")] == 1
+    for bad, message in [(dict(age=200), "age"), (dict(sex="m"), "sex"), (dict(site="Back"), "site")]:
+        with pytest.raises(ValueError, match=message):
+            patient_facts(1, **bad)
+    with pytest.raises(ValueError, match="pskin fuse"):
+        load_fused(tmp_path)
 
 
 def test_fusion_refuses_data_without_any_metadata(tiny_ham, tmp_path):
