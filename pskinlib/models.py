@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import urllib.error
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torchvision
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch and torchvision are imported inside the functions: the CLI and the config checks need only the names
+# below, and `pskin --help` should not wait two seconds for torchvision.
 
 RESNETS = tuple(f"resnet{d}" for d in (18, 34, 50, 101, 152))
 EFFICIENTNETS = tuple(f"efficientnet_b{i}" for i in range(8))
@@ -32,12 +35,17 @@ def validate_model_name(name: str) -> str:
 
 def pretrained_weights_file(name: str) -> tuple[str, Path]:
     """The URL of a model's default ImageNet weights and where torch's cache keeps them."""
+    import torch
+    import torchvision
+
     weights = torchvision.models.get_model_weights(name).DEFAULT
     return weights.url, Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
 def build_model(name: str, num_classes: int, *, pretrained: bool = False) -> nn.Module:
     """A torchvision ResNet / EfficientNet named ``name`` with a ``num_classes``-way linear head."""
+    import torchvision
+
     validate_model_name(name)
     if num_classes < 2:
         raise ValueError(f"num_classes: need at least 2, got {num_classes}.")
@@ -61,6 +69,9 @@ def build_model(name: str, num_classes: int, *, pretrained: bool = False) -> nn.
 
 def replace_head(model: nn.Module, num_classes: int) -> None:
     """Swap the 1000-way ImageNet classifier for a fresh ``num_classes``-way one."""
+    import torchvision
+    from torch import nn
+
     if isinstance(model, torchvision.models.ResNet):
         model.fc = nn.Linear(model.fc.in_features, num_classes)
     elif isinstance(model, torchvision.models.EfficientNet):
@@ -72,6 +83,8 @@ def replace_head(model: nn.Module, num_classes: int) -> None:
 
 def head_layer(model: nn.Module) -> nn.Linear:
     """The final linear classifier, whose input is the network's image features."""
+    import torchvision
+
     model = getattr(model, "module", model)
     if isinstance(model, torchvision.models.ResNet):
         return model.fc
@@ -82,6 +95,8 @@ def head_layer(model: nn.Module) -> nn.Linear:
 
 def gradcam_layer(model: nn.Module) -> nn.Module:
     """The last convolutional block, whose activations Grad-CAM weighs."""
+    import torchvision
+
     model = getattr(model, "module", model)
     if isinstance(model, torchvision.models.ResNet):
         return model.layer4
