@@ -179,6 +179,31 @@ def quality_bar_table(folder: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def fusion_table(run_dirs, data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """For each run: its test balanced accuracy from the images alone, with its head refitted on image features
+    (the control), and with age, sex and body site fused in (:mod:`pskinlib.fusion`), plain and lesion-averaged.
+    Fits the heads that a run does not have yet (a few seconds to a minute per run on a CPU)."""
+    from .fusion import fuse_run
+
+    rows = []
+    for run in map(Path, run_dirs):
+        reports = {}
+        for use_metadata, folder in ((False, "fusion-image"), (True, "fusion-metadata")):
+            if not (run / folder / "metrics.json").is_file():
+                fuse_run(run, data_dir=data_dir, use_metadata=use_metadata)
+            reports[folder] = read_json(run / folder / "metrics.json")
+        fused = reports["fusion-metadata"]
+        boot = fused["test"]["bootstrap"]["balanced_accuracy"]
+        rows.append({"run": run.name, "model": read_json(run / "config.json")["config"]["model"],
+                     "images alone": fused["image_only_test_balanced_accuracy"],
+                     "head refitted, images": reports["fusion-image"]["test"]["balanced_accuracy"],
+                     "+ metadata": fused["test"]["balanced_accuracy"], "+ metadata low": boot["low"],
+                     "+ metadata high": boot["high"],
+                     "+ metadata, lesion-averaged": fused["test_by_lesion"]["balanced_accuracy"],
+                     **{f"recall_{code}": v["recall"] for code, v in fused["test"]["per_class"].items()}})
+    return pd.DataFrame(rows)
+
+
 def _test_predictions(run: Path, classes: list[str]) -> tuple:
     """A run's test labels (as indices into ``classes``), predicted indices and probabilities."""
     predictions = pd.read_csv(run / "predictions_test.csv")

@@ -10,8 +10,9 @@ Fusion is our extension: the book reports it beside the image-only result, never
 How (:func:`fuse_run`): take a finished run; compute its network's image features (the input of its last linear
 layer, flip-averaged when the run used TTA) for the training, validation and test images, without augmentation;
 append the metadata columns (:func:`metadata_matrix`); fit a multinomial logistic regression on the training
-split, weighted by the run's own class weights; choose its regularisation strength on the validation split by the
-run's selection metric. The test split is only predicted. The network itself is not changed.
+split, weighted by the run's own class weights (times inverse frequency when the run balanced its batches with
+the sampler instead); choose its regularisation strength on the validation split by the run's selection metric.
+The test split is only predicted. The network itself is not changed.
 
 ``use_metadata=False`` refits the same head on the image features alone: the control that separates what the
 metadata adds from what refitting the head on unaugmented images adds.
@@ -197,6 +198,9 @@ def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None =
     n_features = inputs["train"].shape[1] - (len(METADATA_COLUMNS) if use_metadata else 0)
     columns = tuple(f"feature_{i}" for i in range(n_features)) + (METADATA_COLUMNS if use_metadata else ())
     weights = np.array([recorded["class_weights"][c] for c in classes])
+    if config.sampler == "balanced":  # the run balanced its batches instead; the head gets the same balance
+        counts = np.bincount(labels["train"], minlength=len(classes))
+        weights = weights * len(labels["train"]) / (len(classes) * np.maximum(counts, 1))
     head, val_scores = fit_fusion_head(inputs["train"], labels["train"], inputs["val"], labels["val"],
                                        classes=classes, columns=columns, class_weights=weights,
                                        select_metric=config.select_metric, strengths=strengths)

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from test_trainer import tiny_config
 
+from pskinlib.book import fusion_table
 from pskinlib.cli import main
 from pskinlib.data import DataError
 from pskinlib.datasets import BatchLoader
@@ -120,6 +121,11 @@ def test_a_fused_run_learns_what_only_the_metadata_knows(metadata_only_ham, tmp_
     head = FusionHead.from_dict(read_json(fused / "fusion.json")["head"])
     assert head.columns[-len(METADATA_COLUMNS):] == METADATA_COLUMNS and len(head.columns) == 512 + len(
         METADATA_COLUMNS)
+
+    row = fusion_table([run]).iloc[0]  # what the results chapter shows: the heads fitted above, not refitted
+    assert (row["images alone"], row["head refitted, images"], row["+ metadata"]) == (
+        metrics["image_only_test_balanced_accuracy"], read_json(image_only / "metrics.json")["test"][
+            "balanced_accuracy"], 1.0)
 
     assert main(["fuse", str(run), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
