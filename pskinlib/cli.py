@@ -173,7 +173,8 @@ def _print_run(run_dir: Path) -> None:
 def cmd_evaluate(args) -> int:
     from .predict import evaluate_folder
 
-    metrics = evaluate_folder(args.run_dir, args.images, args.labels, out_dir=args.out, device=args.device)
+    metrics = evaluate_folder(args.run_dir, args.images, args.labels, out_dir=args.out, device=args.device,
+                              metadata=args.metadata)
     print(f"{metrics['n']} images: accuracy {metrics['accuracy']:.3f}, balanced accuracy "
           f"{metrics['balanced_accuracy']:.3f}")
     return 0
@@ -321,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--labels", required=True, help="CSV with columns image_id,dx")
     evaluate.add_argument("--out", default=None, help="default: RUN_DIR/eval-<images folder name>")
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--metadata", action="store_true",
+                          help="use the run's fusion head (pskin fuse) with the CSV's age,sex,localization columns")
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="print class probabilities for image files")

@@ -91,21 +91,41 @@ def read_labels(labels_csv: str | os.PathLike, images_dir: str | os.PathLike,
 
 
 def evaluate_folder(run_dir: str | os.PathLike, images_dir: str | os.PathLike, labels_csv: str | os.PathLike,
-                    *, out_dir: str | os.PathLike | None = None, device: str = "auto") -> dict:
+                    *, out_dir: str | os.PathLike | None = None, device: str = "auto",
+                    metadata: bool = False) -> dict:
     """Evaluate a run on a labelled folder; write ``metrics.json`` and ``predictions.csv`` to ``out_dir``
-    (default ``<run_dir>/eval-<folder name>``) and return the metrics."""
-    trained = load_trained(run_dir, device=device)
-    labels = read_labels(labels_csv, images_dir, trained.classes)
-    probs = trained.predict(labels["path"].tolist())
-    y_true = labels["dx"].map({c: i for i, c in enumerate(trained.classes)}).to_numpy()
-    out = Path(out_dir) if out_dir else Path(run_dir) / f"eval-{Path(images_dir).name}"
+    (default ``<run_dir>/eval-<folder name>``, ``...-metadata`` with ``metadata``) and return the metrics.
+
+    ``metadata``: predict through the run's fusion head (fitted by ``pskin fuse``) with the CSV's ``age``, ``sex``
+    and ``localization`` columns.
+    """
+    if metadata:
+        from .fusion import load_fused  # fusion builds on this module, so it is imported only when asked for
+
+        model = load_fused(run_dir, device=device)
+        classes = model.head.classes
+    else:
+        model = load_trained(run_dir, device=device)
+        classes = model.classes
+    labels = read_labels(labels_csv, images_dir, classes)
+    if metadata:
+        missing = [c for c in ("age", "sex", "localization") if c not in labels.columns]
+        if missing:
+            raise DataError(f"{labels_csv}: metadata=True needs the column(s) {missing} beside image_id,dx.")
+        probs = model.predict(labels["path"].tolist(), labels[["age", "sex", "localization"]])
+    else:
+        probs = model.predict(labels["path"].tolist())
+    y_true = labels["dx"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    suffix = "-metadata" if metadata else ""
+    out = Path(out_dir) if out_dir else Path(run_dir) / f"eval-{Path(images_dir).name}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame({"image_id": labels["image_id"], "true": labels["dx"],
-                          "predicted": [trained.classes[i] for i in probs.argmax(1)]})
-    for i, code in enumerate(trained.classes):
+                          "predicted": [classes[i] for i in probs.argmax(1)]})
+    for i, code in enumerate(classes):
         table[f"p_{code}"] = probs[:, i]
     write_csv(out / "predictions.csv", table)
-    metrics = report_with_intervals(y_true, probs, trained.classes)
+    metrics = report_with_intervals(y_true, probs, classes)
     metrics["images_dir"] = str(images_dir)
+    metrics["metadata"] = metadata
     write_json(out / "metrics.json", metrics)
     return metrics

@@ -28,6 +28,7 @@ from pskinlib.fusion import (
 )
 from pskinlib.info import BODY_SITES
 from pskinlib.models import build_model
+from pskinlib.predict import evaluate_folder
 from pskinlib.runs import read_json
 from pskinlib.trainer import train
 
@@ -148,6 +149,17 @@ def test_a_fused_run_learns_what_only_the_metadata_knows(metadata_only_ham, tmp_
                  "--sex", "male", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "fusion head" in out and out.strip().splitlines()[-1].endswith(first["dx"])
+
+    # Another labelled folder, evaluated through the fused head with its CSV's metadata columns.
+    labels = tmp_path / "labels.csv"
+    table.loc[ids].reset_index()[["image_id", "dx", "age", "sex", "localization"]].to_csv(labels, index=False)
+    assert main(["evaluate", str(run), "--images", str(metadata_only_ham / "images"), "--labels", str(labels),
+                 "--metadata", "--device", "cpu"]) == 0
+    evaluated = read_json(run / "eval-images-metadata" / "metrics.json")
+    assert evaluated["metadata"] is True and evaluated["balanced_accuracy"] == metrics["test"]["balanced_accuracy"]
+    table.loc[ids].reset_index()[["image_id", "dx", "age"]].to_csv(labels, index=False)
+    with pytest.raises(DataError, match="localization"):
+        evaluate_folder(run, metadata_only_ham / "images", labels, metadata=True, device="cpu")
 
 
 def test_patient_facts_are_checked_and_absent_ones_count_as_not_recorded(tmp_path):
