@@ -155,17 +155,21 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _result_line(report: dict) -> str:
+    """Accuracy, balanced accuracy with its bootstrap CI, and per-class recall of a metrics report."""
+    ci = report["bootstrap"]["balanced_accuracy"]
+    recalls = ", ".join(f"{code} {v['recall']:.3f}" for code, v in report["per_class"].items())
+    return (f"accuracy {report['accuracy']:.3f}, balanced accuracy {report['balanced_accuracy']:.3f} "
+            f"(95% CI {ci['low']:.3f}-{ci['high']:.3f}); recall {recalls}")
+
+
 def _print_run(run_dir: Path) -> None:
     from .runs import read_json
 
     metrics = read_json(run_dir / "metrics.json")
-    test = metrics["test"]
-    ci = test["bootstrap"]["balanced_accuracy"]
     print(f"run: {run_dir}")
-    print(f"best epoch {metrics['best_epoch']} (by validation {metrics['select_metric']}); test: accuracy "
-          f"{test['accuracy']:.3f}, balanced accuracy {test['balanced_accuracy']:.3f} "
-          f"(95% CI {ci['low']:.3f}-{ci['high']:.3f}); recall "
-          + ", ".join(f"{c} {v['recall']:.3f}" for c, v in test["per_class"].items()))
+    print(f"best epoch {metrics['best_epoch']} (by validation {metrics['select_metric']}); test: "
+          + _result_line(metrics["test"]))
     if metrics.get("warning"):
         print(f"WARNING: {metrics['warning']}")
 
@@ -210,11 +214,7 @@ def cmd_fuse(args) -> int:
           f"{metrics['select_metric']})")
     print(f"the run alone: test balanced accuracy {metrics['image_only_test_balanced_accuracy']:.3f}")
     for key in ("test", "test_by_lesion"):
-        test = metrics[key]
-        ci = test["bootstrap"]["balanced_accuracy"]
-        recalls = ", ".join(f"{code} {v['recall']:.3f}" for code, v in test["per_class"].items())
-        print(f"fused {key.replace('_', ' ')}: accuracy {test['accuracy']:.3f}, balanced accuracy "
-              f"{test['balanced_accuracy']:.3f} (95% CI {ci['low']:.3f}-{ci['high']:.3f}); recall {recalls}")
+        print(f"fused {key.replace('_', ' ')}: {_result_line(metrics[key])}")
     if metrics.get("synthetic"):
         from .info import SYNTHETIC_WARNING
 
@@ -262,11 +262,7 @@ def cmd_ensemble(args) -> int:
     for member in record["members"]:
         print(f"member {member['run']}: test balanced accuracy {member['test_balanced_accuracy']:.3f}")
     for key in ("test", "test_by_lesion"):
-        test = record[key]
-        ci = test["bootstrap"]["balanced_accuracy"]
-        recalls = ", ".join(f"{code} {v['recall']:.3f}" for code, v in test["per_class"].items())
-        print(f"ensemble {key.replace('_', ' ')}: accuracy {test['accuracy']:.3f}, balanced accuracy "
-              f"{test['balanced_accuracy']:.3f} (95% CI {ci['low']:.3f}-{ci['high']:.3f}); recall {recalls}")
+        print(f"ensemble {key.replace('_', ' ')}: {_result_line(record[key])}")
     print(f"wrote {out / 'ensemble.json'}")
     return 0
 

@@ -47,9 +47,17 @@ from .info import BODY_SITES, SEXES
 from .metrics import report_with_intervals
 from .models import head_layer
 from .predict import TrainedModel, load_trained
-from .runs import read_json, write_csv, write_json
+from .runs import predictions_table, read_json, write_csv, write_json
 from .splits import read_split
-from .trainer import autocast, autocast_dtype, prepare_run_data, scores, tta_views, use_channels_last
+from .trainer import (
+    autocast,
+    autocast_dtype,
+    count_confusion,
+    prepare_run_data,
+    scores,
+    tta_views,
+    use_channels_last,
+)
 
 # Regularisation strengths tried (scikit-learn's C: smaller is stronger) on standardised inputs.
 STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -157,8 +165,7 @@ def fit_fusion_head(train_inputs: np.ndarray, train_labels: np.ndarray, val_inpu
             coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
         head = FusionHead(tuple(classes), tuple(columns), mean, scale, coef, intercept, float(strength))
         predictions = torch.from_numpy(head.predict_proba(val_inputs).argmax(1))
-        confusion = torch.bincount(torch.from_numpy(val_labels) * n_classes + predictions,
-                                   minlength=n_classes ** 2).view(n_classes, n_classes)
+        confusion = count_confusion(torch.from_numpy(val_labels), predictions, n_classes)
         val_scores[float(strength)] = scores(confusion)[select_metric]
         if best is None or val_scores[float(strength)] > val_scores[best.strength]:
             best = head
@@ -214,11 +221,7 @@ def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None =
     for part in ("val", "test"):
         probs = head.predict_proba(inputs[part])
         ids = list(data.tensors[part].image_ids)
-        predictions = pd.DataFrame({"image_id": ids, "lesion_id": table.loc[ids, "lesion_id"].to_numpy(),
-                                    "true": [classes[i] for i in labels[part]],
-                                    "predicted": [classes[i] for i in probs.argmax(1)]})
-        for i, code in enumerate(classes):
-            predictions[f"p_{code}"] = probs[:, i]
+        predictions = predictions_table(ids, labels[part], probs, classes, lesion_ids=table.loc[ids, "lesion_id"])
         write_csv(out / f"predictions_{part}.csv", predictions)
         metrics[part] = report_with_intervals(labels[part], probs, classes, seed=config.seed)
         metrics[f"{part}_by_lesion"] = evaluate_predictions(average_by_lesion(predictions), seed=config.seed)

@@ -568,6 +568,15 @@ def pairwise_accuracy(y_true: ArrayLike, y_prob: ArrayLike, a: int, b: int) -> d
     return {"n": int(keep.sum()), "accuracy": float((predicted == y_true[keep]).mean())}
 
 
+def report_with_intervals(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, ...], n_boot: int = 1000,
+                          seed: int = 0) -> dict:
+    """:func:`classification_report` with its ``"bootstrap"`` intervals (:func:`bootstrap_report`): what every
+    ``metrics.json`` of a run, an evaluation or an ensemble holds."""
+    report = classification_report(y_true, y_prob, classes)
+    report["bootstrap"] = bootstrap_report(y_true, y_prob, classes, n_boot=n_boot, seed=seed)
+    return report
+
+
 __all__ = [
     "bootstrap_ci",
     "pairwise_accuracy",
@@ -577,15 +586,6 @@ __all__ = [
     "majority_baseline",
     "mcnemar_test",
     "report_table",
+    "report_with_intervals",
     "specificity_per_class",
 ]
-
-
-
-def report_with_intervals(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, ...], n_boot: int = 1000,
-                          seed: int = 0) -> dict:
-    """:func:`classification_report` with its ``"bootstrap"`` intervals (:func:`bootstrap_report`): what every
-    ``metrics.json`` of a run, an evaluation or an ensemble holds."""
-    report = classification_report(y_true, y_prob, classes)
-    report["bootstrap"] = bootstrap_report(y_true, y_prob, classes, n_boot=n_boot, seed=seed)
-    return report

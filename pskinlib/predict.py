@@ -22,7 +22,7 @@ from .data import IMAGE_SUFFIXES, DataError
 from .datasets import BatchLoader
 from .metrics import report_with_intervals
 from .models import build_model
-from .runs import load_checkpoint, read_json, write_csv, write_json
+from .runs import load_checkpoint, predictions_table, read_json, write_csv, write_json
 from .trainer import autocast_dtype, evaluation_weights, predict_proba, select_device, use_channels_last
 
 
@@ -119,11 +119,7 @@ def evaluate_folder(run_dir: str | os.PathLike, images_dir: str | os.PathLike, l
     suffix = "-metadata" if metadata else ""
     out = Path(out_dir) if out_dir else Path(run_dir) / f"eval-{Path(images_dir).name}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame({"image_id": labels["image_id"], "true": labels["dx"],
-                          "predicted": [classes[i] for i in probs.argmax(1)]})
-    for i, code in enumerate(classes):
-        table[f"p_{code}"] = probs[:, i]
-    write_csv(out / "predictions.csv", table)
+    write_csv(out / "predictions.csv", predictions_table(labels["image_id"], y_true, probs, classes))
     metrics = report_with_intervals(y_true, probs, classes)
     metrics["images_dir"] = str(images_dir)
     metrics["metadata"] = metadata

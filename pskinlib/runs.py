@@ -75,6 +75,19 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def predictions_table(image_ids, labels, probs, classes, lesion_ids=None) -> pd.DataFrame:
+    """The predictions file's rows: ``image_id`` (``lesion_id``), ``true``, ``predicted`` and ``p_<class>`` per
+    class, from integer ``labels`` and probabilities ``(N, K)``; the format runs, fusions and evaluations share."""
+    table = pd.DataFrame({"image_id": list(image_ids)})
+    if lesion_ids is not None:
+        table["lesion_id"] = list(lesion_ids)
+    table["true"] = [classes[i] for i in labels]
+    table["predicted"] = [classes[i] for i in probs.argmax(1)]
+    for i, code in enumerate(classes):
+        table[f"p_{code}"] = probs[:, i]
+    return table
+
+
 def write_csv(path: Path, table: pd.DataFrame) -> None:
     atomic_write_text(path, table.to_csv(index=False))
 

@@ -42,6 +42,7 @@ from .runs import (
     default_runs_dir,
     load_checkpoint,
     new_run_dir,
+    predictions_table,
     read_json,
     save_checkpoint,
     write_csv,
@@ -467,12 +468,8 @@ def _final_evaluation(run_dir: Path, model: nn.Module, loaders: dict[str, BatchL
     for name, loader in loaders.items():
         probs = predict_proba(model, loader, device, amp_dtype, tta=config.tta)
         labels = loader.labels.cpu().numpy()
-        table = pd.DataFrame({"image_id": data.tensors[name].image_ids,
-                              "lesion_id": metadata.loc[list(data.tensors[name].image_ids), "lesion_id"].values,
-                              "true": [classes[i] for i in labels],
-                              "predicted": [classes[i] for i in probs.argmax(1)]})
-        for i, code in enumerate(classes):
-            table[f"p_{code}"] = probs[:, i]
+        ids = list(data.tensors[name].image_ids)
+        table = predictions_table(ids, labels, probs, classes, lesion_ids=metadata.loc[ids, "lesion_id"])
         write_csv(run_dir / f"predictions_{name}.csv", table)
         metrics[name] = report_with_intervals(labels, probs, classes, seed=config.seed)
     metrics["majority_baseline"] = majority_baseline(data.tensors["train"].labels.numpy(),
