@@ -165,14 +165,17 @@ def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def quality_bar_table(folder: str | os.PathLike) -> pd.DataFrame:
-    """The CPU quality bars written by ``scripts/quality_bar.py`` under ``folder`` (one subfolder per setting): one
-    row per result (each member, the ensemble, the lesion-averaged decision); empty when there is none."""
+    """The CPU quality bars written by ``scripts/quality_bar.py`` (and the plain-loop baseline of
+    ``scripts/plain_loop.py``) under ``folder``, one subfolder per setting: one row per result (each member, the
+    ensemble, the lesion-averaged decision, the fused ones); empty when there is none."""
     rows = []
     for path in sorted(Path(folder).glob("*/quality_bar.json")):
         summary = read_json(path)
-        setting = f"{summary['members']} x {summary['epochs']} epochs, {summary['image_size']} px"
-        if summary.get("precision", "auto") != "auto":
-            setting += f", {summary['precision']}"
+        setting = summary.get("setting")  # the plain loop names its own
+        if not setting:
+            setting = f"{summary['members']} x {summary['epochs']} epochs, {summary['image_size']} px"
+            if summary.get("precision", "auto") != "auto":
+                setting += f", {summary['precision']}"
         for result in summary["results"]:
             rows.append({"setting": setting, **result, "headline": result["result"] == summary["headline"],
                          "wall_minutes": summary["wall_minutes"]})

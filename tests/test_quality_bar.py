@@ -1,5 +1,6 @@
 """The CPU quality-bar script, tried on a tiny folder: members train side by side, the ensemble and the summary are
-written, and bad arguments are refused before any training."""
+written, and bad arguments are refused before any training. The same for the plain-loop baseline it is compared
+with."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from pskinlib.book import quality_bar_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "quality_bar.py"
+PLAIN_LOOP = ROOT / "scripts" / "plain_loop.py"
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+def run_script(*args: str, script: Path = SCRIPT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("members", [1, 2])
@@ -85,8 +87,41 @@ def test_an_earlier_result_is_not_replaced_without_overwrite(tmp_path):
     assert finished.returncode == 2 and "--overwrite" in finished.stderr
 
 
+def test_the_plain_loop_baseline_scores_its_epochs_and_joins_the_table(tiny_ham, tmp_path):
+    finished = run_script("--data-dir", str(tiny_ham), "--epochs", "3", "--image-size", "16", "--precision", "fp32",
+                          "--out", str(tmp_path), script=PLAIN_LOOP)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    summary = json.loads((tmp_path / "plain-loop-3x16px-fp32" / "quality_bar.json").read_text())
+    history = summary["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    rows = {r["result"]: r for r in summary["results"]}
+    by_balanced = rows["plain loop, epoch by val balanced accuracy"]
+    by_accuracy = rows["plain loop, epoch by val accuracy (the paper's rule)"]
+    assert summary["headline"] == by_balanced["result"] and rows["plain loop, last epoch"]["epoch"] == 3
+    # Epochs are chosen on validation (first best on ties), and each row scores that epoch's test predictions.
+    val_balanced = [h["val_balanced_accuracy"] for h in history]
+    val_accuracy = [h["val_accuracy"] for h in history]
+    assert by_balanced["epoch"] == 1 + val_balanced.index(max(val_balanced))
+    assert by_accuracy["epoch"] == 1 + val_accuracy.index(max(val_accuracy))
+    for row in summary["results"]:
+        epoch = history[row["epoch"] - 1]
+        assert row["balanced_accuracy"] == pytest.approx(epoch["test_balanced_accuracy"])
+        assert row["accuracy"] == pytest.approx(epoch["test_accuracy"])
+        assert row["balanced_accuracy_low"] <= row["balanced_accuracy"] <= row["balanced_accuracy_high"]
+    table = quality_bar_table(tmp_path)
+    assert set(table["setting"]) == {"plain loop (the issue's baseline), 3 epochs, 16 px, fp32"}
+    assert table["headline"].sum() == 1
+
+
+@pytest.mark.parametrize("args, message", [(["--epochs", "0"], "at least 1"), (["--image-size", "8"], "at least 16")])
+def test_the_plain_loop_refuses_bad_arguments(args, message, tmp_path):
+    finished = run_script(*args, "--out", str(tmp_path), script=PLAIN_LOOP)
+    assert finished.returncode == 2 and message in finished.stderr
+
+
 def test_the_committed_quality_bars_have_one_headline_each():
     table = quality_bar_table(ROOT / "book" / "results" / "quality-bar")
-    assert {"1 x 18 epochs, 64 px", "2 x 8 epochs, 64 px"} <= set(table["setting"])
+    assert {"1 x 18 epochs, 64 px", "2 x 8 epochs, 64 px",
+            "plain loop (the issue's baseline), 8 epochs, 64 px"} <= set(table["setting"])
     assert table.groupby("setting")["headline"].sum().eq(1).all()
     assert (table["test_images"] == 1338).all()  # the grouped protocol's test split of the three classes
