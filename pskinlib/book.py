@@ -186,20 +186,20 @@ def fusion_table(run_dirs, data_dir: str | os.PathLike | None = None) -> pd.Data
     """For each run: its test balanced accuracy from the images alone, with its head refitted on image features
     (the control), and with age, sex and body site fused in (:mod:`pskinlib.fusion`), plain and lesion-averaged.
     Fits the heads that a run does not have yet (a few seconds to a minute per run on a CPU)."""
-    from .fusion import fuse_run
+    from .fusion import fuse_run, fusion_dir
 
     rows = []
     for run in map(Path, run_dirs):
         reports = {}
-        for use_metadata, folder in ((False, "fusion-image"), (True, "fusion-metadata")):
-            if not (run / folder / "metrics.json").is_file():
+        for use_metadata in (False, True):
+            if not (fusion_dir(run, use_metadata) / "metrics.json").is_file():
                 fuse_run(run, data_dir=data_dir, use_metadata=use_metadata)
-            reports[folder] = read_json(run / folder / "metrics.json")
-        fused = reports["fusion-metadata"]
+            reports[use_metadata] = read_json(fusion_dir(run, use_metadata) / "metrics.json")
+        fused = reports[True]
         boot = fused["test"]["bootstrap"]["balanced_accuracy"]
         rows.append({"run": run.name, "model": read_json(run / "config.json")["config"]["model"],
                      "images alone": fused["image_only_test_balanced_accuracy"],
-                     "head refitted, images": reports["fusion-image"]["test"]["balanced_accuracy"],
+                     "head refitted, images": reports[False]["test"]["balanced_accuracy"],
                      "+ metadata": fused["test"]["balanced_accuracy"], "+ metadata low": boot["low"],
                      "+ metadata high": boot["high"],
                      "+ metadata, lesion-averaged": fused["test_by_lesion"]["balanced_accuracy"],

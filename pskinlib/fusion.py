@@ -172,6 +172,11 @@ def fit_fusion_head(train_inputs: np.ndarray, train_labels: np.ndarray, val_inpu
     return best, val_scores
 
 
+def fusion_dir(run_dir: str | os.PathLike, use_metadata: bool = True) -> Path:
+    """Where :func:`fuse_run` records a run's head: ``<run_dir>/fusion-metadata/`` or ``fusion-image/``."""
+    return Path(run_dir) / ("fusion-metadata" if use_metadata else "fusion-image")
+
+
 def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = None, use_metadata: bool = True,
              device: str = "auto", strengths: tuple[float, ...] = STRENGTHS) -> Path:
     """Fit a fusion head (or, with ``use_metadata=False``, an image-only head) for a finished run and record it in
@@ -212,7 +217,7 @@ def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None =
                                        classes=classes, columns=columns, class_weights=weights,
                                        select_metric=config.select_metric, strengths=strengths)
 
-    out = run_dir / ("fusion-metadata" if use_metadata else "fusion-image")
+    out = fusion_dir(run_dir, use_metadata)
     out.mkdir(exist_ok=True)
     run_metrics = read_json(run_dir / "metrics.json")
     metrics = {"use_metadata": use_metadata, "strength": head.strength, "select_metric": config.select_metric,
@@ -258,7 +263,7 @@ class FusedModel:
 
 def load_fused(run_dir: str | os.PathLike, *, use_metadata: bool = True, device: str = "auto") -> FusedModel:
     """A run's best checkpoint with the head :func:`fuse_run` fitted for it."""
-    folder = Path(run_dir) / ("fusion-metadata" if use_metadata else "fusion-image")
+    folder = fusion_dir(run_dir, use_metadata)
     if not (folder / "fusion.json").is_file():
         raise ValueError(f"run_dir: {run_dir} has no {folder.name}/fusion.json; fit one first with "
                          f"`pskin fuse {run_dir}{'' if use_metadata else ' --image-only'}`.")

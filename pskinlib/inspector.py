@@ -40,6 +40,7 @@ from .cache import resize_image
 from .config import make_config
 from .data import LesionImages, load_ham10000, load_image
 from .datasets import normalise, to_float
+from .fusion import fusion_dir
 from .gradcam import grad_cam, overlay
 from .info import CLASSES
 from .models import validate_model_name
@@ -107,17 +108,21 @@ def run_to_inspect(run_dir: str | os.PathLike | None = None, *, runs_dir: str | 
 
 def load_predictions(source: str | os.PathLike | pd.DataFrame, split: str = "test", *,
                      images: LesionImages | pd.DataFrame | None = None,
-                     data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+                     data_dir: str | os.PathLike | None = None, fused: bool = False) -> pd.DataFrame:
     """A run's predictions joined with each image's metadata and file, plus ``confidence``, ``loss``, ``correct``.
 
     ``source``: a run folder (``predictions_<split>.csv`` is read, and the images are found through the data root
     recorded in its ``config.json``, or ``data_dir`` when the data has moved since), or a predictions DataFrame
     with the same columns, in which case ``images`` (a :class:`~pskinlib.data.LesionImages` or its ``table``:
-    ``image_id``, ``path`` and any of the metadata columns) says where the images are.
+    ``image_id``, ``path`` and any of the metadata columns) says where the images are. ``fused``: read the
+    predictions of the run's head fused with age, sex and body site (``pskin fuse RUN``,
+    :func:`pskinlib.fusion.fuse_run`) instead of the network's own.
 
     One row per image: the ``paper`` protocol repeats some validation images, and a repeat adds nothing here.
     """
     if isinstance(source, pd.DataFrame):
+        if fused:
+            raise ValueError("fused: only a run folder has a fused head; a DataFrame is read as it is.")
         if images is None:
             raise ValueError("images: a predictions DataFrame needs the images table (image_id, path, metadata) "
                              "to find its files; pass images=load_ham10000(...) or its .table.")
@@ -126,7 +131,9 @@ def load_predictions(source: str | os.PathLike | pd.DataFrame, split: str = "tes
         run_dir = Path(source)
         if split not in SPLITS:
             raise ValueError(f"split: expected one of {list(SPLITS)}, got {split!r}.")
-        path = run_dir / f"predictions_{split}.csv"
+        path = (fusion_dir(run_dir) if fused else run_dir) / f"predictions_{split}.csv"
+        if fused and not path.is_file():
+            raise ValueError(f"run_dir: {run_dir} has no fused head yet; fit one with `pskin fuse {run_dir}`.")
         if not path.is_file():
             raise ValueError(f"run_dir: {run_dir} holds no {path.name}; is it a finished pskin run folder?")
         predictions = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str, "true": str, "predicted": str})
@@ -646,9 +653,14 @@ class RunInspector(widgets.VBox):
 
 
 def inspect_run(run_dir: str | os.PathLike, split: str = "test", *, data_dir: str | os.PathLike | None = None,
-                per_page: int = 12, device: str = "auto") -> RunInspector:
-    """The whole inspector for one run folder and split (``val`` or ``test``)."""
-    predictions = load_predictions(run_dir, split, data_dir=data_dir)
+                per_page: int = 12, device: str = "auto", fused: bool = False) -> RunInspector:
+    """The whole inspector for one run folder and split (``val`` or ``test``).
+
+    ``fused``: browse the predictions of the run's head fused with age, sex and body site (``pskin fuse RUN``)
+    instead of the network's own. Grad-CAM maps still show where the network found the evidence for a class, and a
+    new image is still predicted by the network alone (the box has no fields for the patient's facts; use
+    ``pskin predict RUN IMAGE --age --sex --site``)."""
+    predictions = load_predictions(run_dir, split, data_dir=data_dir, fused=fused)
     trained = load_trained(run_dir, device=device)
     browser = PredictionBrowser(predictions, trained, per_page=per_page)
     if len(browser.page_rows):
@@ -656,7 +668,8 @@ def inspect_run(run_dir: str | os.PathLike, split: str = "test", *, data_dir: st
         browser.select(browser.page_rows["image_id"].iloc[0])
     confusion = ConfusionMatrixWidget(predictions, browser)
     predictor = NewImagePredictor(trained)
-    return RunInspector(browser, confusion, predictor, f"{Path(run_dir).name}: {split} predictions")
+    head = " of the head fused with age, sex and body site" if fused else ""
+    return RunInspector(browser, confusion, predictor, f"{Path(run_dir).name}: {split} predictions{head}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

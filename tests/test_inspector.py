@@ -4,6 +4,7 @@ chapter's notebook run headless as the book runs it."""
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -15,6 +16,7 @@ from conftest import ham_rows, image_bytes_for, write_ham_folder
 from PIL import Image
 
 from pskinlib.config import make_config
+from pskinlib.fusion import fuse_run
 from pskinlib.inspector import (
     ConfusionMatrixWidget,
     NewImagePredictor,
@@ -293,6 +295,27 @@ def test_inspect_run_puts_the_widgets_together_and_shows_one_image(tiny_run, run
     assert all(Image.open(io.BytesIO(image.value)).size for image in images(inspector))
 
 
+def test_the_fused_heads_predictions_are_inspected_like_the_networks(tiny_run, tmp_path):
+    run = Path(shutil.copytree(tiny_run, tmp_path / tiny_run.name))  # the module's run stays without a head
+    with pytest.raises(ValueError, match="pskin fuse"):
+        load_predictions(run, "test", fused=True)
+    fuse_run(run)
+    raw = pd.read_csv(run / "fusion-metadata" / "predictions_test.csv")
+    fused = load_predictions(run, "test", fused=True)
+    columns = [c for c in raw.columns if c.startswith("p_")]
+    assert fused["image_id"].tolist() == raw["image_id"].tolist()
+    np.testing.assert_allclose(fused[columns].to_numpy(), raw[columns].to_numpy())
+    assert fused["age"].notna().all() and fused["path"].map(lambda p: Path(p).is_file()).all()
+    assert not np.allclose(fused[columns].to_numpy(), load_predictions(run, "test")[columns].to_numpy())
+
+    inspector = inspect_run(run, "test", per_page=5, device="cpu", fused=True)
+    assert "fused with age, sex and body site" in inspector.children[0].value
+    shown = inspector.browser.rows.set_index("image_id").loc[fused["image_id"], columns].to_numpy()
+    np.testing.assert_allclose(shown, fused[columns].to_numpy())
+    with pytest.raises(ValueError, match="fused"):
+        load_predictions(raw, fused=True)
+
+
 def test_the_error_gallery_shows_each_error_beside_its_heat_map(run_predictions, trained):
     fig = plot_error_gallery(run_predictions, trained, per_class=2)
     errors = most_confident_errors(run_predictions, per_class=2)
@@ -304,8 +327,10 @@ def test_the_error_gallery_shows_each_error_beside_its_heat_map(run_predictions,
 
 
 @pytest.mark.slow
-def test_the_chapter_runs_headless_and_saves_its_widgets(tmp_path, monkeypatch):
-    """As the book runs it: papermill with the default parameters on the data in $PSKIN_DATA."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_the_chapter_runs_headless_and_saves_its_widgets(fused, tmp_path, monkeypatch):
+    """As the book runs it: papermill with the default parameters on the data in $PSKIN_DATA (and with the fused
+    head's predictions, which the chapter fits first)."""
     import nbformat
     import papermill
 
@@ -314,7 +339,8 @@ def test_the_chapter_runs_headless_and_saves_its_widgets(tmp_path, monkeypatch):
     monkeypatch.setenv("PSKIN_RUNS", str(tmp_path / "runs"))
     out = tmp_path / "inspector.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "inspector.ipynb"), str(out), cwd=str(tmp_path),
-                               progress_bar=False, kernel_name="python3")
+                               parameters={"fused": fused}, progress_bar=False, kernel_name="python3")
+    assert len(list((tmp_path / "runs").glob("*/fusion-metadata/predictions_test.csv"))) == fused
     notebook = nbformat.read(out, as_version=4)
     outputs = {cell.get("id"): cell.outputs for cell in notebook.cells if cell.cell_type == "code"}
     assert any("image/png" in o.get("data", {}) for o in outputs["gallery"])
@@ -332,7 +358,8 @@ def test_the_chapter_is_committed_without_outputs_and_with_a_parameters_cell():
     import papermill
 
     parameters = papermill.inspect_notebook(str(ROOT / "notebooks" / "inspector.ipynb"))
-    assert {"run_dir", "split", "data_dir"} <= set(parameters) and parameters["run_dir"]["default"] == "None"
+    assert {"run_dir", "split", "data_dir", "fused"} <= set(parameters) and parameters["run_dir"]["default"] == "None"
+    assert parameters["fused"]["default"] == "False"
     assert parameters["split"]["default"] == '"test"'
     assert all(not c.outputs and c.execution_count is None for c in code)
     text = "".join(c.source for c in notebook.cells if c.cell_type == "markdown")
