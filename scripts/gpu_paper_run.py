@@ -12,6 +12,10 @@ checkpoints) go to ``book/results/gpu/<model>-<size>px/``, and ``book/results/gp
 images per second, epoch times, the raw model's speed on the same GPU (forward + backward + step on a batch in
 memory, the machine's limit) and whether each model stayed under the 5-minute target.
 
+After each model, its head is refitted on the image features plus the patient's age, sex and body site
+(:func:`pskinlib.fusion.fuse_run`, as ``pskin fuse RUN``; the pack carries the metadata), and the record keeps it in
+``fusion-metadata/``; ``--no-fusion`` leaves this out. The time it takes is planned in, like the final evaluation.
+
 ``--max-minutes`` (default 8) is a budget for the whole script: after a short probe of each model's speed, the
 epochs are cut (the same fraction for every model) if 100 would not fit, and the cut is recorded in the run's
 config notes and in the summary; should a run still fall behind, it is stopped after an epoch, before the budget
@@ -47,6 +51,7 @@ from pskinlib.bench import machine_description, raw_training_speed  # noqa: E402
 from pskinlib.cache import prepare_images  # noqa: E402
 from pskinlib.config import PROFILES, TrainConfig, make_config  # noqa: E402
 from pskinlib.data import load_ham10000  # noqa: E402
+from pskinlib.fusion import fuse_run, fusion_dir  # noqa: E402
 from pskinlib.models import MODELS, build_model  # noqa: E402
 from pskinlib.runs import read_json, save_checkpoint, write_json  # noqa: E402
 from pskinlib.splits import make_split, split_hash  # noqa: E402
@@ -59,6 +64,7 @@ SAFETY_SECONDS = 20.0  # kept free at the end of the budget for writing the summ
 # Planning guesses, refined by the probe: the trainer reaches about 90 % of the raw step's speed, evaluation
 # (forward only) runs about 3x faster than training, and the final evaluation uses four flips (TTA).
 TRAINER_EFFICIENCY, FORWARD_SPEEDUP, TTA_VIEWS = 0.9, 3.0, 4
+FUSION_FIT_SECONDS = 30.0  # the logistic-regression fits of the fusion head, on the CPU (a guess with room to spare)
 
 
 class OutOfTime(RuntimeError):
@@ -77,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (the GPU if there is one), cuda, cuda:N or cpu")
     parser.add_argument("--max-train-batches", type=int, default=None, help="cap batches per epoch (CPU tries)")
     parser.add_argument("--probe-steps", type=int, default=30, help="timed raw steps per model before training")
+    parser.add_argument("--no-fusion", action="store_true", help="leave out the metadata fusion of each run")
     parser.add_argument("--scratch", default=None, help="folder for the unpacked data, cache and checkpoints "
                                                          "(default: a temporary folder, removed at the end)")
     args = parser.parse_args(argv)
@@ -121,8 +128,10 @@ def probe(config: TrainConfig, device: torch.device, n_classes: int, steps: int,
             "channels_last": raw["channels_last"], "checkpoint_seconds": checkpoint_seconds}
 
 
-def estimate_seconds(config: TrainConfig, measured: dict, counts: dict[str, int]) -> dict[str, float]:
-    """Planning estimates for one epoch and for the final evaluation, from the probe."""
+def estimate_seconds(config: TrainConfig, measured: dict, counts: dict[str, int], fusion: bool = True
+                     ) -> dict[str, float]:
+    """Planning estimates for one epoch, for the final evaluation and (``fusion``) for the metadata fusion, from
+    the probe."""
     ips = measured["raw_images_per_second"]
     steps = counts["train"] // config.batch_size
     if config.max_train_batches is not None:
@@ -131,12 +140,14 @@ def estimate_seconds(config: TrainConfig, measured: dict, counts: dict[str, int]
              + 2 * measured["checkpoint_seconds"] + 0.1)
     final = ((counts["val"] + counts["test"]) * TTA_VIEWS / (FORWARD_SPEEDUP * ips)
              + measured["checkpoint_seconds"] + 5.0)
-    return {"epoch": epoch, "final": final, "setup": 5.0}
+    # Fusion reads every image's features once (with the flips) and fits a small logistic regression.
+    fused = sum(counts.values()) * TTA_VIEWS / (FORWARD_SPEEDUP * ips) + FUSION_FIT_SECONDS if fusion else 0.0
+    return {"epoch": epoch, "final": final, "setup": 5.0, "fusion": fused}
 
 
 def plan_epochs(epochs: int, estimates: dict[str, dict[str, float]], seconds_left: float) -> dict[str, int]:
     """``epochs`` for every model if they fit in ``seconds_left``, else the same fraction of them for each."""
-    fixed = sum(e["final"] + e["setup"] for e in estimates.values())
+    fixed = sum(e["final"] + e["setup"] + e.get("fusion", 0.0) for e in estimates.values())
     per_epoch = sum(e["epoch"] for e in estimates.values())
     if fixed + epochs * per_epoch <= seconds_left:
         return dict.fromkeys(estimates, epochs)
@@ -171,6 +182,25 @@ def run_model(config: TrainConfig, runs_dir: Path, deadline: float, final_second
             "epoch_wall_seconds": wall}
 
 
+def fuse_in_time(run_dir: Path, data_dir: Path, device: str, deadline: float, estimate: float) -> dict:
+    """Fit the run's metadata fusion head if the run finished and the estimate fits before ``deadline``; what
+    became of it, for the summary."""
+    if not (run_dir / "metrics.json").is_file():
+        return {"status": "skipped", "reason": "the run stopped before its final evaluation"}
+    if time.perf_counter() + estimate > deadline:
+        return {"status": "skipped", "reason": "no time left in --max-minutes"}
+    start = time.perf_counter()
+    fuse_run(run_dir, data_dir=data_dir, device=device)
+    metrics = read_json(fusion_dir(run_dir) / "metrics.json")
+    seconds = time.perf_counter() - start
+    print(f"  fused with age, sex and body site in {seconds:.1f} s: test balanced accuracy "
+          f"{metrics['test']['balanced_accuracy']:.3f} (images alone "
+          f"{metrics['image_only_test_balanced_accuracy']:.3f})", flush=True)
+    return {"status": "complete", "seconds": seconds,
+            "test": {k: metrics["test"][k] for k in ("accuracy", "balanced_accuracy")},
+            "test_by_lesion": {k: metrics["test_by_lesion"][k] for k in ("accuracy", "balanced_accuracy")}}
+
+
 def copy_records(run_dir: Path, target: Path) -> None:
     """Copy a run's records without its checkpoints to ``target``, replacing an earlier copy only once the new one
     is complete."""
@@ -181,6 +211,8 @@ def copy_records(run_dir: Path, target: Path) -> None:
     for path in run_dir.iterdir():
         if path.is_file() and path.suffix != ".pt":
             shutil.copy2(path, tmp / path.name)
+        elif path.is_dir() and path.name.startswith("fusion-"):  # a fitted head and its predictions
+            shutil.copytree(path, tmp / path.name)
     old = target.with_name(f".{target.name}.{os.getpid()}.old")
     if target.exists():
         target.rename(old)
@@ -258,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             config = paper_config(model, args.epochs, args, scratch / "ham10000", images.classes,
                                   info["split_seed"], "")
             measured[model] = probe(config, device, n_classes, args.probe_steps, scratch)
-            estimates[model] = estimate_seconds(config, measured[model], counts)
+            estimates[model] = estimate_seconds(config, measured[model], counts, fusion=not args.no_fusion)
             print(f"probe {model}: raw {measured[model]['raw_images_per_second']:.0f} img/s "
                   f"({measured[model]['precision']}{', channels_last' if measured[model]['channels_last'] else ''})"
                   f", checkpoint {measured[model]['checkpoint_seconds']:.2f} s; about "
@@ -285,16 +317,20 @@ def main(argv: list[str] | None = None) -> int:
             config = paper_config(model, planned[model], args, scratch / "ham10000", images.classes,
                                   info["split_seed"], notes)
             if time.perf_counter() + estimates[model]["setup"] + estimates[model]["epoch"] \
-                    + estimates[model]["final"] > deadline - SAFETY_SECONDS:
+                    + estimates[model]["final"] + estimates[model]["fusion"] > deadline - SAFETY_SECONDS:
                 summary["models"].append({"model": model, "status": "skipped",
                                           "reason": "no time left in --max-minutes"})
                 print(f"{model}: skipped, no time left", flush=True)
                 continue
             print(f"{model}: {config.epochs} epochs at {config.image_size} px on {device}", flush=True)
-            result = run_model(config, scratch / "runs" / model, deadline - SAFETY_SECONDS, estimates[model]["final"])
+            result = run_model(config, scratch / "runs" / model, deadline - SAFETY_SECONDS,
+                               estimates[model]["final"] + estimates[model]["fusion"])
+            fusion = None if args.no_fusion else fuse_in_time(result["run_dir"], scratch / "ham10000", args.device,
+                                                               deadline - SAFETY_SECONDS, estimates[model]["fusion"])
             folder = f"{model}-{config.image_size}px"
             copy_records(result["run_dir"], out / folder)
-            summary["models"].append(summarize_run(model, result, config, measured[model], args, folder))
+            summary["models"].append({**summarize_run(model, result, config, measured[model], args, folder),
+                                      **({"fusion": fusion} if fusion else {})})
             # Written after every model: a run cut short by the machine's own time limit keeps what it finished.
             summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             summary["seconds"] = time.perf_counter() - clock

@@ -82,6 +82,9 @@ def test_plan_keeps_all_epochs_when_they_fit_and_cuts_them_alike_when_not():
     assert gpu_paper_run.plan_epochs(100, estimates, seconds_left=1000) == {"a": 100, "b": 100}
     assert gpu_paper_run.plan_epochs(100, estimates, seconds_left=20 + 3 * 30) == {"a": 30, "b": 30}
     assert gpu_paper_run.plan_epochs(100, estimates, seconds_left=1) == {"a": 1, "b": 1}
+    for name in estimates:  # the metadata fusion after each run is planned in like the final evaluation
+        estimates[name]["fusion"] = 15.0
+    assert gpu_paper_run.plan_epochs(100, estimates, seconds_left=20 + 30 + 3 * 30) == {"a": 30, "b": 30}
 
 
 def test_one_tiny_epoch_on_the_cpu_writes_run_records_and_a_summary(pack, tmp_path):
@@ -112,6 +115,13 @@ def test_one_tiny_epoch_on_the_cpu_writes_run_records_and_a_summary(pack, tmp_pa
     assert model["status"] == "complete" and model["epochs_run"] == 1 and model["records"] == "resnet18-32px"
     assert model["raw_images_per_second"] > 0 and model["images_per_second_median"] > 0
     assert len(model["epoch_seconds"]) == len(model["epoch_wall_seconds"]) == 1
+    # The run's head refitted with age, sex and body site travels with the record, and the summary quotes it.
+    fused = read_json(run / "fusion-metadata" / "metrics.json")
+    head_files = {p.name for p in (run / "fusion-metadata").iterdir()}
+    assert {"fusion.json", "metrics.json", "predictions_test.csv"} <= head_files
+    assert model["fusion"]["status"] == "complete"
+    assert model["fusion"]["test"]["balanced_accuracy"] == fused["test"]["balanced_accuracy"]
+    assert fused["image_only_test_balanced_accuracy"] == read_json(run / "metrics.json")["test"]["balanced_accuracy"]
 
 
 def test_a_run_that_would_overrun_the_budget_stops_after_an_epoch(tiny_ham, tmp_path):
