@@ -176,9 +176,11 @@ def quality_bar_table(folder: str | os.PathLike) -> pd.DataFrame:
             setting = f"{summary['members']} x {summary['epochs']} epochs, {summary['image_size']} px"
             if summary.get("precision", "auto") != "auto":
                 setting += f", {summary['precision']}"
+            if summary.get("split_seed", 0):
+                setting += f", split seed {summary['split_seed']}"
         for result in summary["results"]:
             rows.append({"setting": setting, **result, "headline": result["result"] == summary["headline"],
-                         "wall_minutes": summary["wall_minutes"]})
+                         "wall_minutes": summary["wall_minutes"], "split_seed": summary.get("split_seed", 0)})
     return pd.DataFrame(rows)
 
 
