@@ -96,9 +96,10 @@ def test_an_earlier_result_is_not_replaced_without_overwrite(tmp_path):
 
 def test_the_plain_loop_baseline_scores_its_epochs_and_joins_the_table(tiny_ham, tmp_path):
     finished = run_script("--data-dir", str(tiny_ham), "--epochs", "3", "--image-size", "16", "--precision", "fp32",
-                          "--out", str(tmp_path), script=PLAIN_LOOP)
+                          "--split-seed", "1", "--out", str(tmp_path), script=PLAIN_LOOP)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    summary = json.loads((tmp_path / "plain-loop-3x16px-fp32" / "quality_bar.json").read_text())
+    summary = json.loads((tmp_path / "plain-loop-3x16px-split1-fp32" / "quality_bar.json").read_text())
+    assert summary["split_seed"] == 1
     history = summary["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
     rows = {r["result"]: r for r in summary["results"]}
@@ -116,11 +117,13 @@ def test_the_plain_loop_baseline_scores_its_epochs_and_joins_the_table(tiny_ham,
         assert row["accuracy"] == pytest.approx(epoch["test_accuracy"])
         assert row["balanced_accuracy_low"] <= row["balanced_accuracy"] <= row["balanced_accuracy_high"]
     table = quality_bar_table(tmp_path)
-    assert set(table["setting"]) == {"plain loop (the issue's baseline), 3 epochs, 16 px, fp32"}
+    assert set(table["setting"]) == {"plain loop (the issue's baseline), 3 epochs, 16 px, fp32, split seed 1"}
+    assert (table["split_seed"] == 1).all()
     assert table["headline"].sum() == 1
 
 
-@pytest.mark.parametrize("args, message", [(["--epochs", "0"], "at least 1"), (["--image-size", "8"], "at least 16")])
+@pytest.mark.parametrize("args, message", [(["--epochs", "0"], "at least 1"), (["--image-size", "8"], "at least 16"),
+                                           (["--split-seed", "-2"], "--split-seed")])
 def test_the_plain_loop_refuses_bad_arguments(args, message, tmp_path):
     finished = run_script(*args, "--out", str(tmp_path), script=PLAIN_LOOP)
     assert finished.returncode == 2 and message in finished.stderr
