@@ -184,6 +184,32 @@ def quality_bar_table(folder: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def gpu_run_table(summary_path: str | os.PathLike) -> pd.DataFrame:
+    """The paper profile on a GPU, from ``scripts/gpu_paper_run.py``'s ``gpu_paper_run.json``: one row per model
+    (status, epochs, minutes against the 5-minute target, the trainer's and the raw model's images per second, test
+    balanced accuracy alone and fused with the metadata); empty when the file is not there."""
+    path = Path(summary_path)
+    if not path.is_file():
+        return pd.DataFrame()
+    summary = read_json(path)
+    rows = []
+    for model in summary["models"]:
+        fusion = model.get("fusion") or {}
+        rows.append({
+            "model": model["model"], "device": summary["machine"].get("gpu") or summary["device"],
+            "gpu_result": summary["gpu_result"], "status": model["status"],
+            "epochs": model.get("epochs_run"), "epochs_planned": model.get("epochs_planned"),
+            "size": model.get("size"), "minutes": model["seconds_total"] / 60 if "seconds_total" in model else None,
+            "target_minutes": summary["target_seconds_per_model"] / 60, "under_target": model.get("under_target"),
+            "images_per_second": model.get("images_per_second_median"),
+            "raw_images_per_second": model.get("raw_images_per_second"), "trainer_vs_raw": model.get("trainer_vs_raw"),
+            "best_epoch": model.get("best_epoch"),
+            "test_balanced_accuracy": model.get("test", {}).get("balanced_accuracy"),
+            "+ metadata": fusion.get("test", {}).get("balanced_accuracy"),
+        })
+    return pd.DataFrame(rows)
+
+
 def fusion_table(run_dirs, data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """For each run: its test balanced accuracy from the images alone, with its head refitted on image features
     (the control), and with age, sex and body site fused in (:mod:`pskinlib.fusion`), plain and lesion-averaged.

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from conftest import ham_rows, write_ham_folder
 
+from pskinlib.book import gpu_run_table
 from pskinlib.config import make_config
 from pskinlib.data import load_ham10000
 from pskinlib.info import PAPER_TABLE1
@@ -122,6 +123,14 @@ def test_one_tiny_epoch_on_the_cpu_writes_run_records_and_a_summary(pack, tmp_pa
     assert model["fusion"]["status"] == "complete"
     assert model["fusion"]["test"]["balanced_accuracy"] == fused["test"]["balanced_accuracy"]
     assert fused["image_only_test_balanced_accuracy"] == read_json(run / "metrics.json")["test"]["balanced_accuracy"]
+
+    (row,) = gpu_run_table(out / "gpu_paper_run.json").to_dict("records")  # what the performance appendix shows
+    assert row["model"] == "resnet18" and row["status"] == "complete" and row["gpu_result"] is False
+    assert row["epochs"] == 1 and row["device"] == "cpu" and row["under_target"] is False
+    assert row["test_balanced_accuracy"] == read_json(run / "metrics.json")["test"]["balanced_accuracy"]
+    assert row["+ metadata"] == fused["test"]["balanced_accuracy"]
+    assert row["minutes"] == pytest.approx(model["seconds_total"] / 60)
+    assert gpu_run_table(tmp_path / "no-such.json").empty
 
 
 def test_a_run_that_would_overrun_the_budget_stops_after_an_epoch(tiny_ham, tmp_path):
