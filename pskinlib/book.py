@@ -214,15 +214,13 @@ def fusion_table(run_dirs, data_dir: str | os.PathLike | None = None) -> pd.Data
     """For each run: its test balanced accuracy from the images alone, with its head refitted on image features
     (the control), and with age, sex and body site fused in (:mod:`pskinlib.fusion`), plain and lesion-averaged.
     Fits the heads that a run does not have yet (a few seconds to a minute per run on a CPU)."""
-    from .fusion import fuse_run, fusion_dir
+    from .fusion import ensure_fused
 
     rows = []
     for run in map(Path, run_dirs):
-        reports = {}
-        for use_metadata in (False, True):
-            if not (fusion_dir(run, use_metadata) / "metrics.json").is_file():
-                fuse_run(run, data_dir=data_dir, use_metadata=use_metadata)
-            reports[use_metadata] = read_json(fusion_dir(run, use_metadata) / "metrics.json")
+        reports = {use_metadata: read_json(ensure_fused(run, data_dir=data_dir, use_metadata=use_metadata)
+                                           / "metrics.json")
+                   for use_metadata in (False, True)}
         fused = reports[True]
         boot = fused["test"]["bootstrap"]["balanced_accuracy"]
         rows.append({"run": run.name, "model": read_json(run / "config.json")["config"]["model"],

@@ -59,6 +59,8 @@ from .trainer import (
     use_channels_last,
 )
 
+# The metadata columns fusion reads, as HAM10000_metadata.csv names them.
+PATIENT_COLUMNS = ("age", "sex", "localization")
 # Regularisation strengths tried (scikit-learn's C: smaller is stronger) on standardised inputs.
 STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0)
 METADATA_COLUMNS = ("age", "age_squared", "age_missing", *(f"sex_{s}" for s in SEXES),
@@ -72,7 +74,7 @@ def metadata_matrix(table: pd.DataFrame) -> np.ndarray:
     missing-age flag (a missing age counts as 0), one indicator per sex and per body site; values not recorded
     (``unknown``, blank) leave all their indicators at 0.
     """
-    missing = [c for c in ("age", "sex", "localization") if c not in table.columns]
+    missing = [c for c in PATIENT_COLUMNS if c not in table.columns]
     if missing:
         raise DataError(f"metadata: the table lacks the column(s) {missing}; fusion needs HAM10000's age, sex "
                         "and localization.")
@@ -234,6 +236,15 @@ def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None =
                                      "train_images": len(labels["train"]), "run": run_dir.name})
     write_json(out / "metrics.json", metrics)
     return out
+
+
+def ensure_fused(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
+                 use_metadata: bool = True, device: str = "auto") -> Path:
+    """The run's fusion folder (:func:`fusion_dir`), fitting its head first (:func:`fuse_run`) when it has none."""
+    folder = fusion_dir(run_dir, use_metadata)
+    if not (folder / "metrics.json").is_file():
+        fuse_run(run_dir, data_dir=data_dir, use_metadata=use_metadata, device=device)
+    return folder
 
 
 @dataclass

@@ -100,7 +100,7 @@ def evaluate_folder(run_dir: str | os.PathLike, images_dir: str | os.PathLike, l
     and ``localization`` columns.
     """
     if metadata:
-        from .fusion import load_fused  # fusion builds on this module, so it is imported only when asked for
+        from .fusion import PATIENT_COLUMNS, load_fused  # fusion builds on this module: imported only when asked
 
         model = load_fused(run_dir, device=device)
         classes = model.head.classes
@@ -109,10 +109,10 @@ def evaluate_folder(run_dir: str | os.PathLike, images_dir: str | os.PathLike, l
         classes = model.classes
     labels = read_labels(labels_csv, images_dir, classes)
     if metadata:
-        missing = [c for c in ("age", "sex", "localization") if c not in labels.columns]
+        missing = [c for c in PATIENT_COLUMNS if c not in labels.columns]
         if missing:
             raise DataError(f"{labels_csv}: metadata=True needs the column(s) {missing} beside image_id,dx.")
-        probs = model.predict(labels["path"].tolist(), labels[["age", "sex", "localization"]])
+        probs = model.predict(labels["path"].tolist(), labels[list(PATIENT_COLUMNS)])
     else:
         probs = model.predict(labels["path"].tolist())
     y_true = labels["dx"].map({c: i for i, c in enumerate(classes)}).to_numpy()

@@ -130,20 +130,27 @@ RECORD_FILES = ("config.json", "split.csv", "history.csv", "metrics.json", "pred
                 "predictions_test.csv")
 
 
-def export_run(run_dir: str | os.PathLike, destination: str | os.PathLike) -> Path:
-    """Copy a run's record (with its ``fusion-*`` folders, without checkpoints) into ``destination/<run name>``
-    (e.g. ``book/results/quick``): the book's reference results are run records, never weights or images."""
+def copy_record(run_dir: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy a run's record files and its ``fusion-*`` folders, without checkpoints, into the existing folder
+    ``target``."""
     import shutil
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "metrics.json").is_file():
-        raise ValueError(f"run_dir: {run_dir} is not a finished run (no metrics.json).")
-    target = Path(destination) / run_dir.name
-    target.mkdir(parents=True, exist_ok=False)
+    run_dir, target = Path(run_dir), Path(target)
     for name in RECORD_FILES:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, target / name)
     for fusion in sorted(run_dir.glob("fusion-*")):  # fitted heads and their predictions: records, not weights
         if fusion.is_dir():
             shutil.copytree(fusion, target / fusion.name)
+
+
+def export_run(run_dir: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Copy a run's record (with its ``fusion-*`` folders, without checkpoints) into ``destination/<run name>``
+    (e.g. ``book/results/quick``): the book's reference results are run records, never weights or images."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").is_file():
+        raise ValueError(f"run_dir: {run_dir} is not a finished run (no metrics.json).")
+    target = Path(destination) / run_dir.name
+    target.mkdir(parents=True, exist_ok=False)
+    copy_record(run_dir, target)
     return target

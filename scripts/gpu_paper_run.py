@@ -53,7 +53,7 @@ from pskinlib.config import PROFILES, TrainConfig, make_config  # noqa: E402
 from pskinlib.data import load_ham10000  # noqa: E402
 from pskinlib.fusion import fuse_run, fusion_dir  # noqa: E402
 from pskinlib.models import MODELS, build_model  # noqa: E402
-from pskinlib.runs import read_json, save_checkpoint, write_json  # noqa: E402
+from pskinlib.runs import copy_record, read_json, save_checkpoint, write_json  # noqa: E402
 from pskinlib.splits import make_split, split_hash  # noqa: E402
 from pskinlib.trainer import select_device, train  # noqa: E402
 
@@ -208,11 +208,7 @@ def copy_records(run_dir: Path, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    for path in run_dir.iterdir():
-        if path.is_file() and path.suffix != ".pt":
-            shutil.copy2(path, tmp / path.name)
-        elif path.is_dir() and path.name.startswith("fusion-"):  # a fitted head and its predictions
-            shutil.copytree(path, tmp / path.name)
+    copy_record(run_dir, tmp)
     old = target.with_name(f".{target.name}.{os.getpid()}.old")
     if target.exists():
         target.rename(old)

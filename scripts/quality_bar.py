@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pskinlib.bench import machine_description
     from pskinlib.ensemble import average_by_lesion, evaluate_predictions, read_predictions, write_ensemble
-    from pskinlib.fusion import fuse_run
+    from pskinlib.fusion import fuse_run, fusion_dir
     from pskinlib.runs import export_run, find_runs, read_json, write_json
 
     data = ["--data-dir", args.data_dir] if args.data_dir else []
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         headline, lesion_averaged = results[-2], results[-1]
         if not args.no_metadata:
             for seed, run in enumerate(runs):
-                fused = read_json(run / "fusion-metadata" / "metrics.json")
+                fused = read_json(fusion_dir(run) / "metrics.json")
                 results += [_row(f"member-{seed} + metadata", fused["test"]),
                             _row(f"member-{seed} + metadata, lesion-averaged", fused["test_by_lesion"])]
         wall = time.perf_counter() - start
