@@ -134,8 +134,10 @@ def test_evaluate_works_on_a_folder_of_pngs_of_other_sizes(tiny_ham, tmp_path):
 def test_cli_train_and_predict(tiny_ham, tmp_path, capsys):
     from pskinlib.cli import main
 
+    # fp32: at 16 px a bf16 step of this tiny run sometimes turns NaN (seen once in a fresh-clone run); this test
+    # is about the CLI, not the precision.
     assert main(["train", "--profile", "smoke", "--data-dir", str(tiny_ham), "--image-size", "16", "--epochs",
-                 "1", "--batch-size", "16", "--quiet", "--runs-dir", str(tmp_path)]) == 0
+                 "1", "--batch-size", "16", "--precision", "fp32", "--quiet", "--runs-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "balanced accuracy" in out and "95% CI" in out
     run = find_runs(tmp_path)[0]
