@@ -70,12 +70,27 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
+# Every model here halves its maps five times, the last time at 1/16 of the image: at 16 px or less that stride-2
+# convolution sees a 1x1 map. On the CPU (torch 2.14, oneDNN) the bf16 weight gradient of a stride-2 convolution on
+# a 1x1 map is garbage, different on every call and NaN about one call in ten (dense 3x3 and depthwise 5x5 alike);
+# on a 2x2 map it matches fp32 to 0.4 % (measured on this project's 2-core Xeon with AVX512-BF16).
+SMALLEST_CPU_BF16_SIZE = 17
+
+
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """bf16 where it pays: always on CUDA; on CPUs with AVX512-BF16 for ResNets (EfficientNet's depthwise
     convolutions gain nothing there). ``precision='fp32'`` or ``'bf16'`` overrides. ``deterministic`` runs on the
     CPU stay in fp32: oneDNN's bf16 kernels differ from run to run in the last bits (measured: two identical bf16
-    runs ended with different weights, fp32 runs with equal ones)."""
+    runs ended with different weights, fp32 runs with equal ones). Images of 16 px or less stay in fp32 on the CPU,
+    and an explicit ``'bf16'`` is refused there (see ``SMALLEST_CPU_BF16_SIZE``)."""
     if config.precision == "fp32":
+        return None
+    if device.type == "cpu" and config.image_size < SMALLEST_CPU_BF16_SIZE:
+        if config.precision == "bf16":
+            raise ValueError(f"precision='bf16' on the CPU needs image_size >= {SMALLEST_CPU_BF16_SIZE} (got "
+                             f"{config.image_size}): at that size the last stride-2 convolution sees a 1x1 map, and "
+                             f"oneDNN's bf16 weight gradient for it is garbage (NaN at times). Use precision='fp32' "
+                             f"or 'auto'.")
         return None
     if config.precision == "bf16":
         return torch.bfloat16

@@ -51,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--image-size: need at least 16 pixels, got {args.image_size}.")
     if args.split_seed < 0:
         parser.error(f"--split-seed: need 0 or more, got {args.split_seed}.")
+    if args.precision == "bf16":
+        from pskinlib.trainer import SMALLEST_CPU_BF16_SIZE
+
+        if args.image_size < SMALLEST_CPU_BF16_SIZE:
+            parser.error(f"--precision bf16 needs --image-size {SMALLEST_CPU_BF16_SIZE} or more (CPU bf16 gradients "
+                         f"of a stride-2 convolution on a 1x1 map are garbage; see pskinlib.trainer); use --precision "
+                         f"fp32.")
     out = Path(args.out) / f"plain-loop-{args.epochs}x{args.image_size}px"
     if args.split_seed:
         out = out.with_name(f"{out.name}-split{args.split_seed}")

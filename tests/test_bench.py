@@ -17,7 +17,7 @@ from pskinlib.trainer import train
 TINY_PLAN = dict(
     input_sizes=(16,), input_batches=2, batch_size=8,
     efficiency_cases=(("resnet18", 16),), efficiency_steps=1, efficiency_rounds=1,
-    precision_models=("resnet18",), precision_sizes=(16,), precision_batch=4, precision_steps=1,
+    precision_models=("resnet18",), precision_sizes=(24,), precision_batch=4, precision_steps=1,
     accuracy_epochs=1, accuracy_batches=1,
     scaling_images=(8, 16), scaling_sizes=(16,), scaling_size_images=16, cache_sizes=(16,),
     inference_images=6, inference_single=1,
@@ -99,7 +99,7 @@ def test_training_efficiency_reports_trainer_raw_and_usual_side_by_side(images):
 
 
 def test_precision_layouts_measure_every_variant_and_the_automatic_choice():
-    result = bench.bench_precision_layouts(["resnet18"], [16], batch_size=4, n_steps=1, warmup_steps=0)
+    result = bench.bench_precision_layouts(["resnet18"], [24], batch_size=4, n_steps=1, warmup_steps=0)
     assert len(result["rows"]) == len(bench._variants())
     (choice,) = result["choices"]
     assert 0 < choice["auto_vs_fastest"] <= 1
@@ -107,7 +107,7 @@ def test_precision_layouts_measure_every_variant_and_the_automatic_choice():
 
 
 def test_precision_accuracy_check_trains_fp32_and_bf16(images, tmp_path):
-    result = bench.bench_precision_accuracy(images, size=16, epochs=1, max_train_batches=1, runs_dir=tmp_path)
+    result = bench.bench_precision_accuracy(images, size=24, epochs=1, max_train_batches=1, runs_dir=tmp_path)
     if "skipped" in result:
         pytest.skip(result["skipped"])
     assert 0 <= result["fp32"]["val_balanced_accuracy"] <= 1 and 0 <= result["bf16"]["val_balanced_accuracy"] <= 1

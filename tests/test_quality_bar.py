@@ -24,7 +24,7 @@ def run_script(*args: str, script: Path = SCRIPT) -> subprocess.CompletedProcess
 
 @pytest.mark.parametrize("members, split_seed", [(1, 0), (2, 1)])
 def test_runs_train_and_the_results_and_summary_are_written(members, split_seed, tiny_ham, tmp_path):
-    # fp32: on a few 16-pixel images bf16 runs sometimes turn NaN (not reproducible run to run on this CPU)
+    # --precision fp32 also checks that a non-default precision names its own folder
     finished = run_script("--data-dir", str(tiny_ham), "--members", str(members), "--epochs", "2",
                           "--image-size", "16", "--precision", "fp32", "--split-seed", str(split_seed),
                           "--out", str(tmp_path))

@@ -18,7 +18,7 @@ from pskinlib.config import make_config
 from pskinlib.models import build_model
 from pskinlib.predict import evaluate_folder, load_trained
 from pskinlib.runs import find_runs, load_checkpoint, read_json
-from pskinlib.trainer import TrainingError, learning_rate, resume, train
+from pskinlib.trainer import SMALLEST_CPU_BF16_SIZE, TrainingError, autocast_dtype, learning_rate, resume, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +49,37 @@ def test_learning_rate_warms_up_then_follows_the_cosine():
     rates = [learning_rate(step, 10, config) for step in range(100)]
     assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(rates[10:], rates[11:])) and rates[-1] < 0.01
+
+
+def test_tiny_images_train_in_fp32_on_the_cpu_and_an_explicit_bf16_is_refused():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+    tiny = SMALLEST_CPU_BF16_SIZE - 1
+    assert autocast_dtype(make_config(image_size=tiny, model="resnet18"), cpu) is None
+    with pytest.raises(ValueError, match="image_size >= 17"):
+        autocast_dtype(make_config(image_size=tiny, precision="bf16"), cpu)
+    assert autocast_dtype(make_config(image_size=tiny, precision="bf16"), cuda) == torch.bfloat16
+    assert autocast_dtype(make_config(image_size=SMALLEST_CPU_BF16_SIZE, precision="bf16"), cpu) == torch.bfloat16
+
+
+@pytest.mark.skipif(not torch.cpu._is_avx512_bf16_supported(), reason="this CPU has no AVX512-BF16")
+def test_at_the_smallest_bf16_size_the_last_stride_2_gradient_matches_fp32():
+    # The premise of SMALLEST_CPU_BF16_SIZE: the last stride-2 convolution (ResNet's layer4 entry) sees a map of
+    # ceil(size / 16) pixels, 2x2 at 17 px, where the bf16 weight gradient is sound and the same on every call.
+    side = -(-SMALLEST_CPU_BF16_SIZE // 16)
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(256, 512, 3, stride=2, padding=1, bias=False)
+    maps = torch.randn(8, 256, side, side)
+
+    def weight_gradient(bf16: bool) -> torch.Tensor:
+        conv.weight.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = conv(maps)
+        out.float().pow(2).sum().backward()
+        return conv.weight.grad.clone()
+
+    reference, first = weight_gradient(False), weight_gradient(True)
+    assert side == 2 and (first - reference).norm() / reference.norm() < 0.02
+    assert all(torch.equal(weight_gradient(True), first) for _ in range(20))
 
 
 def test_a_run_writes_a_complete_record(tiny_ham, tmp_path):
@@ -134,10 +165,8 @@ def test_evaluate_works_on_a_folder_of_pngs_of_other_sizes(tiny_ham, tmp_path):
 def test_cli_train_and_predict(tiny_ham, tmp_path, capsys):
     from pskinlib.cli import main
 
-    # fp32: at 16 px a bf16 step of this tiny run sometimes turns NaN (seen once in a fresh-clone run); this test
-    # is about the CLI, not the precision.
     assert main(["train", "--profile", "smoke", "--data-dir", str(tiny_ham), "--image-size", "16", "--epochs",
-                 "1", "--batch-size", "16", "--precision", "fp32", "--quiet", "--runs-dir", str(tmp_path)]) == 0
+                 "1", "--batch-size", "16", "--quiet", "--runs-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "balanced accuracy" in out and "95% CI" in out
     run = find_runs(tmp_path)[0]
@@ -152,10 +181,7 @@ def test_ddp_with_two_gloo_processes_writes_one_run_record(tiny_ham, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
                "-m", "pskinlib.cli", "train", "--profile", "smoke", "--data-dir", str(tiny_ham), "--image-size",
                "16", "--epochs", "2", "--batch-size", "8", "--quiet", "--runs-dir", str(tmp_path / "runs"),
-               "--threads", "1",
-               # fp32: bf16 kernels are not reproducible run to run, and at 16 px with 8 images a step this tiny
-               # run sometimes turns NaN in bf16; this test is about the processes, not the precision.
-               "--precision", "fp32"]
+               "--threads", "1"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "runs").iterdir())
