@@ -123,7 +123,8 @@ def test_the_plain_loop_baseline_scores_its_epochs_and_joins_the_table(tiny_ham,
 
 
 @pytest.mark.parametrize("args, message", [(["--epochs", "0"], "at least 1"), (["--image-size", "8"], "at least 16"),
-                                           (["--split-seed", "-2"], "--split-seed")])
+                                           (["--split-seed", "-2"], "--split-seed"),
+                                           (["--image-size", "16", "--precision", "bf16"], "--image-size 17")])
 def test_the_plain_loop_refuses_bad_arguments(args, message, tmp_path):
     finished = run_script(*args, "--out", str(tmp_path), script=PLAIN_LOOP)
     assert finished.returncode == 2 and message in finished.stderr
