@@ -70,10 +70,11 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
-# Every model here halves its maps five times, the last time at 1/16 of the image: at 16 px or less that stride-2
-# convolution sees a 1x1 map. On the CPU (torch 2.14, oneDNN) the bf16 weight gradient of a stride-2 convolution on
-# a 1x1 map is garbage, different on every call and NaN about one call in ten (dense 3x3 and depthwise 5x5 alike);
-# on a 2x2 map it matches fp32 to 0.4 % (measured on this project's 2-core Xeon with AVX512-BF16).
+# Every model here halves its maps five times; the fifth halving takes a map at 1/16 of the image, so at 16 px or
+# less that stride-2 convolution sees a 1x1 map. On the CPU (torch 2.14, oneDNN) the bf16 weight gradient of a
+# stride-2 convolution on a 1x1 map is garbage, different on every call and NaN about one call in ten (dense 3x3 and
+# depthwise 5x5 alike); on a 2x2 map it matches fp32 to 0.4 % (measured on this project's 2-core Xeon with
+# AVX512-BF16).
 SMALLEST_CPU_BF16_SIZE = 17
 
 

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="parent folder of the result (default: book/results/quality-bar)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier result of the same setting")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))  # pskinlib from this checkout, also for the checks below
     if args.epochs < 1:
         parser.error(f"--epochs: need at least 1, got {args.epochs}.")
     if args.image_size < 16:
@@ -66,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and not args.overwrite:
         parser.error(f"--out: {out} exists; pass --overwrite to replace it.")
 
-    sys.path.insert(0, str(ROOT))
     import numpy as np
     import torch
     import torchvision
