@@ -38,3 +38,14 @@ def test_readme_names_two_commands_and_ci_runs_the_test_one():
     assert re.search(r"^make test$", ci, re.MULTILINE)
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^book:", makefile, re.MULTILINE) and re.search(r"^test:", makefile, re.MULTILINE)
+
+
+def test_licence_is_an_spdx_expression_with_its_file_shipped():
+    # setuptools deprecates the table form ({text = ...}) and stops building it from 2027-02-18.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] and all((ROOT / f).is_file() for f in project["license-files"])
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    # license-files needs setuptools 77 or later.
+    assert any(_normalise(r) == "setuptools>=77" for r in pyproject["build-system"]["requires"])

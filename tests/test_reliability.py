@@ -72,6 +72,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(tiny_ham, tmp
         assert torch.equal(tensor, b["model"][name]), name
 
 
+# The hand-made raw pickle uses Python's default protocol, which torch's safe unpickler warns about before refusing it.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_a_crafted_checkpoint_is_refused_without_running_its_code(tmp_path):
     marker = tmp_path / "pwned"
 
