@@ -24,9 +24,7 @@ shows it in the same table.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -157,11 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         "note": "Plain PyTorch loop on the quality bar's split (grouped protocol); pskinlib only draws the "
                 "split and scores. Epochs chosen by validation, never by test.",
     }
-    with tempfile.TemporaryDirectory(prefix="pskin-plain-loop-") as scratch:
-        write_json(Path(scratch) / "quality_bar.json", summary)
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(scratch, out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "quality_bar.json", summary)  # the folder's one file, replaced atomically
     for row in results:
         print(f"{row['result']} (epoch {row['epoch']}): test accuracy {row['accuracy']:.3f}, balanced accuracy "
               f"{row['balanced_accuracy']:.3f} (95% CI {row['balanced_accuracy_low']:.3f}-"
