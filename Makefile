@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make book   - the main job: build the book (creates .venv and installs what is missing first)
 #   make test   - run the tests (same set-up)
+#   make test-fast - the quick tier for the edit-test loop (the tests not marked slow, about a minute)
 # Set PSKIN_DATA to the HAM10000 folder to use the real data; without it the synthetic demo set is used.
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ PY := $(VENV)/bin/python
 # The stamp is remade when the dependency list changes, so a second run installs nothing.
 STAMP := $(VENV)/.installed
 
-.PHONY: book test lint clean
+.PHONY: book test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +24,11 @@ book: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pskinlib tests
+	$(VENV)/bin/ruff check pskinlib benchmarks experiments tests
 
 clean:
 	rm -rf _build

@@ -1,13 +1,21 @@
-"""The ``pskin`` command line: one argument parser, one small function per command."""
+"""The ``pskin`` command line: one argument parser, one small function per command.
+
+Every command imports what it needs when it runs, so ``pskin --help`` and the parameter checks answer at once.
+Failures the user can fix (:class:`~pskinlib.errors.PskinError`) end in one line ``pskin: error: ...`` and exit code
+2; ``PSKIN_DEBUG=1`` shows their traceback too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from .info import PAPER_CLASSES
+
+DEBUG_ENV = "PSKIN_DEBUG"
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,20 +33,20 @@ def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from .data import load_ham10000
+    from .data.ham10000 import load_ham10000
 
     return load_ham10000(args.data_dir, classes=args.classes, skip_missing=args.skip_missing)
 
 
 def _split(args, images):
-    from .splits import make_split
+    from .data.splits import make_split
 
     fractions = tuple(float(f) for f in args.fractions.split(","))
     return make_split(images, args.protocol, seed=args.seed, fractions=fractions)
 
 
 def cmd_data_summary(args) -> int:
-    from .splits import split_summary
+    from .data.splits import split_summary
 
     images = _load(args)
     print(images)
@@ -53,7 +61,7 @@ def cmd_data_summary(args) -> int:
 
 
 def cmd_data_split(args) -> int:
-    from .splits import split_summary, write_split
+    from .data.splits import split_summary, write_split
 
     images = _load(args)
     split = _split(args, images)
@@ -64,7 +72,7 @@ def cmd_data_split(args) -> int:
 
 
 def cmd_data_prepare(args) -> int:
-    from .cache import prepare_images
+    from .data.cache import prepare_images
 
     images = _load(args)
     start = time.perf_counter()
@@ -77,17 +85,17 @@ def cmd_data_prepare(args) -> int:
 
 
 def cmd_data_download(args) -> int:
-    from .data import REPO_DATA_DIR
-    from .download import download_ham10000
+    from .data.download import download_ham10000
+    from .data.ham10000 import DEFAULT_DATA_DIR
 
-    target = Path(args.data_dir) if args.data_dir else REPO_DATA_DIR
+    target = Path(args.data_dir) if args.data_dir else DEFAULT_DATA_DIR
     download_ham10000(target, progress=not args.quiet, base_url=args.base_url)
-    print(f"HAM10000 is in {target}; use it with --data-dir {target} or PSKIN_DATA={target}")
+    print(f"HAM10000 is in {target}, its content verified; use it with --data-dir {target} or PSKIN_DATA={target}")
     return 0
 
 
 def cmd_data_demo(args) -> int:
-    from .synthetic import make_demo_dataset
+    from .data.demo import make_demo_dataset
 
     path = make_demo_dataset(Path(args.out), n_lesions=args.lesions, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote the synthetic demo set to {path}")
@@ -114,7 +122,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, so every parameter can be set from the command line."""
     import dataclasses
 
-    from .config import PROFILES, TrainConfig
+    from .train.config import PROFILES, TrainConfig
 
     parser.add_argument("--profile", choices=list(PROFILES), default="quick",
                         help="named defaults: smoke (seconds), quick (CPU minutes), paper (the study, GPU)")
@@ -134,7 +142,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def _config_from_args(args):
     import dataclasses
 
-    from .config import TrainConfig, load_yaml_config, make_config
+    from .train.config import TrainConfig, load_yaml_config, make_config
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if f.name != "profile" and getattr(args, f.name, None) is not None}
@@ -145,13 +153,14 @@ def _config_from_args(args):
 
 
 def cmd_train(args) -> int:
-    from .trainer import resume, train
+    from .runs import RunRecord
+    from .train.trainer import resume, train
 
     if args.resume:
         run_dir = resume(args.resume)
     else:
         run_dir = train(_config_from_args(args), runs_dir=args.runs_dir)
-    _print_run(run_dir)
+    _print_run(RunRecord.open(run_dir))
     return 0
 
 
@@ -163,19 +172,19 @@ def _result_line(report: dict) -> str:
             f"(95% CI {ci['low']:.3f}-{ci['high']:.3f}); recall {recalls}")
 
 
-def _print_run(run_dir: Path) -> None:
-    from .runs import read_json
-
-    metrics = read_json(run_dir / "metrics.json")
-    print(f"run: {run_dir}")
+def _print_run(run) -> None:
+    metrics = run.metrics
+    print(f"run: {run.path}")
     print(f"best epoch {metrics['best_epoch']} (by validation {metrics['select_metric']}); test: "
           + _result_line(metrics["test"]))
+    if metrics.get("stopped"):
+        print(metrics["stopped"])
     if metrics.get("warning"):
         print(f"WARNING: {metrics['warning']}")
 
 
 def cmd_evaluate(args) -> int:
-    from .predict import evaluate_folder
+    from .evaluate.evaluate import evaluate_folder
 
     metrics = evaluate_folder(args.run_dir, args.images, args.labels, out_dir=args.out, device=args.device,
                               metadata=args.metadata)
@@ -185,10 +194,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import load_trained
+    from .evaluate.predict import load_trained
 
     if any(v is not None for v in (args.age, args.sex, args.site)):
-        from .fusion import load_fused, patient_facts
+        from .evaluate.fusion import load_fused, patient_facts
 
         facts = patient_facts(len(args.images), age=args.age, sex=args.sex, site=args.site)
         fused = load_fused(args.run_dir, device=args.device)
@@ -204,11 +213,11 @@ def cmd_predict(args) -> int:
 
 
 def cmd_fuse(args) -> int:
-    from .fusion import fuse_run
-    from .runs import read_json
+    from .evaluate.fusion import fuse_run
+    from .runs import RunRecord
 
     out = fuse_run(args.run_dir, data_dir=args.data_dir, use_metadata=not args.image_only, device=args.device)
-    metrics = read_json(out / "metrics.json")
+    metrics = RunRecord.open(args.run_dir).fusion(not args.image_only).metrics
     inputs = "image features + age, sex, body site" if metrics["use_metadata"] else "image features alone"
     print(f"fusion head on {inputs} (strength C={metrics['strength']}, chosen on validation "
           f"{metrics['select_metric']})")
@@ -234,37 +243,52 @@ def _parameter(text: str) -> tuple[str, object]:
 
 
 def cmd_book(args) -> int:
-    from .book import BookBuildError, build_book
+    from .report.build import build_book
 
-    try:
-        html = build_book(args.profile, data_dir=args.data_dir, parameters=dict(args.parameter or []),
-                          force=args.force, warnings_are_errors=args.warnings_are_errors)
-    except BookBuildError as exc:
-        print(f"pskin: book build failed: {exc}", file=sys.stderr)
-        return 1
+    html = build_book(args.profile, root=args.root, data_dir=args.data_dir, parameters=dict(args.parameter or []),
+                      runs_dir=args.runs_dir, build_dir=args.build_dir, force=args.force,
+                      warnings_are_errors=args.warnings_are_errors)
     print(f"The book is at {html / 'index.html'}")
     return 0
 
 
 def cmd_export(args) -> int:
-    from .runs import export_run
+    from .runs import RunRecord
 
-    print(f"exported to {export_run(args.run_dir, args.destination)}")
+    print(f"exported to {RunRecord.open(args.run_dir).export(args.destination).path}")
     return 0
 
 
 def cmd_ensemble(args) -> int:
-    from .ensemble import write_ensemble
-    from .runs import read_json
+    from .evaluate.ensemble import write_ensemble
+    from .runs import EnsembleRecord
 
     out = write_ensemble(args.run_dirs, args.out)
-    record = read_json(out / "ensemble.json")
+    record = EnsembleRecord(out).summary
     for member in record["members"]:
         print(f"member {member['run']}: test balanced accuracy {member['test_balanced_accuracy']:.3f}")
     for key in ("test", "test_by_lesion"):
         print(f"ensemble {key.replace('_', ' ')}: {_result_line(record[key])}")
-    print(f"wrote {out / 'ensemble.json'}")
+    print(f"wrote {out}")
     return 0
+
+
+def cmd_bench(args) -> int:
+    """``pskin bench``: the benchmarks live beside the package in the checkout's ``benchmarks/`` (they are not part
+    of what ``pip install`` ships), so they are loaded from there, with their own arguments."""
+    import importlib.util
+
+    from .report.build import find_checkout
+
+    path = find_checkout() / "benchmarks" / "bench.py"
+    spec = importlib.util.spec_from_file_location("benchmarks.bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    parser = argparse.ArgumentParser(prog="pskin")
+    bench.add_bench_parser(parser.add_subparsers(dest="command"))
+    inner = parser.parse_args(["bench", *args.rest])
+    return inner.func(inner)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -350,15 +374,19 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--device", default="auto")
     fuse.set_defaults(func=cmd_fuse)
 
-    from .bench import add_bench_parser
-
-    add_bench_parser(commands)
+    bench = commands.add_parser("bench", add_help=False, help="run the CPU benchmarks (from a checkout's "
+                                "benchmarks/) into book/results/benchmarks.json; pskin bench --help for its flags")
+    bench.set_defaults(func=cmd_bench)
 
     book = commands.add_parser("book", help="execute the notebooks with papermill and render the Jupyter Book")
     book.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
                       help="smoke: CI minutes; quick: the default, ~15 CPU minutes; paper: the study, for a GPU")
+    book.add_argument("--root", default=None, help="the pskin checkout to build (default: the one the current "
+                      "folder is in)")
     book.add_argument("--data-dir", default=None, help="HAM10000 folder (default: $PSKIN_DATA, data/ham10000, "
                       "else the synthetic demo set)")
+    book.add_argument("--runs-dir", default=None, help="where the chapters' runs go (default: runs/book/PROFILE)")
+    book.add_argument("--build-dir", default=None, help="where the HTML is built (default: _build)")
     book.add_argument("-p", "--parameter", action="append", type=_parameter, metavar="NAME=VALUE",
                       help="a notebook parameter for every chapter that declares it (repeatable)")
     book.add_argument("--force", action="store_true", help="run every chapter, even unchanged ones")
@@ -368,16 +396,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError
-    from .runs import CheckpointError
+    from .errors import PskinError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "bench" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     try:
         return args.func(args)
-    except (DataError, ValueError, CheckpointError, FileExistsError) as exc:
+    except PskinError as exc:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
         # Users get the message, not a traceback: every such error names the file or parameter at fault.
-        print(f"pskin: error: {exc}", file=sys.stderr)
+        print(f"pskin: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
 
 

@@ -99,30 +99,26 @@ LAYOUT_FOLDERS = {
 ISIC2018_GROUND_TRUTH = "ISIC2018_Task3_Training_GroundTruth.csv"
 ISIC2018_LESION_GROUPINGS = "ISIC2018_Task3_Training_LesionGroupings.csv"
 
-# The official source: the ISIC 2018 challenge, Task 3 training data, which is HAM10000.
-DOWNLOAD_SOURCES: tuple[dict, ...] = (
-    {
-        "name": "ISIC2018_Task3_Training_Input.zip",
-        "url": "https://isic-challenge-data.s3.amazonaws.com/2018/ISIC2018_Task3_Training_Input.zip",
-        "extract": True,
-        "size": None,
-        "md5": None,
-    },
-    {
-        "name": "ISIC2018_Task3_Training_GroundTruth.zip",
-        "url": "https://isic-challenge-data.s3.amazonaws.com/2018/ISIC2018_Task3_Training_GroundTruth.zip",
-        "extract": True,
-        "size": None,
-        "md5": None,
-    },
-    {
-        "name": ISIC2018_LESION_GROUPINGS,
-        "url": "https://isic-challenge-data.s3.amazonaws.com/2018/ISIC2018_Task3_Training_LesionGroupings.csv",
-        "extract": False,
-        "size": None,
-        "md5": None,
-    },
+# Where `pskin data download` fetches each dataset from. The ISIC archive publishes no checksums or sizes for these
+# files, so md5 and size stay None (the server's Content-Length is checked) and pskin verifies the unpacked content
+# instead (pskinlib.data.download.verify_ham10000). ``produces``: what the file must leave in the target folder.
+_ISIC2018 = "https://isic-challenge-data.s3.amazonaws.com/2018/"
+HAM10000_SOURCES: tuple[dict, ...] = (
+    {"name": "ISIC2018_Task3_Training_Input.zip", "url": _ISIC2018 + "ISIC2018_Task3_Training_Input.zip",
+     "extract": True, "size": None, "md5": None, "produces": "ISIC2018_Task3_Training_Input"},
+    {"name": "ISIC2018_Task3_Training_GroundTruth.zip", "url": _ISIC2018 + "ISIC2018_Task3_Training_GroundTruth.zip",
+     "extract": True, "size": None, "md5": None,
+     "produces": f"ISIC2018_Task3_Training_GroundTruth/{ISIC2018_GROUND_TRUTH}"},
+    {"name": ISIC2018_LESION_GROUPINGS, "url": _ISIC2018 + ISIC2018_LESION_GROUPINGS, "extract": False,
+     "size": None, "md5": None, "produces": ISIC2018_LESION_GROUPINGS},
 )
+DOWNLOAD_SOURCES: dict[str, tuple[dict, ...]] = {"ham10000": HAM10000_SOURCES}
+
+# How a network's input is scaled, by the weights it was (pre)trained with: (mean, std) per RGB channel of images in
+# [0, 1]. torchvision's ImageNet weights expect ImageNet's statistics; from-scratch runs use them too.
+NORMALISATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
 
 SYNTHETIC_MARKER = "PSKIN_SYNTHETIC_DEMO.txt"
 SYNTHETIC_WARNING = (

@@ -40,7 +40,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from .data import validate_classes
+from .data.ham10000 import validate_classes
+from .errors import ParameterError
 from .info import CLASSES
 
 ECE_BINS = 15
@@ -62,19 +63,19 @@ def _check_labels(values, name: str, n_classes: int | None = None) -> np.ndarray
     """``values`` as a 1-D int64 array of class indices, in ``0..n_classes-1`` when ``n_classes`` is given."""
     array = np.asarray(values)
     if array.ndim != 1:
-        raise ValueError(f"{name}: need a 1-D array of integer class labels, got shape {array.shape}.")
+        raise ParameterError(f"{name}: need a 1-D array of integer class labels, got shape {array.shape}.")
     if array.size == 0:
-        raise ValueError(f"{name}: is empty; need at least one label.")
+        raise ParameterError(f"{name}: is empty; need at least one label.")
     if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
-            raise ValueError(f"{name}: need integer class labels, got non-integer values such as "
+            raise ParameterError(f"{name}: need integer class labels, got non-integer values such as "
                              f"{array[~(np.isfinite(array) & (array == np.round(array)))][0]!r}.")
     elif array.dtype.kind not in "iub":
-        raise ValueError(f"{name}: need integer class labels (indices into classes), got dtype {array.dtype}.")
+        raise ParameterError(f"{name}: need integer class labels (indices into classes), got dtype {array.dtype}.")
     array = array.astype(np.int64)
     if n_classes is not None and (array.min() < 0 or array.max() >= n_classes):
         bad = array[(array < 0) | (array >= n_classes)][0]
-        raise ValueError(f"{name}: label {bad} is out of range; labels must be 0..{n_classes - 1} "
+        raise ParameterError(f"{name}: label {bad} is out of range; labels must be 0..{n_classes - 1} "
                          f"for {n_classes} classes.")
     return array
 
@@ -83,18 +84,18 @@ def _check_probabilities(values, name: str, n_rows: int) -> np.ndarray:
     """``values`` as an ``(n_rows, K)`` float64 array of finite probabilities whose rows sum to 1 (renormalised)."""
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 2 or array.shape[0] != n_rows or array.shape[1] < 2:
-        raise ValueError(f"{name}: need shape (N, K) = ({n_rows}, number of classes >= 2) matching y_true, "
+        raise ParameterError(f"{name}: need shape (N, K) = ({n_rows}, number of classes >= 2) matching y_true, "
                          f"got shape {array.shape}.")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name}: contains NaN or infinite values (first at row "
+        raise ParameterError(f"{name}: contains NaN or infinite values (first at row "
                          f"{int(np.argwhere(~np.isfinite(array))[0, 0])}); check the model's outputs.")
     if array.min() < 0 or array.max() > 1:
-        raise ValueError(f"{name}: probabilities must lie in [0, 1], got values from {array.min():.6g} to "
+        raise ParameterError(f"{name}: probabilities must lie in [0, 1], got values from {array.min():.6g} to "
                          f"{array.max():.6g}; apply a softmax to logits first.")
     sums = array.sum(axis=1)
     worst = int(np.argmax(np.abs(sums - 1)))
     if abs(sums[worst] - 1) > ROW_SUM_TOLERANCE:
-        raise ValueError(f"{name}: each row must sum to 1, row {worst} sums to {sums[worst]:.6g}; "
+        raise ParameterError(f"{name}: each row must sum to 1, row {worst} sums to {sums[worst]:.6g}; "
                          f"apply a softmax to logits first.")
     # Remove the rounding left by float32 softmax, so log loss and calibration see exact probabilities.
     return array / sums[:, None]
@@ -103,17 +104,17 @@ def _check_probabilities(values, name: str, n_rows: int) -> np.ndarray:
 def _check_classes(classes, n_classes: int | None = None) -> tuple[str, ...]:
     """``classes`` as a tuple of distinct known dx codes, ``n_classes`` of them when given."""
     if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
-        raise ValueError(f"classes: need a tuple of dx codes such as ('mel', 'nv', 'bkl'), got {classes!r}.")
+        raise ParameterError(f"classes: need a tuple of dx codes such as ('mel', 'nv', 'bkl'), got {classes!r}.")
     classes = validate_classes(tuple(classes))
     if n_classes is not None and len(classes) != n_classes:
-        raise ValueError(f"classes: {len(classes)} codes {list(classes)} but y_prob has {n_classes} columns; "
+        raise ParameterError(f"classes: {len(classes)} codes {list(classes)} but y_prob has {n_classes} columns; "
                          f"give one code per column, in column order.")
     return classes
 
 
 def _check_int(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}: need an integer >= {minimum}, got {value!r}.")
+        raise ParameterError(f"{name}: need an integer >= {minimum}, got {value!r}.")
     return int(value)
 
 
@@ -139,9 +140,9 @@ def specificity_per_class(confusion: ArrayLike) -> np.ndarray:
     """
     matrix = np.asarray(confusion)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
-        raise ValueError(f"confusion: need a square (K, K) count matrix with K >= 2, got shape {matrix.shape}.")
+        raise ParameterError(f"confusion: need a square (K, K) count matrix with K >= 2, got shape {matrix.shape}.")
     if not np.all(np.isfinite(matrix)) or matrix.min() < 0:
-        raise ValueError("confusion: counts must be finite and non-negative.")
+        raise ParameterError("confusion: counts must be finite and non-negative.")
     matrix = matrix.astype(np.float64)
     total = matrix.sum()
     true_positive = np.diag(matrix)
@@ -269,16 +270,41 @@ def report_table(report: dict, classes: tuple[str, ...]) -> pd.DataFrame:
         per_class = report["per_class"]
     except (TypeError, KeyError):
         message = "report: need the dict returned by classification_report (it has no 'per_class')."
-        raise ValueError(message) from None
+        raise ParameterError(message) from None
     missing = [c for c in classes if c not in per_class]
     if missing:
-        raise ValueError(f"report: has no per-class entry for {missing}; it holds {list(per_class)}.")
+        raise ParameterError(f"report: has no per-class entry for {missing}; it holds {list(per_class)}.")
     columns = ["precision", "recall", "specificity", "f1", "support"]
     table = pd.DataFrame(
         [{"code": code, **{column: per_class[code][column] for column in columns}} for code in classes],
         index=pd.Index([CLASSES[code].name for code in classes], name="class"),
     )
     return table.astype({"support": int})
+
+
+def confusion_scores(confusion: ArrayLike, classes: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """Accuracy, balanced accuracy and ``recall_<code>`` per class from a ``(K, K)`` count matrix (rows true,
+    columns predicted), as scikit-learn defines them: balanced accuracy averages the recall of the classes present,
+    and a class without images gets recall NaN. The trainer scores every epoch with it."""
+    matrix = np.asarray(confusion, dtype=np.float64)
+    if matrix.shape != (len(classes), len(classes)):
+        raise ParameterError(f"confusion: need a ({len(classes)}, {len(classes)}) count matrix for classes "
+                             f"{list(classes)}, got shape {matrix.shape}.")
+    support = matrix.sum(axis=1)
+    recall = np.divide(np.diag(matrix), support, out=np.full(len(classes), np.nan), where=support > 0)
+    return {"accuracy": float(np.trace(matrix) / max(matrix.sum(), 1)),
+            "balanced_accuracy": float(np.nanmean(recall)) if (support > 0).any() else float("nan"),
+            **{f"recall_{code}": float(r) for code, r in zip(classes, recall)}}
+
+
+def summary_row(name: str, report: dict) -> dict:
+    """One result as a results table shows it: test images, accuracy, balanced accuracy with its bootstrap
+    interval, and each class's recall, from a :func:`report_with_intervals` report."""
+    ci = report["bootstrap"]["balanced_accuracy"]
+    return {"result": name, "test_images": report["n"], "accuracy": report["accuracy"],
+            "balanced_accuracy": report["balanced_accuracy"], "balanced_accuracy_low": ci["low"],
+            "balanced_accuracy_high": ci["high"],
+            **{f"recall_{code}": v["recall"] for code, v in report["per_class"].items()}}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -293,7 +319,7 @@ def _predictions(y_true: np.ndarray, y_prob_or_pred, name: str) -> tuple[np.ndar
         return y_prob.argmax(axis=1), y_prob.shape[1]
     y_pred = _check_labels(array, name)
     if len(y_pred) != len(y_true):
-        raise ValueError(f"{name}: has {len(y_pred)} entries but y_true has {len(y_true)}; "
+        raise ParameterError(f"{name}: has {len(y_pred)} entries but y_true has {len(y_true)}; "
                          f"they must describe the same images.")
     return y_pred, None
 
@@ -362,7 +388,7 @@ def _interval(estimate: float | None, samples: np.ndarray, confidence: float, n_
 def _check_bootstrap_args(n_boot, confidence, seed) -> tuple[int, float, int]:
     n_boot = _check_int(n_boot, "n_boot", 1)
     if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
-        raise ValueError(f"confidence: need a number strictly between 0 and 1 (e.g. 0.95), got {confidence!r}.")
+        raise ParameterError(f"confidence: need a number strictly between 0 and 1 (e.g. 0.95), got {confidence!r}.")
     seed = _check_int(seed, "seed", 0)
     return n_boot, float(confidence), seed
 
@@ -405,14 +431,14 @@ def bootstrap_ci(
         if values.ndim == 2:
             values = _check_probabilities(values, "y_prob_or_pred", len(y_true))
         elif values.ndim != 1 or len(values) != len(y_true):
-            raise ValueError(f"y_prob_or_pred: need {len(y_true)} rows like y_true, got shape {values.shape}.")
+            raise ParameterError(f"y_prob_or_pred: need {len(y_true)} rows like y_true, got shape {values.shape}.")
         estimate = float(metric(y_true, values))
         samples = np.array([float(metric(y_true[rows], values[rows]))
                             for indices in _resampled_indices(len(y_true), n_boot, seed) for rows in indices])
         return _interval(estimate, samples, confidence, n_boot)
 
     if not isinstance(metric, str) or not (metric in BOOTSTRAP_METRICS[:3] or metric.startswith("recall:")):
-        raise ValueError(f"metric: unknown {metric!r}; choose from {list(BOOTSTRAP_METRICS)} or pass a "
+        raise ParameterError(f"metric: unknown {metric!r}; choose from {list(BOOTSTRAP_METRICS)} or pass a "
                          f"function metric(y_true, y_prob_or_pred) -> float.")
     y_pred, n_classes = _predictions(y_true, y_prob_or_pred, "y_prob_or_pred")
     if classes is not None:
@@ -422,9 +448,9 @@ def bootstrap_ci(
     if metric.startswith("recall:"):
         code = metric.split(":", 1)[1]
         if classes is None:
-            raise ValueError(f"classes: needed to know which label is {code!r} for metric={metric!r}.")
+            raise ParameterError(f"classes: needed to know which label is {code!r} for metric={metric!r}.")
         if code not in classes:
-            raise ValueError(f"metric: {metric!r} names a class not in classes {list(classes)}.")
+            raise ParameterError(f"metric: {metric!r} names a class not in classes {list(classes)}.")
         class_index = classes.index(code)
     if n_classes is None:
         n_classes = int(max(y_true.max(), y_pred.max())) + 1
@@ -432,7 +458,7 @@ def bootstrap_ci(
     y_pred = _check_labels(y_pred, "y_prob_or_pred", n_classes)
 
     if class_index is not None and not np.any(y_true == class_index):
-        raise ValueError(f"metric: {metric!r} is undefined, y_true holds no image of class "
+        raise ParameterError(f"metric: {metric!r} is undefined, y_true holds no image of class "
                          f"{classes[class_index]!r}.")
     estimate = _full_sample_metric(metric, y_true, y_pred, n_classes, class_index)
     resampled = _metrics_from_confusions(_bootstrap_confusions(y_true, y_pred, n_classes, n_boot, seed))
@@ -502,7 +528,7 @@ def mcnemar_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike) -> dic
     pred_b = _check_labels(pred_b, "pred_b")
     for name, values in (("pred_a", pred_a), ("pred_b", pred_b)):
         if len(values) != len(y_true):
-            raise ValueError(f"{name}: has {len(values)} predictions but y_true has {len(y_true)} labels; "
+            raise ParameterError(f"{name}: has {len(values)} predictions but y_true has {len(y_true)} labels; "
                              f"both classifiers must be scored on the same test images.")
     right_a = pred_a == y_true
     right_b = pred_b == y_true
@@ -558,12 +584,12 @@ def pairwise_accuracy(y_true: ArrayLike, y_prob: ArrayLike, a: int, b: int) -> d
     y_prob = _check_probabilities(y_prob, "y_prob", len(y_true))
     for name, value in (("a", a), ("b", b)):
         if not isinstance(value, (int, np.integer)) or not 0 <= value < y_prob.shape[1]:
-            raise ValueError(f"{name}: need a class index in 0..{y_prob.shape[1] - 1}, got {value!r}.")
+            raise ParameterError(f"{name}: need a class index in 0..{y_prob.shape[1] - 1}, got {value!r}.")
     if a == b:
-        raise ValueError(f"a and b: need two different classes, got {a} twice.")
+        raise ParameterError(f"a and b: need two different classes, got {a} twice.")
     keep = (y_true == a) | (y_true == b)
     if not keep.any():
-        raise ValueError(f"y_true: holds no image of class {a} or {b}.")
+        raise ParameterError(f"y_true: holds no image of class {a} or {b}.")
     predicted = np.where(y_prob[keep, a] >= y_prob[keep, b], a, b)
     return {"n": int(keep.sum()), "accuracy": float((predicted == y_true[keep]).mean())}
 
@@ -579,6 +605,8 @@ def report_with_intervals(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[s
 
 __all__ = [
     "bootstrap_ci",
+    "confusion_scores",
+    "summary_row",
     "pairwise_accuracy",
     "bootstrap_report",
     "classification_report",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +91,12 @@ def real_data_dir() -> Path:
     if not (path / "HAM10000_metadata.csv").is_file():
         pytest.skip(f"PSKIN_DATA={value} holds no HAM10000_metadata.csv")
     return path
+
+
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    """A zip archive in memory holding ``entries`` (name -> content)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()

@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from pskinlib import bench
-from pskinlib.config import make_config
-from pskinlib.data import load_ham10000
-from pskinlib.trainer import train
+from benchmarks import bench
+from pskinlib.data.ham10000 import load_ham10000
+from pskinlib.train.config import make_config
+from pskinlib.train.trainer import train
 
 TINY_PLAN = dict(
     input_sizes=(16,), input_batches=2, batch_size=8,
@@ -106,6 +106,7 @@ def test_precision_layouts_measure_every_variant_and_the_automatic_choice():
     assert_sane(result)
 
 
+@pytest.mark.slow
 def test_precision_accuracy_check_trains_fp32_and_bf16(images, tmp_path):
     result = bench.bench_precision_accuracy(images, size=24, epochs=1, max_train_batches=1, runs_dir=tmp_path)
     if "skipped" in result:
@@ -115,6 +116,7 @@ def test_precision_accuracy_check_trains_fp32_and_bf16(images, tmp_path):
     assert_sane(result)
 
 
+@pytest.mark.slow
 def test_scaling_measures_epochs_against_images_and_size_and_the_cache(images):
     result = bench.bench_scaling(images, size=16, batch_size=8, n_images=(8, 16), sizes=(16, 24), size_images=16,
                                  cache_sizes=(16,))
@@ -135,6 +137,7 @@ def test_inference_times_evaluate_and_one_prediction(images, tmp_path):
     assert_sane(result)
 
 
+@pytest.mark.slow
 def test_run_benchmarks_writes_every_section_and_a_summary(tiny_ham, tmp_path, monkeypatch):
     monkeypatch.setitem(bench.PLANS, "quick", TINY_PLAN)
     out = tmp_path / "results" / "benchmarks.json"
@@ -172,3 +175,11 @@ def test_bench_subcommand_parses_its_arguments():
     assert (args.threads, args.workers, args.out, args.data_dir) == (2, 0, "r.json", None)
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--only", "nonsense"])
+
+
+def test_pskin_bench_loads_the_benchmarks_from_the_checkout(capsys):
+    from pskinlib.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0 and "--quick" in capsys.readouterr().out

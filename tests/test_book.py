@@ -10,8 +10,10 @@ import nbformat
 import pytest
 import yaml
 
-import pskinlib.book as book
-from pskinlib.book import BookBuildError, Chapter, book_chapters, check_parameters, runs_table, table_of_contents
+import pskinlib.report.build as book
+from pskinlib.errors import BookBuildError
+from pskinlib.report.build import Chapter, book_chapters, check_parameters, table_of_contents
+from pskinlib.report.tables import runs_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,13 +83,12 @@ def _tiny_book(tmp_path, monkeypatch, body="print('hello')"):
     _notebook(notebooks / "two.ipynb", "y: int = 2", body)
     chapters = [Chapter("one.ipynb", "01_one.ipynb", "One", "Part", {"x": 5}),
                 Chapter("two.ipynb", "02_two.ipynb", "Two", "Part", {"y": 7})]
-    monkeypatch.setattr(book, "NOTEBOOKS", notebooks)
-    monkeypatch.setattr(book, "BOOK_DIR", book_dir)
+    (tmp_path / "_config.yml").write_text("title: a tiny book\n")  # tmp_path is the checkout of this book
     monkeypatch.setattr(book, "book_chapters", lambda *a, **k: chapters)
     monkeypatch.setattr(book, "_check_training_parameters", lambda chapter: None)
     rendered = []
 
-    def fake_render(build_dir, chapters, warnings_are_errors=False, log=print):
+    def fake_render(build_dir, chapters, root, warnings_are_errors=False, log=print):
         (build_dir / "html").mkdir(parents=True, exist_ok=True)
         (build_dir / "html" / "index.html").write_text(f"build {len(rendered)}")
         rendered.append(1)
@@ -102,12 +103,12 @@ def test_a_failing_chapter_is_named_and_the_previous_book_stays(tmp_path, monkey
     notebooks, book_dir, build, rendered = _tiny_book(tmp_path, monkeypatch)
     data = tmp_path / "data"
     data.mkdir()
-    book.build_book("smoke", data_dir=str(data), build_dir=build, log=lambda m: None)
+    book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=lambda m: None)
     before = (build / "html" / "index.html").read_text()
     executed_before = (book_dir / "02_two.ipynb").read_text()
     _notebook(notebooks / "two.ipynb", "y: int = 2", "print('about to fail')\nraise RuntimeError('broken chapter')")
     with pytest.raises(BookBuildError) as error:
-        book.build_book("smoke", data_dir=str(data), build_dir=build, log=lambda m: None)
+        book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=lambda m: None)
     message = str(error.value)
     assert "two.ipynb" in message and "cell" in message and "broken chapter" in message
     assert (build / "html" / "index.html").read_text() == before
@@ -120,13 +121,13 @@ def test_unchanged_chapters_are_not_run_again(tmp_path, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
     logs = []
-    book.build_book("smoke", data_dir=str(data), build_dir=build, log=logs.append)
+    book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
     logs.clear()
-    book.build_book("smoke", data_dir=str(data), build_dir=build, log=logs.append)
+    book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
     assert sum("not run again" in m for m in logs) == 2, logs
     _notebook(notebooks / "two.ipynb", "y: int = 2", "print('changed')")
     logs.clear()
-    book.build_book("smoke", data_dir=str(data), build_dir=build, log=logs.append)
+    book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
     assert sum("not run again" in m for m in logs) == 1
     executed = nbformat.read(book_dir / "02_two.ipynb", as_version=4)
     assert any("changed" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))

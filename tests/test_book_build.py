@@ -7,12 +7,16 @@ import functools
 import http.server
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from pskinlib.book import BOOK_DIR, book_chapters, build_book
+from pskinlib.report.build import book_chapters
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -21,11 +25,22 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory):
-    """Build the smoke book once (real data through PSKIN_DATA, else the synthetic demo set)."""
-    build = tmp_path_factory.mktemp("book-build")
-    html = build_book("smoke", data_dir=os.environ.get("PSKIN_DATA") or None, runs_dir=str(build / "runs"),
-                      build_dir=build, force=True, warnings_are_errors=True, log=print)
-    return html
+    """Build the smoke book once, as a user of ``pip install .`` (not editable) would: pskinlib installed into a
+    folder of its own, and its ``pskin book`` run from the checkout (real data through PSKIN_DATA, else the
+    synthetic demo set)."""
+    build, site = tmp_path_factory.mktemp("book-build"), tmp_path_factory.mktemp("installed")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(ROOT)],
+                   check=True)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import pskinlib; print(pskinlib.__file__)"], cwd=build, env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert Path(where).resolve().is_relative_to(site.resolve()), where  # the installed copy, not the checkout's
+    command = [str(site / "bin" / "pskin"), "book", "--profile", "smoke", "--force", "--warnings-are-errors",
+               "--runs-dir", str(build / "runs"), "--build-dir", str(build)]
+    if os.environ.get("PSKIN_DATA"):
+        command += ["--data-dir", os.environ["PSKIN_DATA"]]
+    subprocess.run(command, cwd=ROOT, env=env, check=True)
+    return build / "html"
 
 
 @pytest.mark.slow
@@ -33,7 +48,7 @@ def test_smoke_book_builds_every_chapter(smoke_book):
     chapters = book_chapters("smoke", "DATA", "RUNS")
     for chapter in chapters:
         assert (smoke_book / "book" / f"{Path(chapter.output).stem}.html").is_file(), chapter.output
-        assert (BOOK_DIR / chapter.output).is_file()
+        assert (ROOT / "book" / chapter.output).is_file()
     assert (smoke_book / "index.html").is_file()
 
 

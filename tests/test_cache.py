@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from pskinlib.cache import prepare_images, resize_image
-from pskinlib.data import DataError, load_ham10000
+from pskinlib.data.cache import prepare_images, resize_image
+from pskinlib.data.ham10000 import load_ham10000
+from pskinlib.errors import DataError
 
 
 def test_cache_matches_a_direct_decode(tiny_ham, tmp_path):
@@ -50,7 +51,7 @@ def test_unreadable_images_are_listed_or_skipped(tiny_ham, tmp_path):
 
 
 def test_a_failed_build_leaves_no_cache_file(tiny_ham, tmp_path, monkeypatch):
-    import pskinlib.cache as cache
+    import pskinlib.data.cache as cache
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt

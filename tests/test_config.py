@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pskinlib.cli import main
-from pskinlib.config import PROFILES, load_yaml_config, make_config
+from pskinlib.train.config import PROFILES, load_yaml_config, make_config
 
 
 def test_profiles_build_valid_configs():

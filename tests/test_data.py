@@ -10,7 +10,8 @@ import pytest
 from conftest import ham_rows, write_ham_folder
 from PIL import Image
 
-from pskinlib.data import DataError, find_data_dir, load_ham10000, load_image, read_metadata, validate_classes
+from pskinlib.data.ham10000 import find_data_dir, load_ham10000, load_image, read_metadata, validate_classes
+from pskinlib.errors import DataError
 from pskinlib.info import ALL_CLASSES, HAM10000, PAPER_CLASSES
 
 

@@ -13,8 +13,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import zip_bytes as _zip_bytes
 
-from pskinlib.download import (
+from pskinlib.data.download import (
     DownloadError,
     UnsafeArchiveError,
     download_file,
@@ -23,7 +24,8 @@ from pskinlib.download import (
     safe_extract_tar,
     safe_extract_zip,
 )
-from pskinlib.info import DOWNLOAD_SOURCES, ISIC2018_GROUND_TRUTH, ISIC2018_LESION_GROUPINGS, LAYOUT_FOLDERS
+from pskinlib.info import HAM10000_SOURCES as DOWNLOAD_SOURCES
+from pskinlib.info import ISIC2018_GROUND_TRUTH, ISIC2018_LESION_GROUPINGS, LAYOUT_FOLDERS
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes, every byte value, so an offset error changes the content
 
@@ -88,12 +90,6 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def _zip_bytes(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 # ------------------------------------------------------------------------------------------ download_file

@@ -8,9 +8,9 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from pskinlib.cli import main
-from pskinlib.ensemble import average_by_lesion, average_runs, evaluate_predictions, write_ensemble
-from pskinlib.runs import read_json, write_json
-from pskinlib.splits import write_split
+from pskinlib.data.splits import write_split
+from pskinlib.evaluate.ensemble import average_by_lesion, average_runs, evaluate_predictions, write_ensemble
+from pskinlib.io import read_json, write_json
 
 CLASSES = ("mel", "nv", "bkl")
 SPLIT = pd.DataFrame({

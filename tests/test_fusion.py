@@ -12,11 +12,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from test_trainer import tiny_config
 
-from pskinlib.book import fusion_table
 from pskinlib.cli import main
-from pskinlib.data import DataError
-from pskinlib.datasets import BatchLoader
-from pskinlib.fusion import (
+from pskinlib.data.batches import BatchLoader
+from pskinlib.errors import DataError
+from pskinlib.evaluate.evaluate import evaluate_folder
+from pskinlib.evaluate.fusion import (
     METADATA_COLUMNS,
     FusionHead,
     fit_fusion_head,
@@ -27,10 +27,10 @@ from pskinlib.fusion import (
     patient_facts,
 )
 from pskinlib.info import BODY_SITES
-from pskinlib.models import build_model
-from pskinlib.predict import evaluate_folder
-from pskinlib.runs import read_json
-from pskinlib.trainer import train
+from pskinlib.io import read_json
+from pskinlib.report.tables import fusion_table
+from pskinlib.train.models import build_model
+from pskinlib.train.trainer import train
 
 
 def test_metadata_columns_are_age_sex_and_site_and_unrecorded_values_stay_zero():
@@ -102,6 +102,7 @@ def metadata_only_ham(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_a_fused_run_learns_what_only_the_metadata_knows(metadata_only_ham, tmp_path, capsys):
     run = train(tiny_config(metadata_only_ham, epochs=1), runs_dir=tmp_path / "runs")
     fused = fuse_run(run, use_metadata=True, device="cpu")

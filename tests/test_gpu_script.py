@@ -3,7 +3,6 @@ epoch writes genuine run records."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,25 +15,18 @@ import pandas as pd
 import pytest
 from conftest import ham_rows, write_ham_folder
 
-from pskinlib.book import gpu_run_table
-from pskinlib.config import make_config
-from pskinlib.data import load_ham10000
+from pskinlib.data.ham10000 import load_ham10000
+from pskinlib.data.splits import make_split, split_hash
 from pskinlib.info import PAPER_TABLE1
-from pskinlib.runs import read_json
-from pskinlib.splits import make_split, split_hash
+from pskinlib.io import read_json
+from pskinlib.report.tables import gpu_run_table
+from pskinlib.train.config import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pack_gpu_data = load_script("pack_gpu_data")
-gpu_paper_run = load_script("gpu_paper_run")
+from experiments import gpu_pack as pack_gpu_data  # noqa: E402
+from experiments import gpu_paper_run  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +80,14 @@ def test_plan_keeps_all_epochs_when_they_fit_and_cuts_them_alike_when_not():
     assert gpu_paper_run.plan_epochs(100, estimates, seconds_left=20 + 30 + 3 * 30) == {"a": 30, "b": 30}
 
 
+@pytest.mark.slow
 def test_one_tiny_epoch_on_the_cpu_writes_run_records_and_a_summary(pack, tmp_path):
     out = tmp_path / "gpu"
-    command = [sys.executable, str(ROOT / "scripts" / "gpu_paper_run.py"), "--pack", str(pack), "--out", str(out),
+    command = [sys.executable, "-m", "experiments.gpu_paper_run", "--pack", str(pack), "--out", str(out),
                "--device", "cpu", "--models", "resnet18", "--size", "32", "--epochs", "1",
                "--max-train-batches", "2", "--probe-steps", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert finished.returncode == 0, finished.stderr[-3000:]
 
     run = out / "resnet18-32px"

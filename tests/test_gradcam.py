@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pskinlib.gradcam import grad_cam, overlay
-from pskinlib.models import build_model, gradcam_layer
+from pskinlib.explain.gradcam import grad_cam, overlay
+from pskinlib.train.models import build_model, gradcam_layer
 
 SIZE = 128  # ResNet's layer4 is then 4 x 4: coarse enough to train fast, fine enough to place a quadrant
 

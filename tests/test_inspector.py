@@ -15,9 +15,9 @@ import pytest
 from conftest import ham_rows, image_bytes_for, write_ham_folder
 from PIL import Image
 
-from pskinlib.config import make_config
-from pskinlib.fusion import fuse_run
-from pskinlib.inspector import (
+from pskinlib.evaluate.fusion import fuse_run
+from pskinlib.evaluate.predict import load_trained
+from pskinlib.explain.inspector import (
     ConfusionMatrixWidget,
     NewImagePredictor,
     PredictionBrowser,
@@ -28,12 +28,12 @@ from pskinlib.inspector import (
     most_confident_errors,
     page,
     plot_error_gallery,
-    run_to_inspect,
     sort_predictions,
 )
-from pskinlib.predict import load_trained
-from pskinlib.runs import read_json
-from pskinlib.trainer import train
+from pskinlib.io import read_json
+from pskinlib.report.tables import run_to_inspect
+from pskinlib.train.config import make_config
+from pskinlib.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

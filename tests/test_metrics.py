@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import warnings
 
 import numpy as np
@@ -235,13 +234,6 @@ def test_bootstrap_accepts_predicted_labels_as_well_as_probabilities():
     from_prob = bootstrap_ci(y_true, y_prob, "recall:mel", n_boot=200, classes=THREE)
     from_pred = bootstrap_ci(y_true, y_prob.argmax(axis=1), "recall:mel", n_boot=200, classes=THREE)
     assert from_prob == from_pred
-
-
-def test_bootstrap_of_a_thousand_images_takes_well_under_a_second():
-    y_true, y_prob = toy_predictions(1000, n_classes=7, seed=9)
-    start = time.perf_counter()
-    bootstrap_ci(y_true, y_prob, "macro_f1", n_boot=1000)
-    assert time.perf_counter() - start < 1.0
 
 
 def test_bootstrap_report_gives_headline_metrics_and_each_recall():

@@ -11,17 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from pskinlib.book import quality_bar_table
+from pskinlib.report.tables import quality_bar_table
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "quality_bar.py"
-PLAIN_LOOP = ROOT / "scripts" / "plain_loop.py"
+SCRIPT = "experiments.quality_bar"
+PLAIN_LOOP = "experiments.plain_loop"
 
 
-def run_script(*args: str, script: Path = SCRIPT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
+def run_script(*args: str, script: str = SCRIPT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", script, *args], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("members, split_seed", [(1, 0), (2, 1)])
 def test_runs_train_and_the_results_and_summary_are_written(members, split_seed, tiny_ham, tmp_path):
     # --precision fp32 also checks that a non-default precision names its own folder
@@ -94,6 +96,7 @@ def test_an_earlier_result_is_not_replaced_without_overwrite(tmp_path):
     assert finished.returncode == 2 and "--overwrite" in finished.stderr
 
 
+@pytest.mark.slow
 def test_the_plain_loop_baseline_scores_its_epochs_and_joins_the_table(tiny_ham, tmp_path):
     finished = run_script("--data-dir", str(tiny_ham), "--epochs", "3", "--image-size", "16", "--precision", "fp32",
                           "--split-seed", "1", "--out", str(tmp_path), script=PLAIN_LOOP)
@@ -117,7 +120,7 @@ def test_the_plain_loop_baseline_scores_its_epochs_and_joins_the_table(tiny_ham,
         assert row["accuracy"] == pytest.approx(epoch["test_accuracy"])
         assert row["balanced_accuracy_low"] <= row["balanced_accuracy"] <= row["balanced_accuracy_high"]
     table = quality_bar_table(tmp_path)
-    assert set(table["setting"]) == {"plain loop (the issue's baseline), 3 epochs, 16 px, fp32, split seed 1"}
+    assert set(table["setting"]) == {"plain loop (the yardstick), 3 epochs, 16 px, fp32, split seed 1"}
     assert (table["split_seed"] == 1).all()
     assert table["headline"].sum() == 1
 
@@ -133,7 +136,7 @@ def test_the_plain_loop_refuses_bad_arguments(args, message, tmp_path):
 def test_the_committed_quality_bars_have_one_headline_each():
     table = quality_bar_table(ROOT / "book" / "results" / "quality-bar")
     assert {"1 x 18 epochs, 64 px", "2 x 8 epochs, 64 px",
-            "plain loop (the issue's baseline), 8 epochs, 64 px"} <= set(table["setting"])
+            "plain loop (the yardstick), 8 epochs, 64 px"} <= set(table["setting"])
     assert table.groupby("setting")["headline"].sum().eq(1).all()
     # The grouped protocol's test split of the three classes (split seed 0: the book's split).
     assert (table.loc[table["split_seed"] == 0, "test_images"] == 1338).all()

@@ -18,18 +18,19 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pskinlib.config import make_config
-from pskinlib.data import DataError, read_metadata
+from pskinlib.data.ham10000 import read_metadata
+from pskinlib.errors import CheckpointError, DataError
 from pskinlib.info import ALL_CLASSES
-from pskinlib.runs import CheckpointError, load_checkpoint, new_run_dir, save_checkpoint
-from pskinlib.trainer import resume
+from pskinlib.runs import RunRecord, load_checkpoint, save_checkpoint
+from pskinlib.train.config import make_config
+from pskinlib.train.trainer import resume
 
 ROOT = Path(__file__).resolve().parents[1]
 
 TRAIN_SCRIPT = """
 import sys
-from pskinlib.config import make_config
-from pskinlib.trainer import train
+from pskinlib.train.config import make_config
+from pskinlib.train.trainer import train
 config = make_config("smoke", data_dir=sys.argv[1], image_size=16, epochs=4, batch_size=8, warmup_epochs=0.5,
                      quiet=True, deterministic=True, tta=False, threads=1, max_train_batches=None)
 print(train(config, runs_dir=sys.argv[2]), flush=True)
@@ -126,7 +127,7 @@ def test_runs_started_at_once_never_share_a_folder(tmp_path):
 
     def start():
         barrier.wait()
-        folders.append(new_run_dir(tmp_path, "same-name"))
+        folders.append(RunRecord.create(tmp_path, "same-name").path)
 
     threads = [threading.Thread(target=start) for _ in range(8)]
     for t in threads:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import ham_rows, write_ham_folder
 
-from pskinlib.data import load_ham10000
-from pskinlib.info import PAPER_TABLE1, SPLITS
-from pskinlib.splits import (
+from pskinlib.data.ham10000 import load_ham10000
+from pskinlib.data.splits import (
     check_no_leakage,
     make_split,
     read_split,
@@ -15,6 +14,7 @@ from pskinlib.splits import (
     split_summary,
     write_split,
 )
+from pskinlib.info import PAPER_TABLE1, SPLITS
 
 
 @pytest.fixture

@@ -14,11 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
-from pskinlib.config import make_config
-from pskinlib.models import build_model
-from pskinlib.predict import evaluate_folder, load_trained
-from pskinlib.runs import find_runs, load_checkpoint, read_json
-from pskinlib.trainer import SMALLEST_CPU_BF16_SIZE, TrainingError, autocast_dtype, learning_rate, resume, train
+from pskinlib.errors import TrainingError
+from pskinlib.evaluate.evaluate import evaluate_folder
+from pskinlib.evaluate.predict import load_trained
+from pskinlib.io import read_json
+from pskinlib.runs import find_runs, load_checkpoint
+from pskinlib.train.config import make_config
+from pskinlib.train.device import SMALLEST_CPU_BF16_SIZE, autocast_dtype
+from pskinlib.train.models import build_model
+from pskinlib.train.trainer import learning_rate, resume, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +34,7 @@ def tiny_config(data_dir, **overrides):
     return make_config("smoke", **values)
 
 
+@pytest.mark.slow
 def test_a_small_model_overfits_a_small_batch():
     torch.manual_seed(0)
     model = build_model("resnet18", 3)
@@ -82,6 +87,7 @@ def test_at_the_smallest_bf16_size_the_last_stride_2_gradient_matches_fp32():
     assert all(torch.equal(weight_gradient(True), first) for _ in range(20))
 
 
+@pytest.mark.slow
 def test_a_run_writes_a_complete_record(tiny_ham, tmp_path):
     run = train(tiny_config(tiny_ham), runs_dir=tmp_path)
     names = {p.name for p in run.iterdir()}
@@ -103,12 +109,14 @@ def test_a_run_writes_a_complete_record(tiny_ham, tmp_path):
     assert {"low", "high"} <= set(metrics["test"]["bootstrap"]["balanced_accuracy"])
 
 
+@pytest.mark.slow
 def test_two_runs_never_share_a_folder(tiny_ham, tmp_path):
     first = train(tiny_config(tiny_ham, epochs=1), runs_dir=tmp_path)
     second = train(tiny_config(tiny_ham, epochs=1), runs_dir=tmp_path)
     assert first != second and len(find_runs(tmp_path)) == 2
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_ham, tmp_path):
     straight = train(tiny_config(tiny_ham), runs_dir=tmp_path / "a")
 

@@ -1,0 +1,9 @@
+"""The data layer: from files on disk to batches of tensors. Nothing here knows about models or training.
+
+- :mod:`~pskinlib.data.ham10000`: find the data folder, read its layout and metadata -> ``LesionImages``.
+- :mod:`~pskinlib.data.splits`: train / validation / test splits by lesion (``grouped``, ``paper``).
+- :mod:`~pskinlib.data.cache`: every image decoded and resized once into a memory-mapped uint8 array.
+- :mod:`~pskinlib.data.batches`: batches gathered and augmented on the training device.
+- :mod:`~pskinlib.data.download`: the official files, resumable, verified, safely unpacked.
+- :mod:`~pskinlib.data.demo`: the synthetic demo set (not real data) for trying things out.
+"""

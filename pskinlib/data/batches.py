@@ -1,0 +1,258 @@
+"""Batches for training and evaluation, made from the prepared image cache.
+
+The prepared uint8 images of a split are held as one tensor (on the training device when it is a GPU), and each
+batch is gathered, converted and augmented there as a whole: one affine resampling per batch does the random
+rotation, flips and random resized crop, then a small colour jitter, then the normalisation the model's weights expect
+(:data:`pskinlib.info.NORMALISATIONS`). There is no
+per-image Python work and no JPEG decoding in an epoch, which is what keeps the trainer close to the model's own
+speed. The order of batches and every random draw follow from ``(seed, epoch)`` alone, so an interrupted run that
+resumes at epoch ``e`` sees exactly the batches an uninterrupted run would.
+
+:class:`PreparedDataset` offers the same images as an ordinary map-style ``torch.utils.data.Dataset`` for code
+that wants a ``DataLoader``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..errors import ParameterError
+from ..info import NORMALISATIONS
+from .cache import PreparedImages
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights of R, G, B in the grey level that saturation moves towards
+
+
+@dataclass(frozen=True)
+class BatchConstants:
+    """The constant tensors a batch needs, made once per device: copying a Python list to a GPU waits for it, and a
+    training step should never wait (``mean``/``std`` ``(1, 3, 1, 1)``, ``luma`` ``(1, 1, 3)``, ``eye`` ``(3, 3)``)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    luma: torch.Tensor
+    eye: torch.Tensor
+
+    @classmethod
+    def on(cls, device: str | torch.device = "cpu", normalisation: str = "imagenet") -> BatchConstants:
+        if normalisation not in NORMALISATIONS:
+            raise ParameterError(f"normalisation: expected one of {list(NORMALISATIONS)}, got {normalisation!r}.")
+        mean, std = NORMALISATIONS[normalisation]
+        return cls(torch.tensor(mean, device=device).view(1, 3, 1, 1),
+                   torch.tensor(std, device=device).view(1, 3, 1, 1),
+                   torch.tensor(LUMA, device=device).view(1, 1, 3), torch.eye(3, device=device))
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Train-time augmentation, applied per image inside a batch.
+
+    Dermoscopy has no "up": any rotation and flip of a lesion is another valid picture of it.
+    ``crop_scale``: range of the area fraction kept by the random resized crop; ``aspect``: its aspect-ratio
+    range; ``brightness``, ``contrast``, ``saturation``: maximum relative change of each.
+    """
+
+    rotation_degrees: float = 180.0
+    flips: bool = True
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    aspect: tuple[float, float] = (3 / 4, 4 / 3)
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+
+    def __post_init__(self) -> None:
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ParameterError(f"crop_scale: need 0 < low <= high <= 1, got {self.crop_scale}.")
+        if not 0 < self.aspect[0] <= self.aspect[1]:
+            raise ParameterError(f"aspect: need 0 < low <= high, got {self.aspect}.")
+        for name in ("rotation_degrees", "brightness", "contrast", "saturation"):
+            if getattr(self, name) < 0:
+                raise ParameterError(f"{name}: must be >= 0, got {getattr(self, name)}.")
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=generator, device=device) * (high - low) + low
+
+
+def _affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(theta, ..., align_corners=False)`` by broadcasting: same grid, several times faster on the
+    CPU, where affine_grid's batched matrix product with an inner size of 3 is slow."""
+    device = theta.device
+    xs = ((torch.arange(width, device=device, dtype=theta.dtype) * 2 + 1) / width - 1).view(1, 1, width)
+    ys = ((torch.arange(height, device=device, dtype=theta.dtype) * 2 + 1) / height - 1).view(1, height, 1)
+    t = theta.view(-1, 2, 3, 1, 1)
+    gx = torch.addcmul(t[:, 0, 1] * ys + t[:, 0, 2], t[:, 0, 0], xs)
+    gy = torch.addcmul(t[:, 1, 1] * ys + t[:, 1, 2], t[:, 1, 0], xs)
+    return torch.stack((gx, gy), dim=-1)
+
+
+def augment_batch(images: torch.Tensor, augmentation: Augmentation, generator: torch.Generator, *,
+                  normalised: bool = False, constants: BatchConstants | None = None) -> torch.Tensor:
+    """Augment a float batch ``(B, 3, H, W)`` in [0, 1]; every image gets its own random draw.
+
+    Returns images in [0, 1], or with ``normalised`` normalised ones (as :func:`normalise` would give, in one pass
+    fewer). ``constants``: made once by the caller (:class:`BatchLoader` does); ImageNet's on the batch's device by
+    default.
+    """
+    n, device = images.shape[0], images.device
+    constants = constants or BatchConstants.on(device)
+    height, width = images.shape[2], images.shape[3]
+    angle = _uniform(n, -1, 1, generator, device) * math.radians(augmentation.rotation_degrees)
+    area = _uniform(n, *augmentation.crop_scale, generator, device)
+    log_ratio = _uniform(n, math.log(augmentation.aspect[0]), math.log(augmentation.aspect[1]), generator, device)
+    ratio = torch.exp(log_ratio)
+    # Half-widths of the crop in normalised coordinates (the full image spans [-1, 1]).
+    sx, sy = torch.sqrt(area * ratio).clamp(max=1), torch.sqrt(area / ratio).clamp(max=1)
+    tx = _uniform(n, -1, 1, generator, device) * (1 - sx)
+    ty = _uniform(n, -1, 1, generator, device) * (1 - sy)
+    flip = torch.where(torch.rand(n, generator=generator, device=device) < 0.5, -1.0, 1.0) \
+        if augmentation.flips else torch.ones(n, device=device)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([
+        torch.stack([cos * sx * flip, -sin * sy, tx], dim=1),
+        torch.stack([sin * sx * flip, cos * sy, ty], dim=1),
+    ], dim=1)
+    # Reflection keeps the corners that a rotation exposes filled with skin rather than black.
+    out = F.grid_sample(images, _affine_grid(theta, height, width), mode="bilinear", padding_mode="reflection",
+                        align_corners=False)
+
+    # Brightness (x*b), contrast ((x - mean)*c + mean) and saturation ((x - gray)*s + gray) are all linear in
+    # the pixels, so together they are one 3x3 matrix and one offset per image: a single pass over the batch.
+    brightness = _uniform(n, 1 - augmentation.brightness, 1 + augmentation.brightness, generator, device)
+    contrast = _uniform(n, 1 - augmentation.contrast, 1 + augmentation.contrast, generator, device)
+    saturation = _uniform(n, 1 - augmentation.saturation, 1 + augmentation.saturation, generator, device)
+    s = saturation.view(n, 1, 1)
+    matrix = (contrast * brightness).view(n, 1, 1) * (s * constants.eye + (1 - s) * constants.luma)
+    offset = ((1 - contrast) * brightness * out.mean(dim=(1, 2, 3))).view(n, 1, 1).expand(n, 3, 1)
+    low, high = torch.zeros(1, 3, 1, 1, device=device), torch.ones(1, 3, 1, 1, device=device)
+    if normalised:
+        mean, std = constants.mean.view(1, 3, 1), constants.std.view(1, 3, 1)
+        matrix, offset = matrix / std, (offset - mean) / std
+        low, high = (-mean / std).view(1, 3, 1, 1), ((1 - mean) / std).view(1, 3, 1, 1)
+    out = torch.baddbmm(offset, matrix, out.reshape(n, 3, height * width)).view(n, 3, height, width)
+    return torch.clamp(out, low, high)
+
+
+def to_float(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3)`` to float ``(B, 3, H, W)`` in [0, 1]."""
+    return pixels.permute(0, 3, 1, 2).float().div_(255)
+
+
+def normalise(images: torch.Tensor, constants: BatchConstants | None = None) -> torch.Tensor:
+    """Images in [0, 1] scaled as the model's weights expect (ImageNet's mean and std unless ``constants`` say
+    otherwise)."""
+    constants = constants or BatchConstants.on(images.device)
+    return (images - constants.mean).div_(constants.std)
+
+
+class BatchLoader:
+    """Shuffled (train) or ordered (evaluation) batches of one split, from a uint8 tensor of its images.
+
+    ``pixels``: ``(N, S, S, 3)`` uint8; ``labels``: ``(N,)`` int64. With ``augmentation`` the batches are
+    augmented; ``shuffle`` draws a new order each epoch from ``(seed, epoch)``. ``rank``/``world_size`` give each
+    process of a distributed run its own share of every epoch. ``sampler_weights`` (one per image) draws each
+    epoch with replacement in proportion to them instead of shuffling: the class-balanced sampler.
+    ``normalisation``: the model's input scaling, a name of :data:`pskinlib.info.NORMALISATIONS`.
+    """
+
+    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
+                 augmentation: Augmentation | None = None, shuffle: bool = False, drop_last: bool = False,
+                 seed: int = 0, device: str | torch.device = "cpu", channels_last: bool = False,
+                 rank: int = 0, world_size: int = 1, sampler_weights: torch.Tensor | None = None,
+                 normalisation: str = "imagenet"):
+        if batch_size < 1:
+            raise ParameterError(f"batch_size: must be >= 1, got {batch_size}.")
+        if len(pixels) != len(labels):
+            raise ParameterError(f"pixels and labels differ in length: {len(pixels)} vs {len(labels)}.")
+        self.device = torch.device(device)
+        self.constants = BatchConstants.on(self.device, normalisation)
+        self.pixels = pixels.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size, self.augmentation, self.shuffle, self.drop_last = batch_size, augmentation, shuffle, drop_last
+        self.seed, self.channels_last = seed, channels_last
+        self.rank, self.world_size = rank, world_size
+        self.sampler_weights = sampler_weights
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order and augmentation the next iteration uses."""
+        self.epoch = epoch
+
+    def _order(self) -> torch.Tensor:
+        n = len(self.labels)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.sampler_weights is not None:
+            order = torch.multinomial(self.sampler_weights, n, replacement=True, generator=generator)
+        elif self.shuffle:
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        if self.world_size > 1:
+            # Every process gets the same number of batches, or a collective would wait forever.
+            per_rank = n // self.world_size
+            order = order[self.rank::self.world_size][:per_rank]
+        return order
+
+    def __len__(self) -> int:
+        n = len(self.labels) // self.world_size if self.world_size > 1 else len(self.labels)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        order = self._order().to(self.device)
+        generator = torch.Generator(device=self.device).manual_seed(self.seed * 7_919 + self.epoch + 1)
+        for b in range(len(self)):
+            index = order[b * self.batch_size:(b + 1) * self.batch_size]
+            images = to_float(self.pixels[index])
+            if self.augmentation is not None:
+                images = augment_batch(images, self.augmentation, generator, normalised=True,
+                                       constants=self.constants)
+            else:
+                images = normalise(images, self.constants)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, self.labels[index]
+
+
+@dataclass(frozen=True)
+class SplitTensors:
+    """One split's images as tensors: ``pixels`` uint8 ``(N, S, S, 3)``, ``labels`` int64, and the ids."""
+
+    pixels: torch.Tensor
+    labels: torch.Tensor
+    image_ids: tuple[str, ...]
+
+
+def split_tensors(prepared: PreparedImages, split: pd.DataFrame, classes: tuple[str, ...]) -> dict[str, SplitTensors]:
+    """Gather each split's images (repeats included) from the cache into memory."""
+    label_of = {c: i for i, c in enumerate(classes)}
+    out = {}
+    for name, rows in split.groupby("split", sort=False):
+        ids = rows["image_id"].tolist()
+        pixels = torch.from_numpy(np.ascontiguousarray(prepared.pixels[prepared.rows(ids)]))
+        labels = torch.tensor([label_of[d] for d in rows["dx"]], dtype=torch.int64)
+        out[name] = SplitTensors(pixels, labels, tuple(ids))
+    return out
+
+
+class PreparedDataset(torch.utils.data.Dataset):
+    """Map-style dataset over prepared images: item ``i`` is ``(image (3, S, S) float normalised, label)``."""
+
+    def __init__(self, tensors: SplitTensors, augmentation: Augmentation | None = None, seed: int = 0):
+        self.tensors, self.augmentation = tensors, augmentation
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.tensors.labels)
+
+    def __getitem__(self, i: int):
+        image = to_float(self.tensors.pixels[i:i + 1])
+        if self.augmentation is not None:
+            return augment_batch(image, self.augmentation, self.generator, normalised=True)[0], self.tensors.labels[i]
+        return normalise(image)[0], self.tensors.labels[i]

@@ -1,0 +1,174 @@
+"""The prepared image cache: every image decoded and resized once, kept as a memory-mapped uint8 array.
+
+Decoding a JPEG costs more than a small CNN's forward pass on it, so no epoch should decode one. The first
+:func:`prepare_images` call for a data folder and size decodes every image (in parallel), resizes the whole field
+of view to ``size`` x ``size`` (the 4:3 frame is squashed the same way for every image, so no lesion border is cut
+off) and writes an ``(N, size, size, 3)`` uint8 ``.npy`` file; later calls memory-map it in milliseconds.
+
+The cache is keyed by the data folder, the list of files (name, byte size, modification time) and the size, so it
+is rebuilt when any of them changes. It lives in ``$PSKIN_CACHE`` or ``~/.cache/pskin``, outside the repository:
+it is derived from the licensed images and must not be committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError, ParameterError
+from ..io import atomic_path, read_json, write_json
+from .ham10000 import LesionImages, open_image
+
+CACHE_ENV = "PSKIN_CACHE"
+CACHE_FORMAT = 1  # bump when the resizing changes, so old caches are not reused
+
+
+@dataclass(frozen=True, repr=False)
+class PreparedImages:
+    """Images of a :class:`~pskinlib.data.ham10000.LesionImages`, decoded and resized: ``pixels[i]`` is
+    ``image_ids[i]``."""
+
+    path: Path
+    pixels: np.ndarray
+    image_ids: tuple[str, ...]
+    size: int
+    unreadable: tuple[str, ...]
+    seconds_to_build: float
+
+    def rows(self, image_ids) -> np.ndarray:
+        """Row numbers in ``pixels`` of the given image ids (repeats allowed)."""
+        index = {image_id: i for i, image_id in enumerate(self.image_ids)}
+        try:
+            return np.fromiter((index[i] for i in image_ids), dtype=np.int64)
+        except KeyError as exc:
+            raise KeyError(f"image {exc.args[0]} is not in the prepared cache {self.path}") from None
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __repr__(self) -> str:
+        megabytes = self.pixels.nbytes / 2**20
+        return (f"PreparedImages: {len(self)} images at {self.size}x{self.size} px, uint8, {megabytes:.0f} MiB, "
+                f"memory-mapped from {self.path}")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pskin")
+
+
+def cache_key(images: LesionImages, size: int) -> str:
+    """Hash of the data folder, each file's name, byte size and modification time, and the size."""
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{images.root}|{size}".encode())
+    for path in images.table["path"]:
+        stat = os.stat(path)
+        digest.update(f"|{os.path.basename(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def resize_image(path: str, size: int) -> np.ndarray:
+    """Decode one image and resize it to ``size`` x ``size`` RGB uint8 (antialiased). A file that is not an image,
+    or a huge one, raises :class:`~pskinlib.errors.DataError` naming it."""
+    with open_image(path) as image:
+        # JPEG can decode straight at 1/2, 1/4 or 1/8 scale: much cheaper when the target is small.
+        image.draft("RGB", (size, size))
+        image = image.convert("RGB")
+        return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
+def _fill_rows(npy_path: str, rows: range, paths: list[str], size: int) -> list[tuple[str, str]]:
+    """Worker: decode ``paths`` into ``rows`` of the array file; return (path, error) of each failure."""
+    pixels = np.load(npy_path, mmap_mode="r+")
+    failures = []
+    for row, path in zip(rows, paths):
+        try:
+            pixels[row] = resize_image(path, size)
+        except (OSError, SyntaxError, ValueError) as exc:
+            failures.append((path, f"{type(exc).__name__}: {exc}"))
+    pixels.flush()
+    return failures
+
+
+def prepare_images(
+    images: LesionImages,
+    size: int,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    skip_unreadable: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> PreparedImages:
+    """Decode and resize every image of ``images`` once, or reuse the cache built earlier for the same files.
+
+    An image that does not decode is an error listing every such file; with ``skip_unreadable=True`` a warning,
+    and the returned ``unreadable`` ids are to be dropped (``images.without(prepared.unreadable)``).
+    """
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or not 8 <= size <= 1024:
+        raise ParameterError(f"size: need an integer number of pixels from 8 to 1024, got {size!r}.")
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    key = cache_key(images, size)
+    npy_path, info_path = folder / f"{key}.npy", folder / f"{key}.json"
+    if not (npy_path.is_file() and info_path.is_file()):
+        _build(images, size, npy_path, info_path, workers, progress)
+    info = read_json(info_path)
+    unreadable = tuple(info["unreadable"])
+    if unreadable and not skip_unreadable:
+        listing = "; ".join(f"{p}: {e}" for p, e in info["errors"][:20])
+        raise DataError(f"{len(unreadable)} image(s) under {images.root} do not decode: {listing}. "
+                        "Pass skip_unreadable=True (--skip-unreadable) to leave them out.")
+    if unreadable:
+        warnings.warn(f"{len(unreadable)} unreadable image(s) left out: {', '.join(unreadable[:10])}",
+                      stacklevel=2)
+    pixels = np.load(npy_path, mmap_mode="r")
+    return PreparedImages(npy_path, pixels, tuple(info["image_ids"]), size, unreadable, info["seconds"])
+
+
+def _build(images: LesionImages, size: int, npy_path: Path, info_path: Path, workers: int | None,
+           progress: bool) -> None:
+    start = time.perf_counter()
+    paths = images.table["path"].tolist()
+    workers = workers or min(os.cpu_count() or 1, 8)
+    chunk = max(64, len(paths) // (workers * 8) + 1)
+    starts = range(0, len(paths), chunk)
+    failures: list[tuple[str, str]] = []
+    # Written under a temporary name and renamed at the end: a killed build never leaves a half-filled cache.
+    with atomic_path(npy_path) as tmp:
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3)).flush()
+        bar = _progress_bar(len(paths), f"preparing {len(paths)} images at {size}px", progress)
+        if workers == 1:
+            for s in starts:
+                failures += _fill_rows(str(tmp), range(s, min(s + chunk, len(paths))), paths[s:s + chunk], size)
+                bar.update(min(chunk, len(paths) - s))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                jobs = [(s, pool.submit(_fill_rows, str(tmp), range(s, min(s + chunk, len(paths))),
+                                        paths[s:s + chunk], size)) for s in starts]
+                for s, job in jobs:
+                    failures += job.result()
+                    bar.update(min(chunk, len(paths) - s))
+        bar.close()
+        failed_paths = {p for p, _ in failures}
+        ids = images.table["image_id"].tolist()
+        info = {
+            "image_ids": ids,
+            "size": size,
+            "root": str(images.root),
+            "unreadable": [i for i, p in zip(ids, paths) if p in failed_paths],
+            "errors": failures,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+    write_json(info_path, info)  # after the pixels: an info file always describes a complete array
+
+
+def _progress_bar(total: int, description: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="img", disable=not enabled)

@@ -1,0 +1,9 @@
+"""Using trained runs: predict, evaluate on other image folders, ensemble runs, fuse in the patient's metadata.
+
+Scores come from :mod:`pskinlib.metrics`, results go into the run's record (:mod:`pskinlib.runs`).
+
+- :mod:`~pskinlib.evaluate.predict`: a run's best checkpoint as a model that predicts image files.
+- :mod:`~pskinlib.evaluate.evaluate`: a run on a labelled folder of images from anywhere.
+- :mod:`~pskinlib.evaluate.ensemble`: averaging runs, and a lesion's images into one decision.
+- :mod:`~pskinlib.evaluate.fusion`: the head refitted on image features plus age, sex and body site.
+"""

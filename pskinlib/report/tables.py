@@ -1,0 +1,217 @@
+"""The book's tables: each function reads run records (:class:`~pskinlib.runs.RunRecord`) and returns a DataFrame
+a chapter shows, or finds the run a chapter needs (training it when there is none yet).
+
+Chapters call these so that a notebook holds questions, calls and figures, not record-reading code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import ParameterError
+from ..info import PAPER_REPORTED
+from ..metrics import mcnemar_test, pairwise_accuracy
+from ..runs import GPU_RUN_SUMMARY, QUALITY_BAR_SUMMARY, RunRecord, default_runs_dir, find_runs
+from ..train.config import TrainConfig, make_config
+from ..train.models import validate_model_name
+
+
+def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per finished run under ``runs_dir``: what was trained and how it scored on the test split."""
+    rows = []
+    for run in find_runs(runs_dir):
+        recorded, metrics = run.recorded, run.metrics
+        c, test = recorded["config"], metrics["test"]
+        boot = test.get("bootstrap", {}).get("balanced_accuracy", {})
+        rows.append({
+            "run": run.name, "path": str(run.path), "model": c["model"], "image_size": c["image_size"],
+            "epochs": c["epochs"], "class_weights": c["class_weights"], "sampler": c["sampler"],
+            "loss": c["loss"], "protocol": c["protocol"], "profile": c["profile"],
+            "synthetic": recorded["data"]["synthetic"], "device": recorded["environment"]["device_name"],
+            "precision": recorded["environment"]["precision"],
+            "val_balanced_accuracy": metrics["val"]["balanced_accuracy"],
+            "best_epoch": metrics["best_epoch"], "train_minutes": run.history["seconds"].sum() / 60,
+            "test_images": test["n"], "accuracy": test["accuracy"], "balanced_accuracy": test["balanced_accuracy"],
+            "balanced_accuracy_low": boot.get("low"), "balanced_accuracy_high": boot.get("high"),
+            "macro_f1": test["macro"]["f1"], "nv_vs_bkl": _nv_vs_bkl(run),
+            "hardest_class": min(test["per_class"], key=lambda code: test["per_class"][code]["recall"]),
+            **{f"recall_{code}": v["recall"] for code, v in test["per_class"].items()},
+            **{f"precision_{code}": v["precision"] for code, v in test["per_class"].items()},
+        })
+    return pd.DataFrame(rows)
+
+
+def quality_bar_table(folder: str | os.PathLike) -> pd.DataFrame:
+    """The CPU quality bars written by ``experiments/quality_bar.py`` (and the plain-loop yardstick of
+    ``experiments/plain_loop.py``) under ``folder``, one subfolder per setting: one row per result (each member,
+    the ensemble, the lesion-averaged decision, the fused ones); empty when there is none."""
+    from ..io import read_json
+
+    rows = []
+    for path in sorted(Path(folder).glob(f"*/{QUALITY_BAR_SUMMARY}")):
+        summary = read_json(path)
+        setting = summary.get("setting")  # the plain loop names its own
+        if not setting:
+            setting = f"{summary['members']} x {summary['epochs']} epochs, {summary['image_size']} px"
+            if summary.get("precision", "auto") != "auto":
+                setting += f", {summary['precision']}"
+            if summary.get("split_seed", 0):
+                setting += f", split seed {summary['split_seed']}"
+        for result in summary["results"]:
+            rows.append({"setting": setting, **result, "headline": result["result"] == summary["headline"],
+                         "wall_minutes": summary["wall_minutes"], "split_seed": summary.get("split_seed", 0)})
+    return pd.DataFrame(rows)
+
+
+def gpu_run_table(folder: str | os.PathLike) -> pd.DataFrame:
+    """The paper profile on a GPU, from ``experiments/gpu_paper_run.py``'s summary in ``folder``: one row per model
+    (status, epochs, minutes, the trainer's and the raw model's images per second, test balanced accuracy alone and
+    fused with the metadata); empty when there is no summary."""
+    from ..io import read_json
+
+    path = Path(folder)
+    path = path if path.name == GPU_RUN_SUMMARY else path / GPU_RUN_SUMMARY
+    if not path.is_file():
+        return pd.DataFrame()
+    summary = read_json(path)
+    rows = []
+    for model in summary["models"]:
+        fusion = model.get("fusion") or {}
+        rows.append({
+            "model": model["model"], "device": summary["machine"].get("gpu") or summary["device"],
+            "gpu_result": summary["gpu_result"], "status": model["status"],
+            "epochs": model.get("epochs_run"), "epochs_planned": model.get("epochs_planned"),
+            "size": model.get("size"), "minutes": model["seconds_total"] / 60 if "seconds_total" in model else None,
+            "target_minutes": summary["target_seconds_per_model"] / 60, "under_target": model.get("under_target"),
+            "images_per_second": model.get("images_per_second_median"),
+            "raw_images_per_second": model.get("raw_images_per_second"), "trainer_vs_raw": model.get("trainer_vs_raw"),
+            "best_epoch": model.get("best_epoch"),
+            "test_balanced_accuracy": model.get("test", {}).get("balanced_accuracy"),
+            "+ metadata": fusion.get("test", {}).get("balanced_accuracy"),
+        })
+    return pd.DataFrame(rows)
+
+
+def fusion_table(run_dirs, data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """For each run: its test balanced accuracy from the images alone, with its head refitted on image features
+    (the control), and with age, sex and body site fused in (:mod:`pskinlib.evaluate.fusion`), plain and
+    lesion-averaged. Fits the heads that a run does not have yet (seconds to a minute per run on a CPU)."""
+    from ..evaluate.fusion import ensure_fused
+
+    rows = []
+    for run in map(RunRecord.open, run_dirs):
+        reports = {use: ensure_fused(run, data_dir=data_dir, use_metadata=use).metrics for use in (False, True)}
+        fused = reports[True]
+        boot = fused["test"]["bootstrap"]["balanced_accuracy"]
+        rows.append({"run": run.name, "model": run.recorded["config"]["model"],
+                     "images alone": fused["image_only_test_balanced_accuracy"],
+                     "head refitted, images": reports[False]["test"]["balanced_accuracy"],
+                     "+ metadata": fused["test"]["balanced_accuracy"], "+ metadata low": boot["low"],
+                     "+ metadata high": boot["high"],
+                     "+ metadata, lesion-averaged": fused["test_by_lesion"]["balanced_accuracy"],
+                     **{f"recall_{code}": v["recall"] for code, v in fused["test"]["per_class"].items()}})
+    return pd.DataFrame(rows)
+
+
+def _test_labels(run: RunRecord) -> tuple:
+    """A run's test labels and predictions as indices into its classes, its probabilities and image ids."""
+    classes = list(run.classes)
+    predictions = run.predictions("test")
+    index = {c: i for i, c in enumerate(classes)}
+    return (predictions["true"].map(index).to_numpy(), predictions["predicted"].map(index).to_numpy(),
+            predictions[[f"p_{c}" for c in classes]].to_numpy(), predictions["image_id"])
+
+
+def _nv_vs_bkl(run: RunRecord) -> float | None:
+    """The paper's second figure: nevus vs seborrheic keratosis, from the run's test predictions."""
+    classes = list(run.classes)
+    if not {"nv", "bkl"} <= set(classes):
+        return None
+    y_true, _, probs, _ = _test_labels(run)
+    return pairwise_accuracy(y_true, probs, classes.index("nv"), classes.index("bkl"))["accuracy"]
+
+
+def latest_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """The newest run of each configuration (a rebuilt chapter adds a run; the old one stays on disk)."""
+    keys = ["model", "image_size", "epochs", "class_weights", "sampler", "loss", "protocol", "synthetic"]
+    return table.drop_duplicates(keys, keep="last") if len(table) else table
+
+
+def recall_table(runs: dict[str, Any]) -> pd.DataFrame:
+    """Test recall per class with its bootstrap interval, one row per (run label, class), for per_class_bars."""
+    rows = []
+    for label, run in runs.items():
+        test = RunRecord.open(run).metrics["test"]
+        for code, values in test["per_class"].items():
+            ci = test["bootstrap"]["recall"][code] or {}
+            rows.append({"run": label, "class": code, "recall": values["recall"], "low": ci.get("low"),
+                         "high": ci.get("high")})
+    return pd.DataFrame(rows)
+
+
+def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike) -> dict:
+    """McNemar's test between two runs on the same test images (class codes mapped through the runs' classes)."""
+    a, b = RunRecord.open(run_a, finished=True), RunRecord.open(run_b, finished=True)
+    if a.classes != b.classes:
+        raise ParameterError(f"run_b: {b.path} was trained on other classes than {a.path}.")
+    y_true, pred_a, _, ids_a = _test_labels(a)
+    _, pred_b, _, ids_b = _test_labels(b)
+    if not ids_a.equals(ids_b):
+        raise ParameterError(f"run_b: {b.path} was tested on other images than {a.path}; McNemar needs the same "
+                             "ones.")
+    return mcnemar_test(y_true, pred_a, pred_b)
+
+
+def find_or_train(config: TrainConfig, runs_dir: str | os.PathLike) -> RunRecord:
+    """The newest finished run under ``runs_dir`` trained with exactly ``config``, else a new one.
+
+    Chapters share runs this way: the ablation's ``inverse`` chapter reuses the training chapter's runs.
+    """
+    from ..train.trainer import train
+
+    wanted = json.loads(json.dumps(config.to_dict(), default=str))
+    for run in reversed(find_runs(runs_dir)):
+        if run.recorded["config"] == wanted:
+            return run
+    return RunRecord.open(train(config, runs_dir=runs_dir))
+
+
+def run_to_inspect(run_dir: str | os.PathLike | None = None, *, runs_dir: str | os.PathLike | None = None,
+                   model: str = "resnet18", data_dir: str | os.PathLike | None = None,
+                   class_weights: str | None = None) -> RunRecord:
+    """The run a chapter inspects: ``run_dir`` when given; else the newest finished run of ``model`` (and
+    ``class_weights``, when given) under ``runs_dir`` (default ``$PSKIN_RUNS`` or ``runs``) trained on ``data_dir``
+    (when given); else a new run of the ``smoke`` profile (seconds on a CPU), so that the chapter always has
+    something to show."""
+    if run_dir is not None:
+        return RunRecord.open(run_dir, finished=True)
+    validate_model_name(model)
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    for run in reversed(find_runs(runs_dir)):
+        recorded = run.recorded
+        root = recorded["data"].get("root")
+        same_data = data_dir is None or (root is not None and Path(root).resolve() == Path(data_dir).resolve())
+        same_weights = class_weights is None or recorded["config"]["class_weights"] == class_weights
+        if recorded["config"]["model"] == model and same_data and same_weights:
+            return run
+    return find_or_train(make_config("smoke", data_dir=None if data_dir is None else str(data_dir), model=model,
+                                     quiet=True), runs_dir)
+
+
+def paper_comparison() -> pd.DataFrame:
+    """The paper's reported figures, for the results table."""
+    return pd.DataFrame([
+        {"source": "paper (reported)", "what": "average accuracy over the three classes",
+         "value": PAPER_REPORTED["average_accuracy"]},
+        {"source": "paper (reported)", "what": "nevus vs seborrheic keratosis accuracy",
+         "value": PAPER_REPORTED["nv_vs_bkl_accuracy"]},
+    ])
+
+
+__all__ = ["compare_runs", "find_or_train", "fusion_table", "gpu_run_table", "latest_runs", "paper_comparison",
+           "quality_bar_table", "recall_table", "run_to_inspect", "runs_table"]

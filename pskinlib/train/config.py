@@ -1,0 +1,220 @@
+"""Every training parameter in one validated dataclass, and the named profiles.
+
+:class:`TrainConfig` is checked as a whole before any data is read or any epoch starts (scikit-learn's habit): a
+bad value fails at once with a message naming the parameter, the value and what was expected. The CLI flags, YAML
+files and papermill parameters all go through :func:`make_config`, so they share those checks.
+
+Profiles: ``smoke`` (seconds, for CI), ``quick`` (the default: minutes on a laptop CPU) and ``paper`` (the study's
+protocol: ResNet101 / EfficientNet-B0 at 224 px for 100 epochs on Table 1's split, meant for a GPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data.ham10000 import validate_classes
+from ..data.splits import PROTOCOLS, validate_fractions
+from ..errors import ParameterError
+from ..info import PAPER_CLASSES
+from .losses import WEIGHT_SCHEMES
+from .models import validate_model_name
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+LOSSES = ("cross_entropy", "focal")
+SAMPLERS = ("shuffle", "balanced")
+SELECT_METRICS = ("accuracy", "balanced_accuracy")
+PRECISIONS = ("auto", "fp32", "bf16")
+# every_epoch: best.pt when validation improves and last.pt after every epoch (a run can resume); best_in_memory: the
+# best weights are kept on the device and written once at the end (no disk writes in the loop, no resume).
+CHECKPOINTS = ("every_epoch", "best_in_memory")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults are the ``quick`` profile's: resnet18 at 64 px, a few CPU minutes."""
+
+    # data
+    data_dir: str | None = None
+    classes: tuple[str, ...] = PAPER_CLASSES
+    protocol: str = "grouped"
+    fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+    split_seed: int = 0
+    image_size: int = 64
+    augment: bool = True
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    colour_jitter: float = 0.1
+    skip_missing: bool = False
+    skip_unreadable: bool = False
+    # model
+    model: str = "resnet18"
+    pretrained: bool = False
+    # optimisation
+    epochs: int = 20
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.05
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    step_size: int = 30
+    step_gamma: float = 0.1
+    label_smoothing: float = 0.0
+    ema_decay: float | None = 0.995
+    # imbalance
+    class_weights: str = "inverse"
+    manual_weights: tuple[float, ...] | None = None
+    effective_beta: float = 0.999
+    sampler: str = "shuffle"
+    loss: str = "cross_entropy"
+    focal_gamma: float = 2.0
+    # model selection and evaluation
+    select_metric: str = "accuracy"
+    tta: bool = True
+    # machine
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool | None = None
+    threads: int | None = None
+    seed: int = 0
+    deterministic: bool = False
+    quiet: bool = False
+    max_train_batches: int | None = None
+    max_minutes: float | None = None
+    checkpoints: str = "every_epoch"
+    notes: str = ""
+    profile: str = field(default="quick")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(condition: bool, name: str, value: Any, expected: str) -> None:
+    if not condition:
+        raise ParameterError(f"{name}: expected {expected}, got {value!r}.")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    _check(value in choices, name, value, f"one of {list(choices)}")
+
+
+def validate(config: TrainConfig) -> None:
+    """Check every parameter; raise :class:`~pskinlib.errors.ParameterError` naming the first bad one."""
+    c = config
+    object.__setattr__(c, "classes", validate_classes(c.classes))
+    _choice("protocol", c.protocol, PROTOCOLS)
+    object.__setattr__(c, "fractions", validate_fractions(c.fractions))
+    for name in ("split_seed", "seed"):
+        _check(_is_int(getattr(c, name)) and getattr(c, name) >= 0, name, getattr(c, name),
+               "a non-negative integer")
+    _check(len(c.crop_scale) == 2 and all(_is_number(v) for v in c.crop_scale)
+           and 0 < c.crop_scale[0] <= c.crop_scale[1] <= 1, "crop_scale", c.crop_scale,
+           "two numbers 0 < low <= high <= 1 (area fraction kept by the random resized crop)")
+    object.__setattr__(c, "crop_scale", tuple(float(v) for v in c.crop_scale))
+    _check(_is_number(c.colour_jitter) and 0 <= c.colour_jitter < 1, "colour_jitter", c.colour_jitter,
+           "a number in [0, 1) (largest relative change of brightness, contrast and saturation)")
+    _check(_is_int(c.image_size) and 16 <= c.image_size <= 1024, "image_size", c.image_size,
+           "an integer number of pixels from 16 to 1024")
+    validate_model_name(c.model)
+    _check(_is_int(c.epochs) and c.epochs >= 1, "epochs", c.epochs, "an integer >= 1")
+    _check(_is_int(c.batch_size) and c.batch_size >= 2, "batch_size", c.batch_size, "an integer >= 2")
+    _choice("optimizer", c.optimizer, OPTIMIZERS)
+    _check(_is_number(c.lr) and c.lr > 0, "lr", c.lr, "a positive number")
+    _check(_is_number(c.momentum) and 0 <= c.momentum < 1, "momentum", c.momentum, "a number in [0, 1)")
+    _check(_is_number(c.weight_decay) and c.weight_decay >= 0, "weight_decay", c.weight_decay, "a number >= 0")
+    _choice("schedule", c.schedule, SCHEDULES)
+    _check(_is_number(c.warmup_epochs) and 0 <= c.warmup_epochs < c.epochs, "warmup_epochs", c.warmup_epochs,
+           f"a number in [0, epochs={c.epochs})")
+    _check(_is_int(c.step_size) and c.step_size >= 1, "step_size", c.step_size, "an integer >= 1")
+    _check(_is_number(c.step_gamma) and 0 < c.step_gamma <= 1, "step_gamma", c.step_gamma, "a number in (0, 1]")
+    _check(_is_number(c.label_smoothing) and 0 <= c.label_smoothing < 1, "label_smoothing", c.label_smoothing,
+           "a number in [0, 1)")
+    _check(c.ema_decay is None or (_is_number(c.ema_decay) and 0 < c.ema_decay < 1), "ema_decay", c.ema_decay,
+           "None (no averaging) or a number in (0, 1)")
+    _choice("class_weights", c.class_weights, WEIGHT_SCHEMES)
+    if c.class_weights == "manual":
+        weights = c.manual_weights
+        _check(weights is not None and len(weights) == len(c.classes)
+               and all(_is_number(w) and w > 0 for w in weights), "manual_weights", weights,
+               f"{len(c.classes)} positive numbers, one per class {list(c.classes)}")
+        object.__setattr__(c, "manual_weights", tuple(float(w) for w in weights))
+    _check(_is_number(c.effective_beta) and 0 <= c.effective_beta < 1, "effective_beta", c.effective_beta,
+           "a number in [0, 1)")
+    _choice("sampler", c.sampler, SAMPLERS)
+    _choice("loss", c.loss, LOSSES)
+    _check(_is_number(c.focal_gamma) and c.focal_gamma >= 0, "focal_gamma", c.focal_gamma, "a number >= 0")
+    _choice("select_metric", c.select_metric, SELECT_METRICS)
+    _check(c.device == "auto" or c.device == "cpu" or str(c.device).startswith("cuda"), "device", c.device,
+           "'auto', 'cpu' or 'cuda[:N]'")
+    _choice("precision", c.precision, PRECISIONS)
+    _check(c.threads is None or (_is_int(c.threads) and c.threads >= 1), "threads", c.threads,
+           "None or an integer >= 1")
+    _check(c.max_train_batches is None or (_is_int(c.max_train_batches) and c.max_train_batches >= 1),
+           "max_train_batches", c.max_train_batches, "None or an integer >= 1")
+    _check(c.max_minutes is None or (_is_number(c.max_minutes) and c.max_minutes > 0), "max_minutes", c.max_minutes,
+           "None (no time limit) or a positive number of minutes for the whole run")
+    _choice("checkpoints", c.checkpoints, CHECKPOINTS)
+    _check(c.channels_last is None or isinstance(c.channels_last, bool), "channels_last", c.channels_last,
+           "None (automatic), true or false")
+    for name in ("augment", "pretrained", "skip_missing", "skip_unreadable", "tta", "deterministic", "quiet"):
+        _check(isinstance(getattr(c, name), bool), name, getattr(c, name), "true or false")
+    _check(c.data_dir is None or isinstance(c.data_dir, (str, Path)), "data_dir", c.data_dir, "a folder path")
+    if c.data_dir is not None:
+        object.__setattr__(c, "data_dir", str(c.data_dir))
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # CI: a couple of small epochs to show the whole path works.
+    "smoke": dict(model="resnet18", image_size=32, epochs=2, batch_size=64, warmup_epochs=0.5,
+                  max_train_batches=8, tta=False),
+    # The default: a CPU run of a few minutes that still learns something real.
+    "quick": dict(),
+    # The study: ResNet101 (or EfficientNet-B0 via model=...) at 224 px for 100 epochs on Table 1's split.
+    "paper": dict(model="resnet101", image_size=224, epochs=100, batch_size=32, protocol="paper", optimizer="sgd",
+                  lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_epochs=2.0, select_metric="accuracy",
+                  ema_decay=None),
+}
+
+
+def make_config(profile: str = "quick", **overrides: Any) -> TrainConfig:
+    """A validated config: the named profile's values, then ``overrides`` (unknown names are an error)."""
+    _choice("profile", profile, tuple(PROFILES))
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown}; known parameters are {sorted(known)}.")
+    values = {**PROFILES[profile], **overrides, "profile": profile}
+    for name in ("classes", "fractions", "manual_weights", "crop_scale"):
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
+    return TrainConfig(**values)
+
+
+def load_yaml_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """A config from a YAML file of ``name: value`` pairs (``profile:`` picks the base), then ``overrides``."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParameterError(f"config file {path}: cannot be read as YAML ({exc}).") from exc
+    if not isinstance(values, dict):
+        raise ParameterError(f"config file {path}: expected name: value pairs, got {type(values).__name__}.")
+    values.update(overrides)
+    return make_config(values.pop("profile", "quick"), **values)

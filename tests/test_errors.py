@@ -1,0 +1,193 @@
+"""Every failure a user can cause ends, through the CLI, in one line ``pskin: error: ...`` and exit code 2 — no
+traceback unless PSKIN_DEBUG=1 — and the line says what is wrong and where."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import socket
+import struct
+import threading
+import urllib.error
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import image_bytes_for, zip_bytes
+from PIL import Image
+
+from pskinlib.cli import main
+from pskinlib.errors import DataError, PskinError
+from pskinlib.train.config import make_config
+from pskinlib.train.trainer import train
+
+
+def _error(capsys) -> str:
+    """The one line the CLI printed to stderr (and nothing on stdout that looks like a traceback)."""
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pskin: error: "), captured.err
+    assert "Traceback" not in captured.out + captured.err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished run of a few 16-px images (seconds on a CPU), for the commands that read one."""
+    from conftest import ham_rows, write_ham_folder
+
+    root = tmp_path_factory.mktemp("errors")
+    data = write_ham_folder(root / "ham", ham_rows({"mel": 8, "nv": 16, "bkl": 8}))
+    run = train(make_config("smoke", data_dir=str(data), image_size=16, epochs=1, batch_size=8, quiet=True,
+                            tta=False, threads=1, max_train_batches=2), runs_dir=root / "runs")
+    return run, data
+
+
+def test_bad_data_names_the_file(tiny_ham, capsys):
+    table = pd.read_csv(tiny_ham / "HAM10000_metadata.csv").drop(columns="dx")
+    table.to_csv(tiny_ham / "HAM10000_metadata.csv", index=False)
+    assert main(["data", "summary", "--data-dir", str(tiny_ham)]) == 2
+    line = _error(capsys)
+    assert "HAM10000_metadata.csv" in line and "lacks the column" in line and "dx" in line
+
+
+def test_a_bad_parameter_is_named_with_what_was_expected(tiny_ham, capsys):
+    assert main(["train", "--data-dir", str(tiny_ham), "--epochs", "0"]) == 2
+    assert "epochs: expected an integer >= 1, got 0" in _error(capsys)
+
+
+def test_an_empty_or_malformed_csv_is_named(tiny_run, tmp_path, capsys):
+    run, data = tiny_run
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert main(["evaluate", str(run), "--images", str(data / "images"), "--labels", str(empty)]) == 2
+    assert "empty.csv" in (line := _error(capsys)) and "empty" in line
+    malformed = tmp_path / "malformed.csv"
+    malformed.write_text('image_id,dx\n"ISIC_0000001,nv\n')  # a quote that never closes
+    assert main(["evaluate", str(run), "--images", str(data / "images"), "--labels", str(malformed)]) == 2
+    assert "malformed.csv" in (line := _error(capsys)) and "cannot be read as CSV" in line
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels and whose data is a few bytes: a decompression bomb
+    shape that Pillow must refuse before allocating anything."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) \
+        + chunk(b"IEND", b"")
+
+
+def test_huge_and_malicious_images_are_refused_by_name(tiny_run, tmp_path, capsys):
+    run, _ = tiny_run
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_claiming(30_000, 30_000))
+    assert main(["predict", str(run), str(huge)]) == 2
+    assert "huge.png" in (line := _error(capsys)) and "pixels" in line
+    fake = tmp_path / "not_an_image.jpg"
+    fake.write_bytes(b"<script>alert(1)</script>" * 10)
+    assert main(["predict", str(run), str(fake)]) == 2
+    assert "not_an_image.jpg" in (line := _error(capsys)) and "Cannot decode" in line
+
+
+def test_a_damaged_checkpoint_is_named(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run, data = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "best.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    image = next((data / "images").iterdir())
+    assert main(["predict", str(copy), str(image)]) == 2
+    assert "best.pt" in (line := _error(capsys)) and "damaged" in line
+
+
+def test_a_nan_loss_says_what_to_change(tiny_ham, tmp_path, capsys):
+    assert main(["train", "--profile", "smoke", "--data-dir", str(tiny_ham), "--image-size", "16", "--epochs", "1",
+                 "--lr", "1e30", "--optimizer", "sgd", "--precision", "fp32", "--no-tta", "--quiet",
+                 "--runs-dir", str(tmp_path)]) == 2
+    line = _error(capsys)
+    assert "loss became" in line and "Lower lr" in line
+
+
+def test_missing_pretrained_weights_say_how_to_get_them(tiny_ham, tmp_path, capsys, monkeypatch):
+    import torchvision.models._api as api
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert main(["train", "--profile", "smoke", "--data-dir", str(tiny_ham), "--image-size", "16", "--pretrained",
+                 "--quiet", "--runs-dir", str(tmp_path / "runs")]) == 2
+    line = _error(capsys)
+    assert "ImageNet weights for resnet18" in line and "TORCH_HOME" in line
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_failed_download_names_the_address(tmp_path, capsys):
+    base = f"http://127.0.0.1:{_closed_port()}/mirror"
+    assert main(["data", "download", "--data-dir", str(tmp_path / "ham"), "--base-url", base, "--quiet"]) == 2
+    line = _error(capsys)
+    assert "could not reach" in line and "127.0.0.1" in line
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        data = self.server.files.get(self.path.rsplit("/", 1)[-1])
+        if data is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_download_that_cannot_be_verified_is_refused(tmp_path, capsys):
+    """The archives arrive and unpack, but the labels list an image no archive holds: nothing vouches for them."""
+    jpeg = io.BytesIO()
+    Image.fromarray(image_bytes_for("nv", "ISIC_0000001")).save(jpeg, format="JPEG")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    server.files = {
+        "ISIC2018_Task3_Training_Input.zip": zip_bytes(
+            {"ISIC2018_Task3_Training_Input/ISIC_0000001.jpg": jpeg.getvalue()}),
+        "ISIC2018_Task3_Training_GroundTruth.zip": zip_bytes({
+            "ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv":
+                b"image,MEL,NV,BCC,AKIEC,BKL,DF,VASC\nISIC_0000001,0,1,0,0,0,0,0\nISIC_0000002,1,0,0,0,0,0,0\n"}),
+        "ISIC2018_Task3_Training_LesionGroupings.csv":
+            b"image,lesion_id,diagnosis_confirm_type\nISIC_0000001,HAM_1,histo\nISIC_0000002,HAM_2,histo\n",
+    }
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/mirror"
+        assert main(["data", "download", "--data-dir", str(tmp_path / "ham"), "--base-url", base, "--quiet"]) == 2
+    finally:
+        server.shutdown()
+    line = _error(capsys)
+    assert "could not be verified" in line and "ISIC_0000002" in line
+
+
+def test_pskin_debug_shows_the_traceback(tiny_ham, monkeypatch):
+    monkeypatch.setenv("PSKIN_DEBUG", "1")
+    with pytest.raises(PskinError, match="epochs"):
+        main(["train", "--data-dir", str(tiny_ham), "--epochs", "0"])
+
+
+def test_every_error_kind_is_a_pskin_error():
+    from pskinlib import errors
+
+    kinds = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, Exception)]
+    assert all(issubclass(kind, PskinError) for kind in kinds)
+    assert issubclass(DataError, ValueError)  # code written against ValueError still catches data errors
+    assert Path(errors.__file__).name == "errors.py"
