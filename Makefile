@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 # The stamp is remade when the dependency list changes, so a second run installs nothing.
 STAMP := $(VENV)/.installed
 
-.PHONY: book test test-fast lint clean
+.PHONY: book test test-fast lint clean gpu-pack
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# The data the GPU paper run carries to the device (README: "The paper on a GPU"); derived from the data, git-ignored.
+gpu-pack: $(STAMP)
+	$(PY) -m experiments.gpu_pack
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pskinlib benchmarks experiments tests

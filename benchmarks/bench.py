@@ -20,7 +20,8 @@ ratios mean something even on a busy machine where the absolute figures move:
 5. ``inference``: images per second of ``pskin evaluate`` and the latency of one prediction.
 
 Benchmarks are commands, not timed tests: the tests only check that each function returns sane figures. The GPU
-paper run lives in ``scripts/gpu_paper_run.py`` and uses :func:`raw_training_speed` for its own raw baseline.
+paper run lives in ``experiments/gpu_paper_run.py`` and uses :func:`raw_training_speed` and
+:func:`training_step_profile` for its own probe.
 """
 
 from __future__ import annotations
@@ -308,6 +309,37 @@ def raw_training_speed(config: TrainConfig, n_steps: int = 10, *, device: str | 
     median = batch / statistics.median(steps) if device.type == "cpu" else None
     return {**_settings(config, device), "n_steps": n_steps, "seconds": seconds,
             "images_per_second": n_steps * batch / seconds, "median_images_per_second": median}
+
+
+def training_step_profile(config: TrainConfig, *, device: str | torch.device = "cpu", n_classes: int = 3,
+                          warmup_steps: int = 2) -> dict[str, Any]:
+    """What one training step of ``config`` asks of the machine: the operations the host dispatches (the leaf
+    ``aten::`` calls, about one GPU kernel each) and, on CUDA, the kernels the GPU ran and their summed time. At
+    small batches a step whose kernels are short is bound by dispatching them: ``ops`` times the host's cost per
+    operation is the floor of the step's time however fast the GPU is."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device(device)
+    amp_dtype = autocast_dtype(config, device)
+    model, criterion, optimizer = _training_parts(config, device, n_classes)
+    model.train()
+    images = normalise(torch.rand(config.batch_size, 3, config.image_size, config.image_size)).to(device)
+    if use_channels_last(config, device):
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, n_classes, (config.batch_size,)).to(device)
+    for _ in range(warmup_steps):
+        _train_step(model, criterion, optimizer, images, labels, device, amp_dtype)
+    _sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        _train_step(model, criterion, optimizer, images, labels, device, amp_dtype)
+        _sync(device)
+    events = prof.events()
+    leaves = [e for e in events if e.name.startswith("aten::") and not e.cpu_children]
+    kernels = [e for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA]
+    return {**_settings(config, device), "ops": len(leaves),
+            "kernels": len(kernels) if device.type == "cuda" else None,
+            "kernel_seconds": sum(e.device_time_total for e in kernels) / 1e6 if kernels else None}
 
 
 def trainer_epoch_speed(config: TrainConfig, tensors: SplitTensors, n_steps: int, *,

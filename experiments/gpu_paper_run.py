@@ -1,29 +1,37 @@
-"""The paper profile on one GPU: ResNet101 and EfficientNet-B0 at 224 px, 100 epochs, Table 1's split.
+"""The paper profile on one GPU: ResNet101 and EfficientNet-B0 at 224 px, 100 epochs, Table 1's split, each trained
+as the paper does twice, without and with class weights.
 
-The book's reference GPU results. The GPU machine cannot reach the data, so it reads the pack that
-``scripts/pack_gpu_data.py`` writes (``.gpu/ham10000-paper.npz``, carried to the machine), unpacks it into a
-scratch HAM10000 folder and trains each model with :func:`pskinlib.trainer.train`, exactly as ``pskin train
---profile paper`` would: the images are decoded and resized once into the prepared cache, moved to the GPU once as
-one uint8 tensor and augmented there, in bf16 autocast with channels_last. The split is remade from the pack and
-checked against the hash recorded when packing, so it is the split a CPU run makes.
+A GPU machine is lent rarely and briefly, and only what a command leaves under ``$OUT`` comes back (at most 8 files,
+two folders deep). So this script is built to succeed the first time it meets a device:
 
-Each run's records (``config.json``, ``split.csv``, ``history.csv``, ``metrics.json``, ``predictions_*.csv``; no
-checkpoints) go to ``book/results/gpu/<model>-<size>px/``, and ``book/results/gpu/gpu_paper_run.json`` gathers
-images per second, epoch times, the raw model's speed on the same GPU (forward + backward + step on a batch in
-memory, the machine's limit) and whether each model stayed under the 5-minute target.
+* **One command** (``bash experiments/gpu_run.sh``, with the pack carried; README.md gives the device call) runs
+  everything under a ``timeout`` inside the device's 10-minute limit and writes two files: ``$OUT/gpu_paper_run.log``
+  and ``$OUT/gpu_paper_run.tar.gz``, which holds every record and the summary. The archive is rewritten whole and
+  renamed into place after every result and every ``--snapshot-seconds``, so a kill at any moment leaves a readable
+  archive with what had finished (and the epochs of what had not).
+* **The data travels as a pack** (``make gpu-pack``: ``.gpu/ham10000-paper.npz``, the JPEG bytes, the metadata and
+  the paper split itself), so nothing on the device re-derives the split with other numpy or pandas versions.
+* **Each run (a model with one weight scheme) has its own process**, which is its failure scope: a NaN, an
+  out-of-memory or a crash in one is recorded in the summary and the others still run. On a GPU the processes run
+  **concurrently** on the one device (the choice recorded in the summary): at the paper's batch of 32 an eager
+  training step of these networks is bound by the host launching kernels, not by the GPU, and several processes
+  launch in parallel. This keeps the paper's
+  protocol (no larger batch, no change to the learning rate) and costs no risky machinery (CUDA graphs would have to
+  capture the augmentation's random draws). On a CPU they run one after the other.
+* **A budget per model**: each training gets ``max_minutes`` (concurrent: the whole window; in turn: an equal share of
+  what is left), so it stops after the last epoch that fits and still evaluates its best epoch: every model has test
+  metrics for the epochs it did. Training keeps the best weights on the device and writes them once
+  (``checkpoints="best_in_memory"``); the step never waits for the GPU (scores are counted on the device).
+* Before training, each model's raw training step is timed on a batch already on the device (the machine's limit;
+  the summary gives the trainer's speed against it); after it, the head is refitted with the patient's age, sex and
+  body site (:func:`pskinlib.evaluate.fusion.fuse_run`) when time is left.
 
-After each model, its head is refitted on the image features plus the patient's age, sex and body site
-(:func:`pskinlib.fusion.fuse_run`, as ``pskin fuse RUN``; the pack carries the metadata), and the record keeps it in
-``fusion-metadata/``; ``--no-fusion`` leaves this out. The time it takes is planned in, like the final evaluation.
+Back here, ``python -m experiments.gpu_paper_run unpack ARCHIVE`` puts the records into ``book/results/gpu/``.
 
-``--max-minutes`` (default 8) is a budget for the whole script: after a short probe of each model's speed, the
-epochs are cut (the same fraction for every model) if 100 would not fit, and the cut is recorded in the run's
-config notes and in the summary; should a run still fall behind, it is stopped after an epoch, before the budget
-ends, and recorded as stopped.
-
-    python scripts/gpu_paper_run.py                     # on the GPU machine, with .gpu/ carried
-    python scripts/gpu_paper_run.py --device cpu --models resnet18 --size 32 --epochs 1 --max-train-batches 2 \
-        --out /tmp/gpu-try                              # a CPU try of the whole path
+    bash experiments/gpu_run.sh                                   # on the GPU machine (see README.md)
+    python -m experiments.gpu_paper_run unpack PATH/gpu_paper_run.tar.gz
+    python -m experiments.gpu_paper_run run --device cpu --models resnet18 --size 32 --epochs 2 \\
+        --max-train-batches 2 --archive /tmp/try/gpu_paper_run.tar.gz    # a CPU rehearsal of the whole path
 """
 
 from __future__ import annotations
@@ -32,309 +40,415 @@ import argparse
 import math
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import tarfile
 import tempfile
+import threading
 import time
+import traceback
 from pathlib import Path
 
-import torch
-
-from benchmarks.bench import raw_training_speed
 from experiments.gpu_pack import DEFAULT_PACK, unpack
-from pskinlib.data.cache import prepare_images
-from pskinlib.data.ham10000 import load_ham10000
-from pskinlib.data.splits import make_split, split_hash
-from pskinlib.evaluate.fusion import fuse_run
-from pskinlib.io import write_json
-from pskinlib.runs import GPU_RUN_SUMMARY, RunRecord, save_checkpoint
-from pskinlib.train.config import PROFILES, TrainConfig, make_config
-from pskinlib.train.device import machine_description, select_device
-from pskinlib.train.models import MODELS, build_model
-from pskinlib.train.trainer import train
+from pskinlib.errors import DataError, ParameterError, PskinError
+from pskinlib.io import atomic_path, read_json, write_json
+from pskinlib.runs import GPU_RUN_SUMMARY, RunRecord
+from pskinlib.train.config import PROFILES
+from pskinlib.train.losses import WEIGHT_SCHEMES
+from pskinlib.train.models import MODELS
 
-DEFAULT_OUT = Path("book") / "results" / "gpu"
 PAPER_MODELS = ("resnet101", "efficientnet_b0")
+PAPER_PROCEDURES = ("none", "inverse")  # the paper trains each model without and with class weights
+ARCHIVE_NAME, LOG_NAME = "gpu_paper_run.tar.gz", "gpu_paper_run.log"
+FOLDER = "gpu"  # inside the archive, and under book/results once unpacked
 TARGET_SECONDS_PER_MODEL = 300.0
-SAFETY_SECONDS = 20.0  # kept free at the end of the budget for writing the summary and copying records
-# Planning guesses, refined by the probe: the trainer reaches about 90 % of the raw step's speed, evaluation
-# (forward only) runs about 3x faster than training, and the final evaluation uses four flips (TTA).
-TRAINER_EFFICIENCY, FORWARD_SPEEDUP, TTA_VIEWS = 0.9, 3.0, 4
-FUSION_FIT_SECONDS = 30.0  # the logistic-regression fits of the fusion head, on the CPU (a guess with room to spare)
+SAFETY_SECONDS = 20.0  # kept free at the end of the window for the last archive
+FUSION_SECONDS = 45.0  # set aside in each model's budget for the metadata fusion (features and the fits)
 
 
-class OutOfTime(RuntimeError):
-    """The next epoch would not end before the budget: the run stops after the one just finished."""
+# ---------------------------------------------------------------------------------------------------------------
+# The command line
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     paper = PROFILES["paper"]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pack", default=str(DEFAULT_PACK), help=f"the data pack (default: {DEFAULT_PACK})")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"where the records go (default: {DEFAULT_OUT})")
-    parser.add_argument("--models", default=",".join(PAPER_MODELS), help="comma-separated model names")
-    parser.add_argument("--epochs", type=int, default=paper["epochs"], help="epochs per model (paper: 100)")
-    parser.add_argument("--size", type=int, default=paper["image_size"], help="image side in pixels (paper: 224)")
-    parser.add_argument("--max-minutes", type=float, default=8.0, help="budget for the whole script")
-    parser.add_argument("--device", default="auto", help="auto (the GPU if there is one), cuda, cuda:N or cpu")
-    parser.add_argument("--max-train-batches", type=int, default=None, help="cap batches per epoch (CPU tries)")
-    parser.add_argument("--probe-steps", type=int, default=30, help="timed raw steps per model before training")
-    parser.add_argument("--no-fusion", action="store_true", help="leave out the metadata fusion of each run")
-    parser.add_argument("--scratch", default=None, help="folder for the unpacked data, cache and checkpoints "
-                                                         "(default: a temporary folder, removed at the end)")
+    parser = argparse.ArgumentParser(prog="python -m experiments.gpu_paper_run", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train every model and write the archive (the device's command)")
+    run.add_argument("--pack", default=str(DEFAULT_PACK), help=f"the data pack (default: {DEFAULT_PACK})")
+    run.add_argument("--archive", default=None, help=f"where the archive goes (default: $OUT/{ARCHIVE_NAME})")
+    run.add_argument("--log", default=None, help=f"a copy of the output (default: beside the archive, {LOG_NAME})")
+    run.add_argument("--models", default=",".join(PAPER_MODELS), help="comma-separated model names")
+    run.add_argument("--weights", default=",".join(PAPER_PROCEDURES),
+                     help="comma-separated class-weight schemes, one run each (the paper's: none,inverse)")
+    run.add_argument("--epochs", type=int, default=paper["epochs"], help="epochs per model (paper: 100)")
+    run.add_argument("--size", type=int, default=paper["image_size"], help="image side in pixels (paper: 224)")
+    run.add_argument("--max-minutes", type=float, default=9.0, help="the whole command's window (default: 9)")
+    run.add_argument("--device", default="auto", help="auto (the GPU if there is one), cuda, cuda:N or cpu")
+    run.add_argument("--in-turn", action="store_true", help="train the models one after the other even on a GPU")
+    run.add_argument("--max-train-batches", type=int, default=None, help="cap batches per epoch (rehearsals)")
+    run.add_argument("--probe-steps", type=int, default=20, help="timed raw training steps per model")
+    run.add_argument("--no-fusion", action="store_true", help="leave out the metadata fusion of each run")
+    run.add_argument("--snapshot-seconds", type=float, default=30.0, help="how often the archive is rewritten")
+    run.add_argument("--scratch", default=None, help="folder for data, cache and runs (default: a temporary one)")
+    model = commands.add_parser("model", help="one model, in its own process (run starts these)")
+    for name, kind in (("--model", str), ("--class-weights", str), ("--data-dir", str), ("--split", str),
+                       ("--runs-dir", str),
+                       ("--result", str), ("--device", str), ("--epochs", int), ("--size", int),
+                       ("--budget-seconds", float), ("--probe-steps", int)):
+        model.add_argument(name, type=kind, required=True)
+    model.add_argument("--max-train-batches", type=int, default=None)
+    model.add_argument("--no-fusion", action="store_true")
+    unpack_ = commands.add_parser("unpack", help="put an archive's records into book/results/gpu/")
+    unpack_.add_argument("archive")
+    unpack_.add_argument("--into", default=str(Path("book") / "results"), help="default: book/results")
     args = parser.parse_args(argv)
-    args.models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    unknown = [m for m in args.models if m not in MODELS]
-    if unknown or not args.models:
-        raise ValueError(f"--models: unknown or empty {list(args.models)}; choose from {list(MODELS)}.")
-    for name in ("epochs", "probe_steps"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= 1, got {getattr(args, name)}.")
-    if not 16 <= args.size <= 1024:
-        raise ValueError(f"--size: expected 16 to 1024 pixels, got {args.size}.")
-    if not (args.max_minutes > 0 and math.isfinite(args.max_minutes)):
-        raise ValueError(f"--max-minutes: expected a positive number, got {args.max_minutes}.")
-    if args.max_train_batches is not None and args.max_train_batches < 1:
-        raise ValueError(f"--max-train-batches: expected an integer >= 1, got {args.max_train_batches}.")
+    if args.command == "run":
+        args.models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        unknown = [m for m in args.models if m not in MODELS]
+        if unknown or not args.models:
+            raise ParameterError(f"--models: unknown or empty {list(args.models)}; choose from {list(MODELS)}.")
+        args.weights = tuple(w.strip() for w in args.weights.split(",") if w.strip())
+        if not args.weights or any(w not in WEIGHT_SCHEMES or w == "manual" for w in args.weights):
+            raise ParameterError(f"--weights: expected schemes among {[w for w in WEIGHT_SCHEMES if w != 'manual']}, "
+                                 f"got {list(args.weights)}.")
+        for name in ("epochs", "probe_steps"):
+            if getattr(args, name) < 1:
+                raise ParameterError(f"--{name.replace('_', '-')}: expected an integer >= 1, got "
+                                     f"{getattr(args, name)}.")
+        if not 16 <= args.size <= 1024:
+            raise ParameterError(f"--size: expected 16 to 1024 pixels, got {args.size}.")
+        for name in ("max_minutes", "snapshot_seconds"):
+            if not (getattr(args, name) > 0 and math.isfinite(getattr(args, name))):
+                raise ParameterError(f"--{name.replace('_', '-')}: expected a positive number, got "
+                                     f"{getattr(args, name)}.")
+        if args.max_train_batches is not None and args.max_train_batches < 1:
+            raise ParameterError(f"--max-train-batches: expected an integer >= 1, got {args.max_train_batches}.")
+        if args.archive is None:
+            if not os.environ.get("OUT"):
+                raise ParameterError("--archive: not given and $OUT is not set; name where the archive goes.")
+            args.archive = str(Path(os.environ["OUT"]) / ARCHIVE_NAME)
+        args.log = args.log or str(Path(args.archive).with_name(LOG_NAME))
     return args
-
-
-def paper_config(model: str, epochs: int, args: argparse.Namespace, data_dir: Path, classes: tuple[str, ...],
-                 split_seed: int, notes: str) -> TrainConfig:
-    """The paper profile for ``model``; fewer epochs keep the warm-up the same fraction of the run."""
-    paper = PROFILES["paper"]
-    warmup = paper["warmup_epochs"] * min(1.0, epochs / paper["epochs"])
-    return make_config("paper", model=model, epochs=epochs, warmup_epochs=warmup, image_size=args.size,
-                       device=args.device, data_dir=str(data_dir), classes=classes, split_seed=split_seed,
-                       max_train_batches=args.max_train_batches, quiet=True, notes=notes)
-
-
-def probe(config: TrainConfig, device: torch.device, n_classes: int, steps: int, scratch: Path) -> dict:
-    """The raw model's training speed on this device, and the time to write one checkpoint."""
-    raw = raw_training_speed(config, steps, device=device, n_classes=n_classes, warmup_steps=max(2, steps // 3))
-    model = build_model(config.model, n_classes).to(device)
-    # Model and SGD momentum: about what the trainer's best.pt / last.pt hold.
-    state = {"model": model.state_dict(), "momentum": {k: v.clone() for k, v in model.state_dict().items()}}
-    start = time.perf_counter()
-    save_checkpoint(scratch / "probe.pt", state)
-    checkpoint_seconds = time.perf_counter() - start
-    (scratch / "probe.pt").unlink()
-    del model, state
-    return {"raw_images_per_second": raw["images_per_second"], "precision": raw["precision"],
-            "channels_last": raw["channels_last"], "checkpoint_seconds": checkpoint_seconds}
-
-
-def estimate_seconds(config: TrainConfig, measured: dict, counts: dict[str, int], fusion: bool = True
-                     ) -> dict[str, float]:
-    """Planning estimates for one epoch, for the final evaluation and (``fusion``) for the metadata fusion, from
-    the probe."""
-    ips = measured["raw_images_per_second"]
-    steps = counts["train"] // config.batch_size
-    if config.max_train_batches is not None:
-        steps = min(steps, config.max_train_batches)
-    epoch = (steps * config.batch_size / (TRAINER_EFFICIENCY * ips) + counts["val"] / (FORWARD_SPEEDUP * ips)
-             + 2 * measured["checkpoint_seconds"] + 0.1)
-    final = ((counts["val"] + counts["test"]) * TTA_VIEWS / (FORWARD_SPEEDUP * ips)
-             + measured["checkpoint_seconds"] + 5.0)
-    # Fusion reads every image's features once (with the flips) and fits a small logistic regression.
-    fused = sum(counts.values()) * TTA_VIEWS / (FORWARD_SPEEDUP * ips) + FUSION_FIT_SECONDS if fusion else 0.0
-    return {"epoch": epoch, "final": final, "setup": 5.0, "fusion": fused}
-
-
-def plan_epochs(epochs: int, estimates: dict[str, dict[str, float]], seconds_left: float) -> dict[str, int]:
-    """``epochs`` for every model if they fit in ``seconds_left``, else the same fraction of them for each."""
-    fixed = sum(e["final"] + e["setup"] + e.get("fusion", 0.0) for e in estimates.values())
-    per_epoch = sum(e["epoch"] for e in estimates.values())
-    if fixed + epochs * per_epoch <= seconds_left:
-        return dict.fromkeys(estimates, epochs)
-    fitting = max(1, math.floor((seconds_left - fixed) / per_epoch))
-    return dict.fromkeys(estimates, min(epochs, fitting))
-
-
-def run_model(config: TrainConfig, runs_dir: Path, deadline: float, final_seconds: float) -> dict:
-    """Train one model; stop after an epoch if the next one and the final evaluation would overrun ``deadline``."""
-    wall: list[float] = []
-    start = time.perf_counter()
-    last = [start]
-
-    def on_epoch_end(row: dict) -> None:
-        now = time.perf_counter()
-        wall.append(now - last[0])
-        last[0] = now
-        print(f"  {config.model} epoch {row['epoch']}/{config.epochs}: {row['seconds']:.1f} s training "
-              f"({row['images_per_second']:.0f} img/s), {wall[-1]:.1f} s in all; val accuracy "
-              f"{row['val_accuracy']:.3f}", flush=True)
-        if row["epoch"] < config.epochs and now + max(wall[-3:]) + final_seconds > deadline:
-            raise OutOfTime(f"stopped after epoch {row['epoch']} of {config.epochs}: the next epoch and the final "
-                            "evaluation would overrun --max-minutes")
-
-    status, reason = "complete", None
-    try:
-        run_dir = RunRecord(train(config, runs_dir=runs_dir, on_epoch_end=on_epoch_end))
-    except OutOfTime as exc:
-        status, reason = "stopped", str(exc)
-        run_dir = RunRecord(next(p for p in runs_dir.iterdir() if p.is_dir()))
-    return {"run_dir": run_dir, "status": status, "reason": reason, "seconds": time.perf_counter() - start,
-            "epoch_wall_seconds": wall}
-
-
-def fuse_in_time(run_dir: RunRecord, data_dir: Path, device: str, deadline: float, estimate: float) -> dict:
-    """Fit the run's metadata fusion head if the run finished and the estimate fits before ``deadline``; what
-    became of it, for the summary."""
-    if not run_dir.finished:
-        return {"status": "skipped", "reason": "the run stopped before its final evaluation"}
-    if time.perf_counter() + estimate > deadline:
-        return {"status": "skipped", "reason": "no time left in --max-minutes"}
-    start = time.perf_counter()
-    fuse_run(run_dir, data_dir=data_dir, device=device)
-    metrics = run_dir.fusion(True).metrics
-    seconds = time.perf_counter() - start
-    print(f"  fused with age, sex and body site in {seconds:.1f} s: test balanced accuracy "
-          f"{metrics['test']['balanced_accuracy']:.3f} (images alone "
-          f"{metrics['image_only_test_balanced_accuracy']:.3f})", flush=True)
-    return {"status": "complete", "seconds": seconds,
-            "test": {k: metrics["test"][k] for k in ("accuracy", "balanced_accuracy")},
-            "test_by_lesion": {k: metrics["test_by_lesion"][k] for k in ("accuracy", "balanced_accuracy")}}
-
-
-def copy_records(run_dir: RunRecord, target: Path) -> None:
-    """Copy a run's records without its checkpoints to ``target``, replacing an earlier copy only once the new one
-    is complete."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    run_dir.copy_to(tmp)
-    old = target.with_name(f".{target.name}.{os.getpid()}.old")
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def summarize_run(model: str, result: dict, config: TrainConfig, measured: dict, args: argparse.Namespace,
-                  folder: str) -> dict:
-    run_dir = result["run_dir"]
-    history = run_dir.history
-    ips = float(history["images_per_second"].median()) if len(history) else None
-    summary = {
-        "model": model, "status": result["status"], "reason": result["reason"], "records": folder,
-        "epochs_profile": PROFILES["paper"]["epochs"], "epochs_asked": args.epochs, "epochs_planned": config.epochs,
-        "epochs_run": len(history), "size": config.image_size, "batch_size": config.batch_size,
-        "precision": measured["precision"], "channels_last": measured["channels_last"],
-        "seconds_total": result["seconds"],
-        "seconds_training": float(history["seconds"].sum()) if len(history) else 0.0,
-        "epoch_seconds": history["seconds"].round(3).tolist() if len(history) else [],
-        "epoch_wall_seconds": [round(s, 3) for s in result["epoch_wall_seconds"]],
-        "images_per_second_median": ips,
-        "raw_images_per_second": measured["raw_images_per_second"],
-        "trainer_vs_raw": ips / measured["raw_images_per_second"] if ips else None,
-        "checkpoint_seconds": measured["checkpoint_seconds"],
-        "under_target": result["status"] == "complete" and config.epochs == PROFILES["paper"]["epochs"]
-        and result["seconds"] <= TARGET_SECONDS_PER_MODEL,
-    }
-    if run_dir.finished:
-        metrics = run_dir.metrics
-        summary["best_epoch"] = metrics["best_epoch"]
-        summary["test"] = {k: metrics["test"][k] for k in ("accuracy", "balanced_accuracy")}
-    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
-        device = select_device(args.device)
-        if device.type != "cuda" and Path(args.out).resolve() == DEFAULT_OUT.resolve():
-            raise ValueError(f"--out: a run on {device} would replace the reference GPU results in {DEFAULT_OUT}; "
-                             "give another --out for a CPU try.")
-    except ValueError as exc:
-        print(f"gpu_paper_run: error: {exc}", file=sys.stderr)
+        return {"run": run_all, "model": run_one, "unpack": unpack_archive}[args.command](args)
+    except PskinError as exc:
+        print(f"gpu_paper_run: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    started, clock = time.strftime("%Y-%m-%dT%H:%M:%S"), time.perf_counter()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One model, in its own process
+
+
+def run_one(args: argparse.Namespace) -> int:
+    """Probe, train and fuse one model; write what became of it to ``--result`` whatever happens."""
+    started = time.perf_counter()
+    result: dict = {"model": args.model, "class_weights": args.class_weights, "status": "failed"}
+    try:
+        import torch
+
+        from benchmarks.bench import raw_training_speed, training_step_profile
+        from pskinlib.data.splits import read_split
+        from pskinlib.evaluate.fusion import fuse_run
+        from pskinlib.train.config import make_config
+        from pskinlib.train.device import select_device
+        from pskinlib.train.trainer import train
+
+        device = select_device(args.device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # as the trainer sets it: the probe sees the same kernels
+        split = read_split(args.split)
+        paper = PROFILES["paper"]
+        fusion_share = 0.0 if args.no_fusion else FUSION_SECONDS
+        budget = args.budget_seconds - fusion_share - (time.perf_counter() - started)
+        config = make_config(
+            "paper", model=args.model, class_weights=args.class_weights, epochs=args.epochs, image_size=args.size,
+            device=args.device,
+            data_dir=args.data_dir, warmup_epochs=paper["warmup_epochs"] * min(1.0, args.epochs / paper["epochs"]),
+            max_train_batches=args.max_train_batches, quiet=True, checkpoints="best_in_memory",
+            max_minutes=max(budget, 1.0) / 60,
+            notes=f"experiments/gpu_paper_run.py: budget {args.budget_seconds:.0f} s for this model")
+        probe = raw_training_speed(config, args.probe_steps, device=device, n_classes=len(config.classes),
+                                   warmup_steps=max(2, args.probe_steps // 3))
+        result["probe"] = {k: probe[k] for k in ("images_per_second", "seconds_per_step", "precision",
+                                                 "channels_last") if k in probe}
+        # What one step asks of the machine: host operations and, on a GPU, kernels and their summed time; against
+        # the probe's seconds per step this splits the step into GPU work and the host's overhead.
+        step = training_step_profile(config, device=device, n_classes=len(config.classes))
+        result["probe"].update(seconds_per_step=config.batch_size / probe["images_per_second"],
+                               ops_per_step=step["ops"], kernels_per_step=step["kernels"],
+                               kernel_seconds_per_step=step["kernel_seconds"])
+        kernels = f", {step['kernels']} kernels, {step['kernel_seconds'] * 1e3:.1f} ms" if step["kernels"] else ""
+        print(f"probe: raw training step {probe['images_per_second']:.0f} img/s ({probe['precision']}), "
+              f"{step['ops']} host operations{kernels}", flush=True)
+
+        def progress(row: dict) -> None:
+            print(f"epoch {row['epoch']}/{config.epochs}: {row['seconds']:.1f} s, {row['images_per_second']:.0f} "
+                  f"img/s, val accuracy {row['val_accuracy']:.3f}, balanced {row['val_balanced_accuracy']:.3f}",
+                  flush=True)
+
+        run = RunRecord.open(train(config, runs_dir=args.runs_dir, split=split, on_epoch_end=progress))
+        metrics = run.metrics
+        result.update(status="stopped early" if metrics.get("stopped") else "complete", run=run.name,
+                      reason=metrics.get("stopped"), seconds_training=time.perf_counter() - started)
+        left = args.budget_seconds - (time.perf_counter() - started)
+        if args.no_fusion:
+            result["fusion"] = {"status": "skipped", "reason": "--no-fusion"}
+        elif left < FUSION_SECONDS / 3:
+            result["fusion"] = {"status": "skipped", "reason": f"only {left:.0f} s of the budget left"}
+        else:
+            fusion_start = time.perf_counter()
+            fuse_run(run, data_dir=args.data_dir, device=args.device)
+            fused = run.fusion(True).metrics
+            result["fusion"] = {"status": "complete", "seconds": time.perf_counter() - fusion_start,
+                                "test": {k: fused["test"][k] for k in ("accuracy", "balanced_accuracy")}}
+    except Exception as exc:  # the failure scope: record it, and let the other model run
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc().splitlines()[-12:])
+        print(f"failed: {type(exc).__name__}: {exc}", flush=True)
+    result["seconds"] = time.perf_counter() - started
+    write_json(args.result, result)
+    return 0 if result["status"] != "failed" else 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole command
+
+
+class Archive:
+    """The staging folder of the archive, and the one way it is written: whole, then renamed into place."""
+
+    def __init__(self, staging: Path, path: Path):
+        self.staging, self.path = staging, path
+        self.lock = threading.RLock()  # the signal handler may write while the loop is writing
+
+    def write(self, summary: dict) -> None:
+        with self.lock:
+            write_json(self.staging / FOLDER / GPU_RUN_SUMMARY, summary)
+            with atomic_path(self.path) as tmp, tarfile.open(tmp, "w:gz") as tar:
+                tar.add(self.staging / FOLDER, arcname=FOLDER)
+
+
+class Log:
+    """Every line of the command and its models, on the screen and in ``--log``."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file, self.lock = open(path, "a", buffering=1), threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        with self.lock:
+            stamped = f"[{time.strftime('%H:%M:%S')}] {line}"
+            print(stamped, flush=True)
+            self.file.write(stamped + "\n")
+
+
+def run_all(args: argparse.Namespace) -> int:
+
+    from pskinlib.data.cache import prepare_images
+    from pskinlib.data.ham10000 import load_ham10000
+    from pskinlib.data.splits import split_hash, write_split
+    from pskinlib.train.device import machine_description, select_device
+
+    clock = time.perf_counter()
     deadline = clock + args.max_minutes * 60
-    out = Path(args.out)
+    log = Log(Path(args.log))
+    device = select_device(args.device)
     scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="pskin-gpu-"))
-    scratch.mkdir(parents=True, exist_ok=True)
-    # The prepared cache goes to the scratch folder, not the machine's ~/.cache, and goes with it.
-    os.environ["PSKIN_CACHE"] = str(scratch / "cache")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the trainer sets it; the probe should see the same kernels
+    os.environ["PSKIN_CACHE"] = str(scratch / "cache")  # the prepared cache stays in the scratch folder
+    archive = Archive(scratch / "archive", Path(args.archive))
+    jobs = [(m, w) for m in args.models for w in args.weights]
+    concurrent = device.type == "cuda" and len(jobs) > 1 and not args.in_turn
+    summary = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "finished": None, "seconds": None, "status": "running",
+        "max_minutes": args.max_minutes, "device": str(device), "gpu_result": device.type == "cuda",
+        "note": "the paper profile on one GPU" if device.type == "cuda" else "a rehearsal on the CPU, not a GPU result",
+        "schedule": "concurrent" if concurrent else "in turn",
+        "schedule_reason": ("one process per run on the one GPU: at batch 32 an eager step is bound by launching "
+                            "kernels, and processes launch in parallel; the paper's batch and learning rate are kept")
+        if concurrent else "one model after the other",
+        "target_seconds_per_model": TARGET_SECONDS_PER_MODEL, "machine": machine_description(), "models": [],
+    }
+    children: dict[str, subprocess.Popen] = {}
+
+    def stop(signum, frame) -> None:  # the shell's timeout: end the models, keep what is there
+        log(f"signal {signum}: stopping the models and writing the archive")
+        for child in children.values():
+            child.terminate()
+        summary["status"] = f"stopped by signal {signum}"
+        _finish(summary, clock, archive, scratch, args, log)
+        os._exit(124)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         contents = unpack(args.pack, scratch / "ham10000")
-        info = contents["info"]
-        unpacked = time.perf_counter()
-        images = load_ham10000(scratch / "ham10000", classes=info["classes"])
-        split = make_split(images, "paper", seed=info["split_seed"])
+        info, split = contents["info"], contents["split"]
         if split_hash(split) != info["split_hash"]:
-            raise ValueError(f"the paper split remade from {args.pack} has hash {split_hash(split)}, not the "
-                             f"{info['split_hash']} recorded when packing: the pack or pskinlib's split changed.")
-        prepare_images(images, args.size, progress=False)
-        prepared = time.perf_counter()
-        print(f"unpacked {len(images)} images in {unpacked - clock:.1f} s, prepared them at {args.size} px in "
-              f"{prepared - unpacked:.1f} s; split {info['split_hash']} as packed", flush=True)
-
-        counts = split["split"].value_counts().to_dict()
-        n_classes = len(images.classes)
-        measured, estimates = {}, {}
-        for model in args.models:
-            config = paper_config(model, args.epochs, args, scratch / "ham10000", images.classes,
-                                  info["split_seed"], "")
-            measured[model] = probe(config, device, n_classes, args.probe_steps, scratch)
-            estimates[model] = estimate_seconds(config, measured[model], counts, fusion=not args.no_fusion)
-            print(f"probe {model}: raw {measured[model]['raw_images_per_second']:.0f} img/s "
-                  f"({measured[model]['precision']}{', channels_last' if measured[model]['channels_last'] else ''})"
-                  f", checkpoint {measured[model]['checkpoint_seconds']:.2f} s; about "
-                  f"{estimates[model]['epoch']:.1f} s per epoch", flush=True)
-        seconds_left = deadline - time.perf_counter() - SAFETY_SECONDS
-        planned = plan_epochs(args.epochs, estimates, seconds_left)
-
-        summary = {
-            "started": started, "finished": None, "seconds": None, "max_minutes": args.max_minutes,
-            "device": str(device), "gpu_result": device.type == "cuda",
-            "note": "reference GPU results of the paper profile" if device.type == "cuda"
-            else "a try of the script on the CPU, not a GPU result",
-            "target_seconds_per_model": TARGET_SECONDS_PER_MODEL, "machine": machine_description(),
-            "pack": {k: info[k] for k in ("images", "jpeg_megabytes", "jpeg_sha256", "split_hash", "split_seed",
-                                          "split_images", "split_distinct_images", "synthetic", "source")},
-            "data_seconds": {"unpack": unpacked - clock, "prepare": prepared - unpacked},
-            "split_counts": counts, "planned_epochs": planned, "estimates": estimates, "models": [],
-        }
-        out.mkdir(parents=True, exist_ok=True)
-        for model in args.models:
-            notes = f"GPU reference run (scripts/gpu_paper_run.py) from the pack {info['jpeg_sha256'][:12]}"
-            if planned[model] < args.epochs:
-                notes += f"; epochs cut from {args.epochs} to {planned[model]} to fit --max-minutes {args.max_minutes}"
-            config = paper_config(model, planned[model], args, scratch / "ham10000", images.classes,
-                                  info["split_seed"], notes)
-            if time.perf_counter() + estimates[model]["setup"] + estimates[model]["epoch"] \
-                    + estimates[model]["final"] + estimates[model]["fusion"] > deadline - SAFETY_SECONDS:
-                summary["models"].append({"model": model, "status": "skipped",
-                                          "reason": "no time left in --max-minutes"})
-                print(f"{model}: skipped, no time left", flush=True)
-                continue
-            print(f"{model}: {config.epochs} epochs at {config.image_size} px on {device}", flush=True)
-            result = run_model(config, scratch / "runs" / model, deadline - SAFETY_SECONDS,
-                               estimates[model]["final"] + estimates[model]["fusion"])
-            fusion = None if args.no_fusion else fuse_in_time(result["run_dir"], scratch / "ham10000", args.device,
-                                                               deadline - SAFETY_SECONDS, estimates[model]["fusion"])
-            folder = f"{model}-{config.image_size}px"
-            copy_records(result["run_dir"], out / folder)
-            summary["models"].append({**summarize_run(model, result, config, measured[model], args, folder),
-                                      **({"fusion": fusion} if fusion else {})})
-            # Written after every model: a run cut short by the machine's own time limit keeps what it finished.
-            summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-            summary["seconds"] = time.perf_counter() - clock
-            write_json(out / GPU_RUN_SUMMARY, summary)
-            print(f"{model}: {result['status']} in {result['seconds']:.0f} s", flush=True)
-        summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        summary["seconds"] = time.perf_counter() - clock
-        write_json(out / GPU_RUN_SUMMARY, summary)
-        print(f"wrote {out / GPU_RUN_SUMMARY} in {summary['seconds']:.0f} s", flush=True)
-    except ValueError as exc:  # a bad pack or split; DataError is a ValueError too
-        print(f"gpu_paper_run: error: {exc}", file=sys.stderr)
-        return 2
+            raise DataError(f"{args.pack}: its split does not match the hash recorded when packing.")
+        write_split(split, scratch / "paper_split.csv")
+        unpacked = time.perf_counter()
+        prepare_images(load_ham10000(scratch / "ham10000", classes=info["classes"]), args.size, progress=False)
+        summary["pack"] = {k: info[k] for k in ("images", "jpeg_megabytes", "jpeg_sha256", "split_hash",
+                                                "split_images", "split_distinct_images", "synthetic", "source")}
+        summary["data_seconds"] = {"unpack": unpacked - clock, "prepare": time.perf_counter() - unpacked}
+        summary["split_counts"] = split["split"].value_counts().to_dict()
+        log(f"{info['images']} images unpacked and prepared at {args.size} px in {time.perf_counter() - clock:.1f} s;"
+            f" split {info['split_hash']} as packed; {summary['schedule']} on {device}")
+        archive.write(summary)
+        entries = {f"{m}-{w}": {"model": m, "class_weights": w, "status": "waiting",
+                                "records": f"{m}-{w}-{args.size}px"} for m, w in jobs}
+        summary["models"] = list(entries.values())
+        queue = list(entries)
+        last_snapshot = time.perf_counter()
+        while queue or children:
+            while queue and (concurrent or not children):
+                model = queue.pop(0)
+                left = deadline - time.perf_counter() - SAFETY_SECONDS
+                budget = left if concurrent else left / (len(queue) + 1)
+                if budget < 30:
+                    entries[model].update(status="skipped", reason=f"only {left:.0f} s of the window left")
+                    log(f"{model}: skipped, {left:.0f} s left")
+                    continue
+                entries[model].update(status="running", budget_seconds=budget, epochs_planned=args.epochs,
+                                      size=args.size, started_after_seconds=time.perf_counter() - clock)
+                children[model] = _start_model(entries[model], budget, args, scratch, device, log)
+            time.sleep(0.5)
+            for model, child in list(children.items()):
+                if child.poll() is not None:
+                    del children[model]
+                    _collect(entries[model], model, child.returncode, scratch, archive, log)
+                    archive.write(summary)
+            if time.perf_counter() - last_snapshot >= args.snapshot_seconds:
+                for model in children:
+                    _snapshot(entries[model], model, scratch, archive)
+                archive.write(summary)
+                last_snapshot = time.perf_counter()
+        failed = [f"{e['model']}-{e['class_weights']}" for e in summary["models"]
+                  if e["status"] in ("failed", "skipped")]
+        summary["status"] = "complete" if not failed else f"finished; not complete: {', '.join(failed)}"
+    except PskinError as exc:
+        summary["status"], summary["error"] = "failed", str(exc)
+        log(f"error: {exc}")
     finally:
-        if not args.scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for child in children.values():
+            child.kill()
+    _finish(summary, clock, archive, scratch, args, log)
+    return 0 if summary["status"] == "complete" else 1
+
+
+def _start_model(entry: dict, budget: float, args, scratch: Path, device, log) -> subprocess.Popen:
+    model = f"{entry['model']}-{entry['class_weights']}"
+    command = [sys.executable, "-m", "experiments.gpu_paper_run", "model", "--model", entry["model"],
+               "--class-weights", entry["class_weights"],
+               "--data-dir", str(scratch / "ham10000"), "--split", str(scratch / "paper_split.csv"),
+               "--runs-dir", str(scratch / "runs" / model), "--result", str(scratch / "results" / f"{model}.json"),
+               "--device", str(device), "--epochs", str(args.epochs), "--size", str(args.size),
+               "--budget-seconds", f"{budget:.1f}", "--probe-steps", str(args.probe_steps)]
+    if args.max_train_batches:
+        command += ["--max-train-batches", str(args.max_train_batches)]
+    if args.no_fusion:
+        command.append("--no-fusion")
+    log(f"{model}: starting, budget {budget:.0f} s")
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def relay() -> None:
+        for line in child.stdout:
+            if line.strip():
+                log(f"{model}: {line.rstrip()}")
+
+    threading.Thread(target=relay, daemon=True).start()
+    return child
+
+
+def _run_folder(model: str, scratch: Path) -> RunRecord | None:
+    folders = sorted(p for p in (scratch / "runs" / model).glob("*") if p.is_dir())
+    return RunRecord(folders[-1]) if folders else None
+
+
+def _snapshot(entry: dict, model: str, scratch: Path, archive: Archive) -> None:
+    """The record of a model still training, as far as it goes: its config and the epochs done."""
+    run = _run_folder(model, scratch)
+    if run is None:
+        return
+    history = run.history
+    entry["epochs_run"] = len(history)
+    target = archive.staging / FOLDER / entry["records"]
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    run.copy_to(target)
+
+
+def _collect(entry: dict, model: str, code: int, scratch: Path, archive: Archive, log) -> None:
+    """A model's process ended: its result, its records into the archive, the figures into the summary."""
+    path = scratch / "results" / f"{model}.json"
+    result = read_json(path) if path.is_file() else {"status": "failed", "error": f"exit code {code}, no result"}
+    entry.update({k: v for k, v in result.items() if k not in ("model", "class_weights")})
+    run = _run_folder(model, scratch)
+    if run is not None:
+        _snapshot(entry, model, scratch, archive)
+        history = run.history
+        if len(history):
+            ips = float(history["images_per_second"].median())
+            raw = result.get("probe", {}).get("images_per_second")
+            entry.update(epochs_run=len(history), seconds_training_loop=float(history["seconds"].sum()),
+                         epoch_seconds=history["seconds"].round(3).tolist(), images_per_second_median=ips,
+                         raw_images_per_second=raw, trainer_vs_raw=ips / raw if raw else None)
+        if run.finished:
+            metrics = run.metrics
+            entry.update(best_epoch=metrics["best_epoch"],
+                         test={k: metrics["test"][k] for k in ("accuracy", "balanced_accuracy")})
+    entry["under_target"] = (entry["status"] == "complete" and entry.get("epochs_run") == PROFILES["paper"]["epochs"]
+                             and entry.get("seconds", math.inf) <= TARGET_SECONDS_PER_MODEL)
+    test = entry.get("test", {})
+    log(f"{model}: {entry['status']} after {entry.get('seconds', 0):.0f} s, {entry.get('epochs_run', 0)} epochs"
+        + (f", test balanced accuracy {test['balanced_accuracy']:.3f}" if test else "")
+        + (f" ({entry['error']})" if entry.get("error") else ""))
+
+
+def _finish(summary: dict, clock: float, archive: Archive, scratch: Path, args, log) -> None:
+    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    summary["seconds"] = time.perf_counter() - clock
+    archive.write(summary)
+    log(f"{summary['status']}: wrote {archive.path} in {summary['seconds']:.0f} s")
+    if not args.scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Back here
+
+
+def unpack_archive(args: argparse.Namespace) -> int:
+    """Extract an archive (safely) and replace ``<into>/gpu`` with its records."""
+    from pskinlib.data.download import safe_extract
+
+    into = Path(args.into)
+    with tempfile.TemporaryDirectory(prefix="pskin-gpu-unpack-", dir=into if into.is_dir() else None) as folder:
+        safe_extract(args.archive, folder)
+        unpacked = Path(folder) / FOLDER
+        if not (unpacked / GPU_RUN_SUMMARY).is_file():
+            raise DataError(f"{args.archive}: holds no {FOLDER}/{GPU_RUN_SUMMARY}; is it this script's archive?")
+        target, old = into / FOLDER, into / f".{FOLDER}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        into.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(unpacked), str(target))
+        shutil.rmtree(old, ignore_errors=True)
+    summary = read_json(target / GPU_RUN_SUMMARY)
+    for model in summary["models"]:
+        test = model.get("test", {}).get("balanced_accuracy")
+        print(f"{model['model']}: {model['status']}, {model.get('epochs_run', 0)} epochs"
+              + (f", test balanced accuracy {test:.3f}" if test is not None else ""))
+    print(f"unpacked into {target}")
     return 0
 
 

@@ -14,11 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
+from pskinlib.data.ham10000 import load_ham10000
 from pskinlib.errors import TrainingError
 from pskinlib.evaluate.evaluate import evaluate_folder
 from pskinlib.evaluate.predict import load_trained
 from pskinlib.io import read_json
-from pskinlib.runs import find_runs, load_checkpoint
+from pskinlib.runs import RunRecord, find_runs, load_checkpoint
 from pskinlib.train.config import make_config
 from pskinlib.train.device import SMALLEST_CPU_BF16_SIZE, autocast_dtype
 from pskinlib.train.models import build_model
@@ -197,3 +198,27 @@ def test_ddp_with_two_gloo_processes_writes_one_run_record(tiny_ham, tmp_path):
     config = read_json(runs[0] / "config.json")
     assert config["environment"]["world_size"] == 2
     assert len(pd.read_csv(runs[0] / "history.csv")) == 2 and (runs[0] / "metrics.json").is_file()
+
+
+def test_a_time_budget_stops_after_an_epoch_and_still_evaluates_the_best(tiny_ham, tmp_path):
+    run = RunRecord.open(train(tiny_config(tiny_ham, epochs=5, max_minutes=1e-4), runs_dir=tmp_path))
+    metrics = run.metrics
+    assert len(run.history) == 1 and metrics["epochs_run"] == 1
+    assert "stopped after epoch 1 of 5" in metrics["stopped"] and "max_minutes" in metrics["stopped"]
+    assert metrics["test"]["n"] > 0 and run.predictions("test")["true"].notna().all()
+
+
+def test_best_weights_kept_in_memory_are_written_once_and_predict_as_recorded(tiny_ham, tmp_path):
+    run = RunRecord.open(train(tiny_config(tiny_ham, checkpoints="best_in_memory"), runs_dir=tmp_path))
+    assert run.checkpoint("best").is_file() and not run.checkpoint("last").exists()
+    trained = load_trained(run, device="cpu")
+    test = run.predictions("test")
+    images = load_ham10000(tiny_ham).table.set_index("image_id").loc[test["image_id"], "path"]
+    probs = trained.predict(list(images))
+    np.testing.assert_allclose(probs, test[[f"p_{c}" for c in trained.classes]].to_numpy(), atol=1e-4)
+
+
+def test_a_caller_can_end_training_early_and_keep_the_evaluation(tiny_ham, tmp_path):
+    run = RunRecord.open(train(tiny_config(tiny_ham, epochs=4), runs_dir=tmp_path,
+                               on_epoch_end=lambda row: row["epoch"] == 2))
+    assert len(run.history) == 2 and "by the caller" in run.metrics["stopped"]

@@ -4,7 +4,7 @@ Both work on the ``predictions_val.csv`` / ``predictions_test.csv`` files every 
 
 * :func:`average_runs`: the mean class probabilities of runs trained on the same split. Averaging a few runs with
   different seeds usually beats each of them; on a CPU, runs trained side by side with one thread each make good
-  use of the cores (``scripts/quality_bar.py``).
+  use of the cores (``experiments/quality_bar.py``).
 * :func:`average_by_lesion`: each image's probabilities replaced by the mean over all images of its lesion in the
   same table. HAM10000 photographs many lesions more than once, and whoever takes the pictures knows which show one
   lesion; the book reports it beside the image-level result, never instead of it.

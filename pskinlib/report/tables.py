@@ -70,8 +70,9 @@ def quality_bar_table(folder: str | os.PathLike) -> pd.DataFrame:
 
 def gpu_run_table(folder: str | os.PathLike) -> pd.DataFrame:
     """The paper profile on a GPU, from ``experiments/gpu_paper_run.py``'s summary in ``folder``: one row per model
-    (status, epochs, minutes, the trainer's and the raw model's images per second, test balanced accuracy alone and
-    fused with the metadata); empty when there is no summary."""
+    (status, epochs, minutes against its budget and the 5-minute target, the trainer's and the raw step's images per
+    second, the kernels of one step, test balanced accuracy alone and fused with the metadata); empty when there is
+    no summary."""
     from ..io import read_json
 
     path = Path(folder)
@@ -79,18 +80,21 @@ def gpu_run_table(folder: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame()
     summary = read_json(path)
+    gpu = (summary["machine"].get("gpu") or {}).get("name")
     rows = []
     for model in summary["models"]:
-        fusion = model.get("fusion") or {}
+        probe, fusion = model.get("probe") or {}, model.get("fusion") or {}
         rows.append({
-            "model": model["model"], "device": summary["machine"].get("gpu") or summary["device"],
-            "gpu_result": summary["gpu_result"], "status": model["status"],
-            "epochs": model.get("epochs_run"), "epochs_planned": model.get("epochs_planned"),
-            "size": model.get("size"), "minutes": model["seconds_total"] / 60 if "seconds_total" in model else None,
+            "model": model["model"], "class_weights": model.get("class_weights"), "device": gpu or summary["device"],
+            "gpu_result": summary["gpu_result"],
+            "schedule": summary.get("schedule"), "status": model["status"], "epochs": model.get("epochs_run"),
+            "epochs_planned": model.get("epochs_planned"), "size": model.get("size"),
+            "minutes": model["seconds"] / 60 if "seconds" in model else None,
+            "budget_minutes": model["budget_seconds"] / 60 if "budget_seconds" in model else None,
             "target_minutes": summary["target_seconds_per_model"] / 60, "under_target": model.get("under_target"),
             "images_per_second": model.get("images_per_second_median"),
             "raw_images_per_second": model.get("raw_images_per_second"), "trainer_vs_raw": model.get("trainer_vs_raw"),
-            "best_epoch": model.get("best_epoch"),
+            "kernels_per_step": probe.get("kernels_per_step"), "best_epoch": model.get("best_epoch"),
             "test_balanced_accuracy": model.get("test", {}).get("balanced_accuracy"),
             "+ metadata": fusion.get("test", {}).get("balanced_accuracy"),
         })

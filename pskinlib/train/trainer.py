@@ -193,15 +193,16 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
 
 
 def train(config: TrainConfig | None = None, *, runs_dir: str | os.PathLike | None = None,
-          on_epoch_end: EpochCallback | None = None, **overrides) -> Path:
+          on_epoch_end: EpochCallback | None = None, split: pd.DataFrame | None = None, **overrides) -> Path:
     """Train one run and record it; returns the run folder (``RunRecord.open(folder)`` reads it).
 
     ``config`` (or ``make_config(**overrides)``) is validated before anything else happens. ``on_epoch_end``
     receives each epoch's history row: returning True ends training there (the best epoch is still evaluated and
-    recorded); raising from it stops the run where it is (``resume`` continues it).
+    recorded); raising from it stops the run where it is (``resume`` continues it). ``split``: a split to train on
+    as given (a table like ``RunRecord.split()``), instead of drawing the config's protocol.
     """
     config = config if config is not None else make_config(**overrides)
-    return _run(config, record=None, runs_dir=runs_dir, on_epoch_end=on_epoch_end).path
+    return _run(config, record=None, runs_dir=runs_dir, on_epoch_end=on_epoch_end, split=split).path
 
 
 def resume(run_dir: str | os.PathLike, *, on_epoch_end: EpochCallback | None = None) -> Path:
@@ -210,7 +211,8 @@ def resume(run_dir: str | os.PathLike, *, on_epoch_end: EpochCallback | None = N
     return _run(record.config(), record=record, runs_dir=None, on_epoch_end=on_epoch_end).path
 
 
-def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_end) -> RunRecord:
+def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_end,
+         split: pd.DataFrame | None = None) -> RunRecord:
     started = time.perf_counter()
     rank, world = distributed()
     device = select_device(config.device)
@@ -230,7 +232,7 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
     amp_dtype = autocast_dtype(config, device)
 
     resuming = record is not None
-    data = prepare_run_data(config, record.split() if resuming else None)
+    data = prepare_run_data(config, record.split() if resuming else split)
     classes = data.images.classes
     train_tensors = data.tensors["train"]
     counts = torch.bincount(train_tensors.labels, minlength=len(classes))
