@@ -85,12 +85,29 @@ def cmd_data_prepare(args) -> int:
 
 
 def cmd_data_download(args) -> int:
-    from .data.download import download_ham10000
+    from .data.download import download_ham10000, download_isic2017
     from .data.ham10000 import DEFAULT_DATA_DIR
 
+    if args.dataset == "isic2017":
+        target = Path(args.data_dir) if args.data_dir else Path("data") / "isic2017"
+        download_isic2017(target, progress=not args.quiet, base_url=args.base_url, overwrite=args.overwrite)
+        print(f"ISIC 2017 Part 3 (validation and test) is in {target}, its content verified; evaluate on it with "
+              f"--external {target}, and set PSKIN_ISIC2017={target}")
+        return 0
     target = Path(args.data_dir) if args.data_dir else DEFAULT_DATA_DIR
     download_ham10000(target, progress=not args.quiet, base_url=args.base_url)
     print(f"HAM10000 is in {target}, its content verified; use it with --data-dir {target} or PSKIN_DATA={target}")
+    return 0
+
+
+def cmd_data_import(args) -> int:
+    from .data.external import import_derm7pt, import_ph2
+
+    counts = {"ph2": import_ph2, "derm7pt": import_derm7pt}[args.dataset](args.folder, args.out,
+                                                                         overwrite=args.overwrite)
+    left_out = counts.pop("left_out", {})
+    print(f"{args.dataset}: wrote {sum(counts.values())} images ({counts}) to {args.out}"
+          + (f"; left out {sum(left_out.values())} of other diagnoses ({left_out})" if left_out else ""))
     return 0
 
 
@@ -184,13 +201,37 @@ def _print_run(run) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    if args.external:
+        from .evaluate.external import evaluate_external
+
+        if args.images or args.labels or args.metadata:
+            raise_usage("evaluate: --external takes labelled folders; leave out --images, --labels and --metadata.")
+        metrics = evaluate_external(args.run_dir, args.external, name=args.name or "external", device=args.device,
+                                    tta_views=args.tta_views)
+        for group, report in metrics["groups"].items():
+            line = f"{group}: {report['n']} images, {_result_line(report)}"
+            points = report.get("melanoma_operating_points", {})
+            if "80%" in points:
+                point = points["80%"]
+                line += (f"; melanoma at the HAM10000-validation threshold for 80 %: sensitivity "
+                         f"{point['sensitivity']['estimate']:.3f}, specificity {point['specificity']['estimate']:.3f}")
+            print(line)
+        return 0
     from .evaluate.evaluate import evaluate_folder
 
+    if not (args.images and args.labels):
+        raise_usage("evaluate: give --images DIR --labels CSV, or --external DIR [DIR ...].")
     metrics = evaluate_folder(args.run_dir, args.images, args.labels, out_dir=args.out, device=args.device,
                               metadata=args.metadata)
     print(f"{metrics['n']} images: accuracy {metrics['accuracy']:.3f}, balanced accuracy "
           f"{metrics['balanced_accuracy']:.3f}")
     return 0
+
+
+def raise_usage(message: str):
+    from .errors import ParameterError
+
+    raise ParameterError(message)
 
 
 def cmd_predict(args) -> int:
@@ -249,6 +290,12 @@ def cmd_book(args) -> int:
                       runs_dir=args.runs_dir, build_dir=args.build_dir, force=args.force,
                       warnings_are_errors=args.warnings_are_errors)
     print(f"The book is at {html / 'index.html'}")
+    if args.screenshots:
+        from .report.build import book_chapters, screenshot_book
+
+        chapters = book_chapters(args.profile, "DATA", "RUNS", root=args.root)
+        shots = screenshot_book(html, args.screenshots, chapters)
+        print(f"{len(shots)} screenshots at 1400 px in {args.screenshots}")
     return 0
 
 
@@ -317,11 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--quiet", action="store_true")
     prepare.set_defaults(func=cmd_data_prepare)
 
-    download = data_commands.add_parser("download", help="fetch HAM10000 (ISIC 2018 Task 3) from its source")
-    download.add_argument("--data-dir", default=None, help="target folder (default: data/ham10000)")
+    download = data_commands.add_parser("download", help="fetch HAM10000 (ISIC 2018 Task 3) or ISIC 2017 Part 3")
+    download.add_argument("dataset", nargs="?", choices=["ham10000", "isic2017"], default="ham10000")
+    download.add_argument("--data-dir", default=None, help="target folder (default: data/ham10000, data/isic2017)")
+    download.add_argument("--overwrite", action="store_true", help="replace an earlier labelled folder (isic2017)")
     download.add_argument("--base-url", default=None, help="mirror to download from instead of the official one")
     download.add_argument("--quiet", action="store_true")
     download.set_defaults(func=cmd_data_download)
+
+    import_ = data_commands.add_parser("import", help="turn PH2 or derm7pt, as unpacked, into a labelled folder")
+    import_.add_argument("dataset", choices=["ph2", "derm7pt"])
+    import_.add_argument("folder", help="the official distribution, unpacked")
+    import_.add_argument("--out", required=True, help="the labelled folder to write (labels.csv and images/)")
+    import_.add_argument("--overwrite", action="store_true", help="replace an earlier labelled folder in --out")
+    import_.set_defaults(func=cmd_data_import)
 
     demo = data_commands.add_parser("demo", help="write the synthetic demo set (not real data)")
     demo.add_argument("--out", required=True)
@@ -336,10 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
     train.set_defaults(func=cmd_train)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a trained run on a labelled image folder")
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained run on labelled images from anywhere")
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--images", required=True, help="folder of <image_id>.jpg/.png files, any size")
-    evaluate.add_argument("--labels", required=True, help="CSV with columns image_id,dx")
+    evaluate.add_argument("--external", nargs="+", default=None, metavar="DIR",
+                          help="labelled folders (labels.csv with image_id,dx,source_dataset and images/): per "
+                               "source and pooled, with intervals, calibration and melanoma operating points")
+    evaluate.add_argument("--name", default=None, help="the evaluation's name in the run (default: external)")
+    evaluate.add_argument("--tta-views", default=None, choices=["flips", "dihedral", "dihedral_zoom"],
+                          help="with --external: predict with these test-time views instead of the run's own")
+    evaluate.add_argument("--images", default=None, help="folder of <image_id>.jpg/.png files, any size")
+    evaluate.add_argument("--labels", default=None, help="CSV with columns image_id,dx")
     evaluate.add_argument("--out", default=None, help="default: RUN_DIR/eval-<images folder name>")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--metadata", action="store_true",
@@ -390,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("-p", "--parameter", action="append", type=_parameter, metavar="NAME=VALUE",
                       help="a notebook parameter for every chapter that declares it (repeatable)")
     book.add_argument("--force", action="store_true", help="run every chapter, even unchanged ones")
+    book.add_argument("--screenshots", default=None, metavar="DIR",
+                      help="then write a full-page PNG of each chapter at 1400 px into DIR (needs Chromium)")
     book.add_argument("--warnings-are-errors", action="store_true", help="fail on any Sphinx warning")
     book.set_defaults(func=cmd_book)
     return parser

@@ -112,12 +112,32 @@ HAM10000_SOURCES: tuple[dict, ...] = (
     {"name": ISIC2018_LESION_GROUPINGS, "url": _ISIC2018 + ISIC2018_LESION_GROUPINGS, "extract": False,
      "size": None, "md5": None, "produces": ISIC2018_LESION_GROUPINGS},
 )
-DOWNLOAD_SOURCES: dict[str, tuple[dict, ...]] = {"ham10000": HAM10000_SOURCES}
+_ISIC2017 = "https://isic-challenge-data.s3.amazonaws.com/2017/"
+ISIC2017_SOURCES: tuple[dict, ...] = tuple(
+    {"name": name, "url": _ISIC2017 + name, "extract": name.endswith(".zip"), "size": None, "md5": None,
+     "produces": name.removesuffix(".zip")}
+    for name in ("ISIC-2017_Validation_Data.zip", "ISIC-2017_Validation_Part3_GroundTruth.csv",
+                 "ISIC-2017_Test_v2_Data.zip", "ISIC-2017_Test_v2_Part3_GroundTruth.csv"))
+DOWNLOAD_SOURCES: dict[str, tuple[dict, ...]] = {"ham10000": HAM10000_SOURCES, "isic2017": ISIC2017_SOURCES}
+
+# ISIC 2017 Part 3 as the challenge published it (Codella et al. 2018): images per set and class. The project's shared
+# copy leaves out 5 test and 1 validation nevi that duplicate other images (its README says which).
+ISIC2017 = {
+    "name": "ISIC 2017 Part 3",
+    "official_counts": {"ISIC2017_val": {"mel": 30, "nv": 78, "bkl": 42},
+                        "ISIC2017_test": {"mel": 117, "nv": 393, "bkl": 90}},
+    "licence": "CC BY-NC (ISIC Archive)",
+    "citation": ("Codella N. et al. Skin lesion analysis toward melanoma detection: a challenge at the 2017 "
+                 "International Symposium on Biomedical Imaging (ISBI), hosted by the International Skin Imaging "
+                 "Collaboration (ISIC). ISBI 2018, arXiv:1710.05006."),
+}
 
 # How a network's input is scaled, by the weights it was (pre)trained with: (mean, std) per RGB channel of images in
 # [0, 1]. torchvision's ImageNet weights expect ImageNet's statistics; from-scratch runs use them too.
 NORMALISATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # TensorFlow's EfficientNet-Lite checkpoints expect pixels scaled to [-1, 1] (timm's pretrained_cfg says so).
+    "tf_lite": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 
 SYNTHETIC_MARKER = "PSKIN_SYNTHETIC_DEMO.txt"

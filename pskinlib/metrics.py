@@ -1,22 +1,11 @@
 """How good is a classifier on the test set, how sure can we be, and is it better than another one?
 
-Everything here takes numpy arrays of integer labels (``y_true``, shape ``(N,)``, values ``0..K-1`` in the order
-of ``classes``) and predicted probabilities (``y_prob``, shape ``(N, K)``, rows summing to 1, e.g. a softmax), and
-returns plain Python numbers, dicts or a pandas table, so results can be written to JSON and shown in the book.
-The prediction for an image is the class with the highest probability (``argmax``).
-
-- :func:`classification_report`: accuracy, balanced accuracy (the paper's "average accuracy", 0.65 there),
-  per-class precision / recall (sensitivity) / specificity / F1, their macro and weighted averages, the confusion
-  matrix, one-vs-rest ROC AUC, expected calibration error and log loss.
-- :func:`bootstrap_ci` / :func:`bootstrap_report`: percentile-bootstrap confidence intervals over test images. On a
-  test set of a few hundred images, like the paper's, an accuracy of 0.65 is only known to about +/- 0.045.
-- :func:`mcnemar_test`: are two classifiers' error rates on the same test images different?
-- :func:`majority_baseline`: the score of always answering the most common training class, the number a model
-  must beat (on HAM10000 "always nevus" is right 67 % of the time).
-- :func:`report_table`: per-class rows for a notebook.
-
-Scikit-learn computes every metric it has; this module adds input checks, specificity, calibration error, the
-bootstrap and McNemar's test.
+Inputs are integer labels ``y_true`` ``(N,)`` (values ``0..K-1`` in the order of ``classes``) and probabilities
+``y_prob`` ``(N, K)`` (rows sum to 1, e.g. a softmax); the prediction is ``argmax(y_prob)``. Results are plain
+numbers, dicts or a pandas table, ready for JSON. Scikit-learn computes every metric it has; this module adds input
+checks, specificity, calibration (error, reliability bins, temperature scaling), percentile-bootstrap intervals
+(on a few hundred test images an accuracy of 0.65 is only known to about +/- 0.045), McNemar's test, the majority
+baseline and clinical operating points.
 """
 
 from __future__ import annotations
@@ -29,16 +18,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    log_loss,
-    precision_recall_fscore_support,
-    recall_score,
-    roc_auc_score,
-)
+from scipy.special import softmax
+from sklearn import metrics as skm
 
 from .data.ham10000 import validate_classes
 from .errors import ParameterError
@@ -48,15 +29,13 @@ ECE_BINS = 15
 BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "recall:<code>")
 # Rows of probabilities may miss 1 by float32 / float16 rounding of a softmax; more than this is not a probability.
 ROW_SUM_TOLERANCE = 1e-3
-# A McNemar test with fewer discordant pairs than this uses the exact binomial test (the chi-square approximation is
-# poor for small counts).
+# Below this many discordant pairs McNemar uses the exact binomial test (chi-square is poor for small counts).
 MCNEMAR_EXACT_BELOW = 25
 # Resampled index matrices are built this many entries at a time, so memory stays small for large test sets.
 _BOOTSTRAP_CHUNK_ENTRIES = 2_000_000
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Input checks
+# ---------- Input checks
 
 
 def _check_labels(values, name: str, n_classes: int | None = None) -> np.ndarray:
@@ -67,16 +46,17 @@ def _check_labels(values, name: str, n_classes: int | None = None) -> np.ndarray
     if array.size == 0:
         raise ParameterError(f"{name}: is empty; need at least one label.")
     if array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+        whole = np.isfinite(array) & (array == np.round(array))
+        if not whole.all():
             raise ParameterError(f"{name}: need integer class labels, got non-integer values such as "
-                             f"{array[~(np.isfinite(array) & (array == np.round(array)))][0]!r}.")
+                                 f"{array[~whole][0]!r}.")
     elif array.dtype.kind not in "iub":
         raise ParameterError(f"{name}: need integer class labels (indices into classes), got dtype {array.dtype}.")
     array = array.astype(np.int64)
     if n_classes is not None and (array.min() < 0 or array.max() >= n_classes):
         bad = array[(array < 0) | (array >= n_classes)][0]
         raise ParameterError(f"{name}: label {bad} is out of range; labels must be 0..{n_classes - 1} "
-                         f"for {n_classes} classes.")
+                             f"for {n_classes} classes.")
     return array
 
 
@@ -85,20 +65,27 @@ def _check_probabilities(values, name: str, n_rows: int) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 2 or array.shape[0] != n_rows or array.shape[1] < 2:
         raise ParameterError(f"{name}: need shape (N, K) = ({n_rows}, number of classes >= 2) matching y_true, "
-                         f"got shape {array.shape}.")
+                             f"got shape {array.shape}.")
     if not np.all(np.isfinite(array)):
         raise ParameterError(f"{name}: contains NaN or infinite values (first at row "
-                         f"{int(np.argwhere(~np.isfinite(array))[0, 0])}); check the model's outputs.")
+                             f"{int(np.argwhere(~np.isfinite(array))[0, 0])}); check the model's outputs.")
     if array.min() < 0 or array.max() > 1:
         raise ParameterError(f"{name}: probabilities must lie in [0, 1], got values from {array.min():.6g} to "
-                         f"{array.max():.6g}; apply a softmax to logits first.")
+                             f"{array.max():.6g}; apply a softmax to logits first.")
     sums = array.sum(axis=1)
     worst = int(np.argmax(np.abs(sums - 1)))
     if abs(sums[worst] - 1) > ROW_SUM_TOLERANCE:
         raise ParameterError(f"{name}: each row must sum to 1, row {worst} sums to {sums[worst]:.6g}; "
-                         f"apply a softmax to logits first.")
+                             f"apply a softmax to logits first.")
     # Remove the rounding left by float32 softmax, so log loss and calibration see exact probabilities.
     return array / sums[:, None]
+
+
+def _check_pair(y_true, y_prob, in_range: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities of the same images; labels must index the columns when ``in_range``."""
+    y_true = _check_labels(y_true, "y_true")
+    y_prob = _check_probabilities(y_prob, "y_prob", len(y_true))
+    return (_check_labels(y_true, "y_true", y_prob.shape[1]) if in_range else y_true), y_prob
 
 
 def _check_classes(classes, n_classes: int | None = None) -> tuple[str, ...]:
@@ -108,8 +95,15 @@ def _check_classes(classes, n_classes: int | None = None) -> tuple[str, ...]:
     classes = validate_classes(tuple(classes))
     if n_classes is not None and len(classes) != n_classes:
         raise ParameterError(f"classes: {len(classes)} codes {list(classes)} but y_prob has {n_classes} columns; "
-                         f"give one code per column, in column order.")
+                             f"give one code per column, in column order.")
     return classes
+
+
+def _check_report_inputs(y_true, y_prob, classes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Labels, probabilities and class codes that agree with each other."""
+    y_true, y_prob = _check_pair(y_true, y_prob, in_range=False)
+    classes = _check_classes(classes, y_prob.shape[1])
+    return _check_labels(y_true, "y_true", y_prob.shape[1]), y_prob, classes
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -118,153 +112,115 @@ def _check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Single metrics
+def _check_bootstrap_args(n_boot, confidence, seed) -> tuple[int, float, int]:
+    n_boot = _check_int(n_boot, "n_boot", 1)
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
+        raise ParameterError(f"confidence: need a number strictly between 0 and 1 (e.g. 0.95), got {confidence!r}.")
+    return n_boot, float(confidence), _check_int(seed, "seed", 0)
 
 
-def _check_report_inputs(y_true, y_prob, classes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Labels, probabilities and class codes that agree with each other."""
-    y_true = _check_labels(y_true, "y_true")
-    y_prob = _check_probabilities(y_prob, "y_prob", len(y_true))
-    classes = _check_classes(classes, y_prob.shape[1])
-    return _check_labels(y_true, "y_true", y_prob.shape[1]), y_prob, classes
+# ---------- Single metrics
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    with warnings.catch_warnings():
+        # Predictions of a class absent from y_true are expected; balanced accuracy ignores that class.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(skm.balanced_accuracy_score(y_true, y_pred))
+
+
+def _full_sample_metric(metric: str, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int,
+                        class_index: int | None = None) -> float:
+    """A named metric on the whole test set, computed by scikit-learn (macro F1 over all ``n_classes``)."""
+    if class_index is not None:
+        return float(skm.recall_score(y_true, y_pred, labels=[class_index], average="macro", zero_division=0))
+    if metric == "accuracy":
+        return float(skm.accuracy_score(y_true, y_pred))
+    if metric == "macro_f1":
+        return float(skm.f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
+    return _balanced_accuracy(y_true, y_pred)
 
 
 def specificity_per_class(confusion: ArrayLike) -> np.ndarray:
-    """Specificity (true-negative rate) of each class, one-vs-rest, from a confusion matrix.
-
-    ``confusion`` is a ``(K, K)`` count matrix with true classes as rows and predicted classes as columns (what
-    ``sklearn.metrics.confusion_matrix`` returns). For class k, specificity = TN / (TN + FP): of the images that are
-    *not* k, the fraction not predicted as k. Returns a float array of shape ``(K,)``, values in [0, 1]; a class with
-    no negative images (every image is that class) gets 0, as scikit-learn's ``zero_division=0`` does for recall.
-    """
+    """One-vs-rest specificity TN / (TN + FP) per class of a ``(K, K)`` confusion matrix (rows true); 0 without
+    negatives, like scikit-learn's ``zero_division=0``."""
     matrix = np.asarray(confusion)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
         raise ParameterError(f"confusion: need a square (K, K) count matrix with K >= 2, got shape {matrix.shape}.")
     if not np.all(np.isfinite(matrix)) or matrix.min() < 0:
         raise ParameterError("confusion: counts must be finite and non-negative.")
     matrix = matrix.astype(np.float64)
-    total = matrix.sum()
-    true_positive = np.diag(matrix)
-    false_positive = matrix.sum(axis=0) - true_positive
-    negatives = total - matrix.sum(axis=1)  # TN + FP
-    true_negative = negatives - false_positive
+    negatives = matrix.sum() - matrix.sum(axis=1)  # TN + FP
+    true_negative = negatives - (matrix.sum(axis=0) - np.diag(matrix))
     return np.divide(true_negative, negatives, out=np.zeros_like(negatives), where=negatives > 0)
 
 
-def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = ECE_BINS) -> float:
-    """Expected calibration error (ECE) of the top-label confidence, in [0, 1] (0 = perfectly calibrated).
-
-    ``y_true``: int labels ``(N,)``; ``y_prob``: probabilities ``(N, K)``. Each image's confidence is its highest
-    probability; images are grouped into ``n_bins`` equal-width confidence bins (0, 1/n], (1/n, 2/n], ...; in each bin
-    the accuracy is compared with the mean confidence, and the gaps are averaged weighted by the bin's share of
-    images (Guo et al. 2017, "On calibration of modern neural networks", with 15 bins). A model that says "90 %" and
-    is right 70 % of the time in that bin adds 0.2 x (share of images in the bin).
-    """
-    y_true = _check_labels(y_true, "y_true")
-    y_prob = _check_probabilities(y_prob, "y_prob", len(y_true))
-    y_true = _check_labels(y_true, "y_true", y_prob.shape[1])
-    n_bins = _check_int(n_bins, "n_bins", 1)
+def _confidence_bins(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int):
+    """Top-label confidence, correctness and confidence bin of each image."""
     confidence = y_prob.max(axis=1)
-    correct = (y_prob.argmax(axis=1) == y_true).astype(np.float64)
     # Bin b holds confidences in (b/n, (b+1)/n]; ceil puts a value on an edge into the lower bin.
     bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    return confidence, y_prob.argmax(axis=1) == y_true, bins
+
+
+def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error of the top-label confidence (Guo et al. 2017): over ``n_bins`` equal-width bins,
+    |accuracy - mean confidence| weighted by the bin's share of images; in [0, 1]."""
+    y_true, y_prob = _check_pair(y_true, y_prob)
+    n_bins = _check_int(n_bins, "n_bins", 1)
+    confidence, correct, bins = _confidence_bins(y_true, y_prob, n_bins)
     counts = np.bincount(bins, minlength=n_bins)
-    gap = np.abs(np.bincount(bins, weights=correct, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins)
                  - np.bincount(bins, weights=confidence, minlength=n_bins))
     # sum over bins of (n_b / N) * |acc_b - conf_b| = sum |correct_b - confidence_b| / N
     return float(gap[counts > 0].sum() / len(y_true))
 
 
-def _roc_auc_one_vs_rest(y_true: np.ndarray, y_prob: np.ndarray, classes: tuple[str, ...]) -> dict:
-    """Per-class one-vs-rest ROC AUC and their mean; None where a class has no positive or no negative image."""
-    per_class: dict[str, float | None] = {}
-    for k, code in enumerate(classes):
-        positive = y_true == k
-        # AUC needs both positives and negatives; None rather than NaN keeps the report valid JSON.
-        if positive.all() or not positive.any():
-            per_class[code] = None
-        else:
-            per_class[code] = float(roc_auc_score(positive, y_prob[:, k]))
-    defined = [v for v in per_class.values() if v is not None]
-    return {"per_class": per_class, "macro": float(np.mean(defined)) if defined else None}
-
-
 def classification_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, ...]) -> dict:
     """Every test-set metric the book reports, as a JSON-serialisable dict.
 
-    Inputs: ``y_true`` int labels ``(N,)`` indexing ``classes``; ``y_prob`` probabilities ``(N, K)`` (rows sum to 1);
-    ``classes`` the K dx codes in column order, e.g. ``("mel", "nv", "bkl")``. Predictions are ``argmax(y_prob)``.
-
-    Returns (all fractions in [0, 1] unless said otherwise):
-
-    - ``n``: number of test images; ``classes``: the codes.
-    - ``accuracy``: fraction of images predicted correctly.
-    - ``balanced_accuracy``: mean recall over the classes present in ``y_true`` (the paper's "average accuracy",
-      0.65 there); unlike accuracy it is not inflated by the majority class.
-    - ``per_class``: ``{code: {precision, recall, specificity, f1, support}}``; recall is sensitivity, support the
-      number of true images of the class (int). A class never predicted gets precision 0 (``zero_division=0``).
-    - ``macro``: unweighted mean over all K classes of precision, recall, f1 and specificity. A class absent from
-      ``y_true`` counts with recall 0 here, so macro recall can then be lower than ``balanced_accuracy``.
-    - ``weighted``: precision, recall, f1 averaged with weights = support.
-    - ``confusion_matrix``: K x K list of lists of counts, rows true class, columns predicted class.
-    - ``roc_auc_ovr``: ``{"per_class": {code: AUC or None}, "macro": mean of the defined ones or None}``; None
-      where a class has no image in ``y_true`` (or every image is that class).
-    - ``ece``: expected calibration error, 15 equal-width bins of top-label confidence.
-    - ``log_loss``: mean cross-entropy in nats (natural log); 0 is perfect, ln(K) is a uniform guess.
+    Keys: ``n``, ``classes``, ``accuracy``, ``balanced_accuracy`` (mean recall over classes present in ``y_true``),
+    ``per_class`` (``{code: {precision, recall, specificity, f1, support}}``, ``zero_division=0``), ``macro``
+    (over all K classes, an absent class counting recall 0; also specificity), ``weighted`` (by support),
+    ``confusion_matrix`` (rows true), ``roc_auc_ovr`` (``{"per_class": {code: AUC or None}, "macro"}``, None for a
+    class absent from ``y_true`` or covering it), ``ece`` (15 bins) and ``log_loss`` (nats).
     """
     y_true, y_prob, classes = _check_report_inputs(y_true, y_prob, classes)
-    n_classes = y_prob.shape[1]
     y_pred = y_prob.argmax(axis=1)
-    labels = list(range(n_classes))
-
+    labels = list(range(y_prob.shape[1]))
     # labels=range(K): a class absent from y_true and y_pred still gets a row, column and per-class entry.
-    confusion = confusion_matrix(y_true, y_pred, labels=labels)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0)
+    confusion = skm.confusion_matrix(y_true, y_pred, labels=labels)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                                         zero_division=0)
     specificity = specificity_per_class(confusion)
     averages = {}
     for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=average, zero_division=0)
+        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average,
+                                                         zero_division=0)
         averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
     averages["macro"]["specificity"] = float(specificity.mean())
-
-    with warnings.catch_warnings():
-        # Predictions of a class absent from y_true are expected here; balanced accuracy ignores that class.
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        balanced = balanced_accuracy_score(y_true, y_pred)
-
+    # AUC needs positives and negatives; None rather than NaN keeps the report valid JSON.
+    auc = {code: None if (y_true == k).all() or not (y_true == k).any()
+           else float(skm.roc_auc_score(y_true == k, y_prob[:, k])) for k, code in enumerate(classes)}
+    defined = [v for v in auc.values() if v is not None]
     return {
-        "n": len(y_true),
-        "classes": list(classes),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced),
-        "per_class": {
-            code: {
-                "precision": float(precision[k]),
-                "recall": float(recall[k]),
-                "specificity": float(specificity[k]),
-                "f1": float(f1[k]),
-                "support": int(support[k]),
-            }
-            for k, code in enumerate(classes)
-        },
-        "macro": averages["macro"],
-        "weighted": averages["weighted"],
+        "n": len(y_true), "classes": list(classes),
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
+        "per_class": {code: {"precision": float(precision[k]), "recall": float(recall[k]),
+                             "specificity": float(specificity[k]), "f1": float(f1[k]), "support": int(support[k])}
+                      for k, code in enumerate(classes)},
+        **averages,  # "macro", "weighted"
         "confusion_matrix": confusion.astype(int).tolist(),
-        "roc_auc_ovr": _roc_auc_one_vs_rest(y_true, y_prob, classes),
+        "roc_auc_ovr": {"per_class": auc, "macro": float(np.mean(defined)) if defined else None},
         "ece": expected_calibration_error(y_true, y_prob),
-        "log_loss": float(log_loss(y_true, y_prob, labels=labels)),
+        "log_loss": float(skm.log_loss(y_true, y_prob, labels=labels)),
     }
 
 
 def report_table(report: dict, classes: tuple[str, ...]) -> pd.DataFrame:
-    """Per-class table of a :func:`classification_report`, one row per class, for a notebook to show.
-
-    Rows are indexed by display name (``info.CLASSES[code].name``), in the order of ``classes``; columns are
-    ``code, precision, recall, specificity, f1, support`` (fractions in [0, 1]; support is a count of images).
-    """
+    """Per-class table of a :func:`classification_report` for a notebook: rows by display name in the order of
+    ``classes``, columns ``code, precision, recall, specificity, f1, support``."""
     classes = _check_classes(classes)
     try:
         per_class = report["per_class"]
@@ -275,17 +231,14 @@ def report_table(report: dict, classes: tuple[str, ...]) -> pd.DataFrame:
     if missing:
         raise ParameterError(f"report: has no per-class entry for {missing}; it holds {list(per_class)}.")
     columns = ["precision", "recall", "specificity", "f1", "support"]
-    table = pd.DataFrame(
-        [{"code": code, **{column: per_class[code][column] for column in columns}} for code in classes],
-        index=pd.Index([CLASSES[code].name for code in classes], name="class"),
-    )
+    table = pd.DataFrame([{"code": code, **{c: per_class[code][c] for c in columns}} for code in classes],
+                         index=pd.Index([CLASSES[code].name for code in classes], name="class"))
     return table.astype({"support": int})
 
 
 def confusion_scores(confusion: ArrayLike, classes: tuple[str, ...] | list[str]) -> dict[str, float]:
-    """Accuracy, balanced accuracy and ``recall_<code>`` per class from a ``(K, K)`` count matrix (rows true,
-    columns predicted), as scikit-learn defines them: balanced accuracy averages the recall of the classes present,
-    and a class without images gets recall NaN. The trainer scores every epoch with it."""
+    """Accuracy, balanced accuracy (over classes present) and ``recall_<code>`` (NaN for a class without images)
+    from a ``(K, K)`` count matrix, rows true, as scikit-learn defines them; the trainer scores each epoch so."""
     matrix = np.asarray(confusion, dtype=np.float64)
     if matrix.shape != (len(classes), len(classes)):
         raise ParameterError(f"confusion: need a ({len(classes)}, {len(classes)}) count matrix for classes "
@@ -298,8 +251,7 @@ def confusion_scores(confusion: ArrayLike, classes: tuple[str, ...] | list[str])
 
 
 def summary_row(name: str, report: dict) -> dict:
-    """One result as a results table shows it: test images, accuracy, balanced accuracy with its bootstrap
-    interval, and each class's recall, from a :func:`report_with_intervals` report."""
+    """One results-table row (images, accuracy, balanced accuracy and its interval, recalls) of a report."""
     ci = report["bootstrap"]["balanced_accuracy"]
     return {"result": name, "test_images": report["n"], "accuracy": report["accuracy"],
             "balanced_accuracy": report["balanced_accuracy"], "balanced_accuracy_low": ci["low"],
@@ -307,8 +259,7 @@ def summary_row(name: str, report: dict) -> dict:
             **{f"recall_{code}": v["recall"] for code, v in report["per_class"].items()}}
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Uncertainty: bootstrap confidence intervals
+# ---------- Uncertainty: bootstrap confidence intervals
 
 
 def _predictions(y_true: np.ndarray, y_prob_or_pred, name: str) -> tuple[np.ndarray, int | None]:
@@ -320,7 +271,7 @@ def _predictions(y_true: np.ndarray, y_prob_or_pred, name: str) -> tuple[np.ndar
     y_pred = _check_labels(array, name)
     if len(y_pred) != len(y_true):
         raise ParameterError(f"{name}: has {len(y_pred)} entries but y_true has {len(y_true)}; "
-                         f"they must describe the same images.")
+                             f"they must describe the same images.")
     return y_pred, None
 
 
@@ -336,40 +287,31 @@ def _bootstrap_confusions(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
                           seed: int) -> np.ndarray:
     """Confusion matrices ``(n_boot, K, K)`` of the bootstrap resamples, counted without a Python loop."""
     pair = y_true * n_classes + y_pred  # one code per (true, predicted) cell
+    cells = n_classes * n_classes
     blocks = []
     for indices in _resampled_indices(len(y_true), n_boot, seed):
-        rows = len(indices)
         # Offset each resample's codes so one bincount counts all resamples of the block at once.
-        codes = pair[indices] + (np.arange(rows) * n_classes * n_classes)[:, None]
-        blocks.append(np.bincount(codes.ravel(), minlength=rows * n_classes * n_classes)
-                      .reshape(rows, n_classes, n_classes))
+        codes = pair[indices] + (np.arange(len(indices)) * cells)[:, None]
+        blocks.append(np.bincount(codes.ravel(), minlength=len(indices) * cells)
+                      .reshape(len(indices), n_classes, n_classes))
     return np.concatenate(blocks)
 
 
 def _metrics_from_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy, balanced accuracy, macro F1 and per-class recall of each resample, defined as scikit-learn does.
-
-    ``confusions`` is ``(B, K, K)``; returns arrays of shape ``(B,)`` (``recall``: ``(B, K)``, NaN where a resample
-    holds no image of the class).
-    """
+    """Accuracy, balanced accuracy, macro F1 ``(B,)`` and recall ``(B, K)`` (NaN for a class a resample lacks) of
+    ``(B, K, K)`` confusion matrices, defined as scikit-learn does."""
     confusions = confusions.astype(np.float64)
     true_positive = np.diagonal(confusions, axis1=1, axis2=2)
-    actual = confusions.sum(axis=2)
-    predicted = confusions.sum(axis=1)
-    n = confusions.sum(axis=(1, 2))
+    actual, predicted = confusions.sum(axis=2), confusions.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(actual > 0, true_positive / np.where(actual > 0, actual, 1), np.nan)
         # F1 = 2TP / (2TP + FP + FN), 0 for a class neither present nor predicted (zero_division=0); the macro
         # mean runs over all K classes, as in classification_report.
         seen = (actual + predicted) > 0
         f1 = np.where(seen, 2 * true_positive / np.where(seen, actual + predicted, 1), 0.0)
-        return {
-            "accuracy": true_positive.sum(axis=1) / n,
-            # sklearn's balanced accuracy averages recall over the classes present in y_true.
-            "balanced_accuracy": np.nanmean(recall, axis=1),
-            "macro_f1": f1.mean(axis=1),
-            "recall": recall,
-        }
+        return {"accuracy": true_positive.sum(axis=1) / confusions.sum(axis=(1, 2)),
+                # sklearn's balanced accuracy averages recall over the classes present in y_true.
+                "balanced_accuracy": np.nanmean(recall, axis=1), "macro_f1": f1.mean(axis=1), "recall": recall}
 
 
 def _interval(estimate: float | None, samples: np.ndarray, confidence: float, n_boot: int) -> dict:
@@ -385,44 +327,14 @@ def _interval(estimate: float | None, samples: np.ndarray, confidence: float, n_
     return {"estimate": estimate, "low": low, "high": high, "n_boot": n_boot, "confidence": confidence}
 
 
-def _check_bootstrap_args(n_boot, confidence, seed) -> tuple[int, float, int]:
-    n_boot = _check_int(n_boot, "n_boot", 1)
-    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
-        raise ParameterError(f"confidence: need a number strictly between 0 and 1 (e.g. 0.95), got {confidence!r}.")
-    seed = _check_int(seed, "seed", 0)
-    return n_boot, float(confidence), seed
+def bootstrap_ci(y_true: ArrayLike, y_prob_or_pred: ArrayLike, metric: str | Callable[[np.ndarray, np.ndarray], float],
+                 n_boot: int = 1000, confidence: float = 0.95, seed: int = 0, *,
+                 classes: tuple[str, ...] | None = None) -> dict:
+    """Percentile-bootstrap interval of a metric over ``n_boot`` seeded resamples of the test images.
 
-
-def bootstrap_ci(
-    y_true: ArrayLike,
-    y_prob_or_pred: ArrayLike,
-    metric: str | Callable[[np.ndarray, np.ndarray], float],
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    *,
-    classes: tuple[str, ...] | None = None,
-) -> dict:
-    """Percentile-bootstrap confidence interval of a test-set metric.
-
-    The test images are resampled with replacement ``n_boot`` times (seeded, so the interval is reproducible); the
-    metric is computed on each resample and the interval is the middle ``confidence`` share of those values. It
-    measures how much the score would move with another test set of the same size from the same population; it
-    does not cover changes of the training run.
-
-    - ``y_true``: int labels ``(N,)``. ``y_prob_or_pred``: probabilities ``(N, K)`` (argmax is the prediction) or
-      predicted int labels ``(N,)``.
-    - ``metric``: ``"accuracy"``, ``"balanced_accuracy"``, ``"macro_f1"`` (scikit-learn's definitions; macro F1
-      over all K classes as in :func:`classification_report`, K from ``y_prob``, ``classes`` or the labels) or
-      ``"recall:<code>"`` (e.g. ``"recall:mel"``, melanoma sensitivity; needs ``classes``) -- these are computed for
-      all resamples at once -- or any ``metric(y_true, y_prob_or_pred) -> float``, called once per resample with the
-      resampled arrays (slower).
-    - ``classes``: dx codes in label order, needed only for ``"recall:<code>"``.
-
-    Returns ``{"estimate", "low", "high", "n_boot", "confidence"}``: the metric on the full test set, the interval's
-    ends, the number of resamples and the confidence level. Resamples on which the metric is undefined (NaN, e.g. a
-    recall when a resample holds no image of the class) are left out of the percentiles.
-    """
+    ``y_prob_or_pred``: probabilities ``(N, K)`` or labels ``(N,)``. ``metric``: one of :data:`BOOTSTRAP_METRICS`
+    (``"recall:<code>"`` needs ``classes``; macro F1 over all K classes) or ``metric(y_true, y_prob_or_pred) ->
+    float``. Returns ``{"estimate", "low", "high", "n_boot", "confidence"}``, NaN resamples left out."""
     n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
     y_true = _check_labels(y_true, "y_true")
 
@@ -432,14 +344,13 @@ def bootstrap_ci(
             values = _check_probabilities(values, "y_prob_or_pred", len(y_true))
         elif values.ndim != 1 or len(values) != len(y_true):
             raise ParameterError(f"y_prob_or_pred: need {len(y_true)} rows like y_true, got shape {values.shape}.")
-        estimate = float(metric(y_true, values))
         samples = np.array([float(metric(y_true[rows], values[rows]))
                             for indices in _resampled_indices(len(y_true), n_boot, seed) for rows in indices])
-        return _interval(estimate, samples, confidence, n_boot)
+        return _interval(float(metric(y_true, values)), samples, confidence, n_boot)
 
     if not isinstance(metric, str) or not (metric in BOOTSTRAP_METRICS[:3] or metric.startswith("recall:")):
         raise ParameterError(f"metric: unknown {metric!r}; choose from {list(BOOTSTRAP_METRICS)} or pass a "
-                         f"function metric(y_true, y_prob_or_pred) -> float.")
+                             f"function metric(y_true, y_prob_or_pred) -> float.")
     y_pred, n_classes = _predictions(y_true, y_prob_or_pred, "y_prob_or_pred")
     if classes is not None:
         classes = _check_classes(classes, n_classes)
@@ -456,84 +367,49 @@ def bootstrap_ci(
         n_classes = int(max(y_true.max(), y_pred.max())) + 1
     y_true = _check_labels(y_true, "y_true", n_classes)
     y_pred = _check_labels(y_pred, "y_prob_or_pred", n_classes)
-
     if class_index is not None and not np.any(y_true == class_index):
         raise ParameterError(f"metric: {metric!r} is undefined, y_true holds no image of class "
-                         f"{classes[class_index]!r}.")
+                             f"{classes[class_index]!r}.")
     estimate = _full_sample_metric(metric, y_true, y_pred, n_classes, class_index)
     resampled = _metrics_from_confusions(_bootstrap_confusions(y_true, y_pred, n_classes, n_boot, seed))
     samples = resampled["recall"][:, class_index] if class_index is not None else resampled[metric]
     return _interval(estimate, samples, confidence, n_boot)
 
 
-def _full_sample_metric(metric: str, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int,
-                        class_index: int | None = None) -> float:
-    """A named metric on the whole test set, computed by scikit-learn (macro F1 over all ``n_classes``)."""
-    if class_index is not None:
-        return float(recall_score(y_true, y_pred, labels=[class_index], average="macro", zero_division=0))
-    if metric == "accuracy":
-        return float(accuracy_score(y_true, y_pred))
-    if metric == "macro_f1":
-        return float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        return float(balanced_accuracy_score(y_true, y_pred))
-
-
 def bootstrap_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, ...], n_boot: int = 1000,
                      seed: int = 0, confidence: float = 0.95) -> dict:
-    """Bootstrap confidence intervals of the headline metrics, all from the same resamples.
-
-    Inputs as for :func:`classification_report`. Returns ``{"accuracy": ci, "balanced_accuracy": ci,
-    "macro_f1": ci, "recall": {code: ci or None}}``, each ``ci`` a :func:`bootstrap_ci` dict
-    (``estimate, low, high, n_boot, confidence``); a class with no image in ``y_true`` gets None.
-    """
+    """Bootstrap intervals of the headline metrics from the same resamples: ``{"accuracy", "balanced_accuracy",
+    "macro_f1": ci, "recall": {code: ci or None}}`` (:func:`bootstrap_ci` dicts; None for a class absent)."""
     n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
     y_true, y_prob, classes = _check_report_inputs(y_true, y_prob, classes)
     n_classes = y_prob.shape[1]
     y_pred = y_prob.argmax(axis=1)
     # One set of resamples for every metric: the intervals then describe the same hypothetical test sets.
     resampled = _metrics_from_confusions(_bootstrap_confusions(y_true, y_pred, n_classes, n_boot, seed))
-    report = {
-        name: _interval(_full_sample_metric(name, y_true, y_pred, n_classes), resampled[name], confidence, n_boot)
-        for name in ("accuracy", "balanced_accuracy", "macro_f1")
-    }
-    report["recall"] = {
-        code: (_interval(_full_sample_metric("recall", y_true, y_pred, n_classes, k), resampled["recall"][:, k],
-                         confidence, n_boot) if np.any(y_true == k) else None)
-        for k, code in enumerate(classes)
-    }
+    report = {name: _interval(_full_sample_metric(name, y_true, y_pred, n_classes), resampled[name], confidence,
+                              n_boot) for name in BOOTSTRAP_METRICS[:3]}
+    report["recall"] = {code: _interval(_full_sample_metric("recall", y_true, y_pred, n_classes, k),
+                                        resampled["recall"][:, k], confidence, n_boot) if np.any(y_true == k) else None
+                        for k, code in enumerate(classes)}
     return report
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Comparisons
+# ---------- Comparisons
 
 
 def mcnemar_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike) -> dict:
     """McNemar's test: do classifiers A and B have different error rates on the same test images?
 
-    Only the images where exactly one classifier is right carry information: ``b`` = A right and B wrong,
-    ``c`` = A wrong and B right. Under "equally good", each such image is a fair coin flip. With ``b + c < 25``
-    the two-sided exact binomial test is used (``method="exact"``, ``statistic`` = min(b, c)); otherwise the
-    chi-square test with continuity correction, statistic (|b - c| - 1)^2 / (b + c) with 1 degree of freedom
-    (``method="chi2_continuity"``). With no discordant image, ``p_value`` is 1 (``method="none"``).
-
-    Inputs: int labels ``(N,)`` each, same images in the same order. Returns ``{"b", "c", "statistic",
-    "p_value", "method"}``. A small p-value (e.g. < 0.05) says the difference is unlikely to be chance on this
-    test set.
-    """
+    ``b``: A right, B wrong; ``c``: A wrong, B right. ``b + c < 25``: exact binomial (``"exact"``, min(b, c));
+    else chi-square with continuity correction (``"chi2_continuity"``); none discordant: p = 1 (``"none"``)."""
     y_true = _check_labels(y_true, "y_true")
-    pred_a = _check_labels(pred_a, "pred_a")
-    pred_b = _check_labels(pred_b, "pred_b")
+    pred_a, pred_b = _check_labels(pred_a, "pred_a"), _check_labels(pred_b, "pred_b")
     for name, values in (("pred_a", pred_a), ("pred_b", pred_b)):
         if len(values) != len(y_true):
             raise ParameterError(f"{name}: has {len(values)} predictions but y_true has {len(y_true)} labels; "
-                             f"both classifiers must be scored on the same test images.")
-    right_a = pred_a == y_true
-    right_b = pred_b == y_true
-    b = int(np.sum(right_a & ~right_b))
-    c = int(np.sum(~right_a & right_b))
+                                 f"both classifiers must be scored on the same test images.")
+    right_a, right_b = pred_a == y_true, pred_b == y_true
+    b, c = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
     if b + c == 0:
         return {"b": 0, "c": 0, "statistic": 0.0, "p_value": 1.0, "method": "none"}
     if b + c < MCNEMAR_EXACT_BELOW:
@@ -547,13 +423,8 @@ def mcnemar_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike) -> dic
 
 def majority_baseline(y_train: ArrayLike, y_test: ArrayLike, n_classes: int,
                       classes: tuple[str, ...] | None = None) -> dict:
-    """Scores of always predicting the most frequent training class: the floor a model must beat.
-
-    ``y_train``, ``y_test``: int labels; ``n_classes``: K. Ties go to the lowest label. Returns
-    ``{"class_index", "class", "n", "accuracy", "balanced_accuracy", "macro_f1"}`` on the test set; ``class`` is
-    the dx code when ``classes`` is given, else None. Always answering "nv" on a test set that is 75 % nevi scores
-    accuracy 0.75 but balanced accuracy 1/K over the K classes present (1/3 for mel / nv / bkl).
-    """
+    """Test scores of always predicting the most frequent training class (ties: lowest label): ``{"class_index",
+    "class" (None without ``classes``), "n", "accuracy", "balanced_accuracy", "macro_f1"}``."""
     n_classes = _check_int(n_classes, "n_classes", 2)
     y_train = _check_labels(y_train, "y_train", n_classes)
     y_test = _check_labels(y_test, "y_test", n_classes)
@@ -561,24 +432,13 @@ def majority_baseline(y_train: ArrayLike, y_test: ArrayLike, n_classes: int,
         classes = _check_classes(classes, n_classes)
     majority = int(np.argmax(np.bincount(y_train, minlength=n_classes)))
     y_pred = np.full_like(y_test, majority)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        balanced = balanced_accuracy_score(y_test, y_pred)
-    return {
-        "class_index": majority,
-        "class": classes[majority] if classes is not None else None,
-        "n": len(y_test),
-        "accuracy": float(accuracy_score(y_test, y_pred)),
-        "balanced_accuracy": float(balanced),
-        "macro_f1": float(f1_score(y_test, y_pred, labels=list(range(n_classes)), average="macro",
-                                   zero_division=0)),
-    }
+    return {"class_index": majority, "class": classes[majority] if classes is not None else None, "n": len(y_test),
+            **{name: _full_sample_metric(name, y_test, y_pred, n_classes) for name in BOOTSTRAP_METRICS[:3]}}
 
 
 def pairwise_accuracy(y_true: ArrayLike, y_prob: ArrayLike, a: int, b: int) -> dict:
-    """Accuracy of telling class ``a`` from class ``b`` alone: over the test images of those two classes, the
-    prediction is whichever of the two has the higher probability. The paper reports about 0.80 for nevus vs
-    seborrheic keratosis this way (a two-class question inside the three-class model)."""
+    """Accuracy of telling class ``a`` from ``b`` alone, over the test images of those two classes, predicting the
+    one of the two with the higher probability (the paper: about 0.80 for nevus vs seborrheic keratosis)."""
     y_prob = np.asarray(y_prob, dtype=np.float64)
     y_true = _check_labels(y_true, "y_true", y_prob.shape[1] if y_prob.ndim == 2 else None)
     y_prob = _check_probabilities(y_prob, "y_prob", len(y_true))
@@ -596,24 +456,123 @@ def pairwise_accuracy(y_true: ArrayLike, y_prob: ArrayLike, a: int, b: int) -> d
 
 def report_with_intervals(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, ...], n_boot: int = 1000,
                           seed: int = 0) -> dict:
-    """:func:`classification_report` with its ``"bootstrap"`` intervals (:func:`bootstrap_report`): what every
-    ``metrics.json`` of a run, an evaluation or an ensemble holds."""
+    """:func:`classification_report` with its ``"bootstrap"`` intervals (:func:`bootstrap_report` and
+    :func:`bootstrap_scores`): what every ``metrics.json`` holds."""
     report = classification_report(y_true, y_prob, classes)
     report["bootstrap"] = bootstrap_report(y_true, y_prob, classes, n_boot=n_boot, seed=seed)
+    report["bootstrap"].update(bootstrap_scores(y_true, y_prob, classes, n_boot=n_boot, seed=seed))
     return report
 
 
+# ---------- Beyond one test set: intervals of AUC and precision, calibration, clinical operating points
+
+
+def bootstrap_scores(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, ...], n_boot: int = 1000,
+                     seed: int = 0, confidence: float = 0.95) -> dict:
+    """Bootstrap intervals of each class's precision and one-vs-rest ROC AUC and of the macro AUC (over classes
+    present): ``{"precision": {code: ci}, "roc_auc": {code: ci}, "macro_auc": ci}``, None where undefined."""
+    n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
+    y_true, y_prob, classes = _check_report_inputs(y_true, y_prob, classes)
+    y_pred = y_prob.argmax(axis=1)
+    k, n = len(classes), len(y_true)
+    rows = np.concatenate(list(_resampled_indices(n, n_boot, seed)))  # (n_boot, n)
+    truth, predicted = y_true[rows], y_pred[rows]
+    precision, auc = np.full((n_boot, k), np.nan), np.full((n_boot, k), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for c in range(k):
+            flagged, positive = predicted == c, truth == c
+            precision[:, c] = (flagged & positive).sum(1) / flagged.sum(1)
+            # AUC by ranks (Mann-Whitney), every resample at once; ties share their mean rank as in scikit-learn.
+            ranks = stats.rankdata(y_prob[rows, c], axis=1)
+            n_pos = positive.sum(1)
+            auc[:, c] = ((ranks * positive).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))
+    auc[~np.isfinite(auc)] = np.nan
+    full = classification_report(y_true, y_prob, classes)
+    present = [c for c in range(k) if np.any(y_true == c)]
+    ovr = full["roc_auc_ovr"]["per_class"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # resamples without a class give NaN columns
+        macro_samples = np.nanmean(auc[:, present], axis=1) if present else np.full(n_boot, np.nan)
+    return {
+        "precision": {code: _interval(full["per_class"][code]["precision"], precision[:, c], confidence, n_boot)
+                      if np.any(y_pred == c) else None for c, code in enumerate(classes)},
+        "roc_auc": {code: _interval(ovr[code], auc[:, c], confidence, n_boot) if ovr[code] is not None else None
+                    for c, code in enumerate(classes)},
+        "macro_auc": _interval(full["roc_auc_ovr"]["macro"], macro_samples, confidence, n_boot),
+    }
+
+
+def reliability_bins(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = ECE_BINS) -> list[dict]:
+    """Reliability-diagram data: per equal-width confidence bin its ``low``/``high`` edges, image count ``n``, mean
+    ``confidence`` and ``accuracy`` (None in an empty bin)."""
+    y_true, y_prob = _check_pair(y_true, y_prob, in_range=False)
+    n_bins = _check_int(n_bins, "n_bins", 1)
+    confidence, correct, bins = _confidence_bins(y_true, y_prob, n_bins)
+    return [{"low": b / n_bins, "high": (b + 1) / n_bins, "n": int(np.sum(bins == b)),
+             "confidence": float(confidence[bins == b].mean()) if np.any(bins == b) else None,
+             "accuracy": float(correct[bins == b].mean()) if np.any(bins == b) else None} for b in range(n_bins)]
+
+
+def fit_temperature(y_true: ArrayLike, y_prob: ArrayLike) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimising the log loss of ``softmax(log p / T)`` (fit on
+    validation, carried unchanged; T > 1 softens overconfidence, argmax never changes)."""
+    from scipy.optimize import minimize_scalar
+
+    y_true, y_prob = _check_pair(y_true, y_prob, in_range=False)
+    logits = np.log(np.clip(y_prob, 1e-12, 1.0))
+
+    def loss(log_t: float) -> float:
+        return float(skm.log_loss(y_true, apply_temperature_to_logits(logits, np.exp(log_t)),
+                              labels=list(range(logits.shape[1]))))
+
+    return float(np.exp(minimize_scalar(loss, bounds=(-3, 3), method="bounded").x))
+
+
+def apply_temperature(y_prob: ArrayLike, temperature: float) -> np.ndarray:
+    """Probabilities softened (T > 1) or sharpened (T < 1) by a temperature, as ``softmax(log p / T)``."""
+    if not temperature > 0:
+        raise ParameterError(f"temperature: expected a positive number, got {temperature!r}.")
+    return apply_temperature_to_logits(np.log(np.clip(np.asarray(y_prob, float), 1e-12, 1.0)), temperature)
+
+
+def apply_temperature_to_logits(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Row-wise ``softmax(logits / temperature)``."""
+    return softmax(logits / temperature, axis=1)
+
+
+def threshold_for_sensitivity(positive: ArrayLike, scores: ArrayLike, sensitivity: float) -> float:
+    """The highest threshold whose rule ``score >= threshold`` finds at least ``sensitivity`` of the positives."""
+    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if not 0 < sensitivity <= 1 or not positive.any():
+        raise ParameterError(f"sensitivity: need a target in (0, 1] and at least one positive image, got "
+                             f"{sensitivity!r} with {int(positive.sum())} positives.")
+    ranked = np.sort(scores[positive])[::-1]
+    return float(ranked[int(np.ceil(sensitivity * len(ranked))) - 1])
+
+
+def operating_point(positive: ArrayLike, scores: ArrayLike, threshold: float, n_boot: int = 1000,
+                    seed: int = 0, confidence: float = 0.95) -> dict:
+    """Sensitivity and specificity of ``score >= threshold``, each with a bootstrap interval:
+    ``{"threshold", "n", "positives", "sensitivity": ci, "specificity": ci}``."""
+    n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
+    positive = np.asarray(positive, dtype=bool)
+    flagged = np.asarray(scores, dtype=np.float64) >= threshold
+    rows = np.concatenate(list(_resampled_indices(len(positive), n_boot, seed)))
+    pos, flag = positive[rows], flagged[rows]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sensitivity = (pos & flag).sum(1) / pos.sum(1)
+        specificity = (~pos & ~flag).sum(1) / (~pos).sum(1)
+    return {"threshold": float(threshold), "n": int(len(positive)), "positives": int(positive.sum()),
+            "sensitivity": _interval(float(flagged[positive].mean()) if positive.any() else None, sensitivity,
+                                     confidence, n_boot),
+            "specificity": _interval(float((~flagged[~positive]).mean()) if (~positive).any() else None,
+                                     specificity, confidence, n_boot)}
+
+
 __all__ = [
-    "bootstrap_ci",
-    "confusion_scores",
-    "summary_row",
-    "pairwise_accuracy",
-    "bootstrap_report",
-    "classification_report",
-    "expected_calibration_error",
-    "majority_baseline",
-    "mcnemar_test",
-    "report_table",
-    "report_with_intervals",
-    "specificity_per_class",
+    "apply_temperature", "bootstrap_ci", "bootstrap_scores", "fit_temperature", "operating_point",
+    "reliability_bins", "threshold_for_sensitivity", "confusion_scores", "summary_row", "pairwise_accuracy",
+    "bootstrap_report", "classification_report", "expected_calibration_error", "majority_baseline",
+    "mcnemar_test", "report_table", "report_with_intervals", "specificity_per_class",
 ]

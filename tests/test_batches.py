@@ -147,3 +147,21 @@ def test_prepared_dataset_works_with_a_dataloader(tensors):
     dataset = PreparedDataset(tensors["val"])
     images, labels = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
     assert images.shape == (4, 3, 32, 32) and labels.dtype == torch.int64
+
+
+def test_the_stronger_photometric_changes_stay_in_range_and_change_the_colours():
+    images = torch.rand(16, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    geometry_off = dict(rotation_degrees=0, flips=False, crop_scale=(1, 1), aspect=(1, 1), brightness=0,
+                        contrast=0, saturation=0)
+    plain = augment_batch(images, Augmentation(**geometry_off), torch.Generator().manual_seed(1))
+    torch.testing.assert_close(plain, images, atol=1e-5, rtol=0)  # everything off: the image itself
+    for name, value in (("hue", 0.5), ("gamma", 0.4), ("channel_gain", 0.3), ("blur", 1.0), ("vignette", 0.8)):
+        out = augment_batch(images, Augmentation(**geometry_off, **{name: value}), torch.Generator().manual_seed(1))
+        assert out.shape == images.shape and 0 <= out.min() and out.max() <= 1, name
+        assert (out - images).abs().mean() > 1e-3, name
+    grey = torch.full((4, 3, 8, 8), 0.4)  # a hue rotation turns about the grey axis: grey stays grey
+    turned = augment_batch(grey, Augmentation(**geometry_off, hue=1.0), torch.Generator().manual_seed(2))
+    torch.testing.assert_close(turned, grey, atol=1e-5, rtol=0)
+    corner = augment_batch(torch.ones(1, 3, 9, 9), Augmentation(**geometry_off, vignette=0.8),
+                           torch.Generator().manual_seed(3))
+    assert corner[0, :, 4, 4].min() > 0.999 and corner[0, :, 0, 0].max() < 1  # dark corners, a bright centre

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pskinlib.data.cache import prepare_images, resize_image
 from pskinlib.data.ham10000 import load_ham10000
@@ -75,3 +76,25 @@ def test_real_cache_matches_a_direct_decode(real_data_dir, tmp_path):
     assert len(prepared) == len(images) and not prepared.unreadable
     for i in np.random.default_rng(0).choice(len(images), 5, replace=False):
         np.testing.assert_array_equal(prepared.pixels[i], resize_image(images.table["path"][i], 32))
+
+
+def test_shades_of_gray_makes_the_estimated_light_neutral_and_crop_keeps_the_aspect(tiny_ham, tmp_path):
+    from pskinlib.data.cache import Preprocessing, shades_of_gray
+
+    tinted = np.dstack([np.full((30, 40), v, np.uint8) for v in (200, 120, 90)])
+    corrected = shades_of_gray(tinted, 6).astype(float)
+    assert np.ptp(corrected.mean(axis=(0, 1))) < 2  # the colour cast is gone: the channels agree
+    wide = tmp_path / "wide.png"
+    stripes = np.zeros((40, 80, 3), np.uint8)
+    stripes[:, :20] = 255  # white on the left quarter only
+    Image.fromarray(stripes).save(wide)
+    squashed = resize_image(str(wide), 16)
+    cropped = resize_image(str(wide), 16, Preprocessing(resize="crop"))
+    assert squashed[:, :2].mean() > 200 and cropped.mean() < 10  # the centre square never sees the white edge
+    images = load_ham10000(tiny_ham)
+    a = prepare_images(images, 16, cache_dir=tmp_path / "c", progress=False)
+    b = prepare_images(images, 16, cache_dir=tmp_path / "c", progress=False, preprocessing=Preprocessing(
+        colour_constancy=6))
+    assert a.path != b.path and not np.array_equal(a.pixels, b.pixels)  # its own cache, other pixels
+    with pytest.raises(ValueError, match="colour_constancy"):
+        Preprocessing(colour_constancy=0)

@@ -124,6 +124,7 @@ def test_missing_pretrained_weights_say_how_to_get_them(tiny_ham, tmp_path, caps
                  "--quiet", "--runs-dir", str(tmp_path / "runs")]) == 2
     line = _error(capsys)
     assert "ImageNet weights for resnet18" in line and "TORCH_HOME" in line
+    assert "efficientnet_lite0" in line  # the offline alternative
 
 
 def _closed_port() -> int:

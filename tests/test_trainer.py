@@ -22,8 +22,8 @@ from pskinlib.io import read_json
 from pskinlib.runs import RunRecord, find_runs, load_checkpoint
 from pskinlib.train.config import make_config
 from pskinlib.train.device import SMALLEST_CPU_BF16_SIZE, autocast_dtype
-from pskinlib.train.models import build_model
-from pskinlib.train.trainer import learning_rate, resume, train
+from pskinlib.train.models import MODELS, build_model, packaged_weights
+from pskinlib.train.trainer import learning_rate, make_optimizer, resume, train, training_size, tta_views
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -222,3 +222,34 @@ def test_a_caller_can_end_training_early_and_keep_the_evaluation(tiny_ham, tmp_p
     run = RunRecord.open(train(tiny_config(tiny_ham, epochs=4), runs_dir=tmp_path,
                                on_epoch_end=lambda row: row["epoch"] == 2))
     assert len(run.history) == 2 and "by the caller" in run.metrics["stopped"]
+
+
+def test_test_time_views_are_the_flips_the_dihedral_group_and_its_zoom():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    assert len(tta_views(images, False)) == 1 and len(tta_views(images, True)) == 4
+    dihedral = tta_views(images, "dihedral")
+    assert len(dihedral) == 8 and len({tuple(v.flatten().tolist()) for v in dihedral}) == 8  # eight distinct views
+    assert len(tta_views(images, "dihedral_zoom")) == 16
+
+
+def test_fine_tuning_groups_the_head_apart_and_a_frozen_backbone_keeps_its_weights(tiny_ham, tmp_path):
+    config = tiny_config(tiny_ham, model="efficientnet_lite0", pretrained=True, backbone_lr_scale=0.1, epochs=3,
+                         freeze_backbone_epochs=1, batchnorm="frozen", image_size=32)
+    model = build_model("efficientnet_lite0", 3)
+    optimizer = make_optimizer(config, model)
+    head = {id(p) for p in model.classifier.parameters()}
+    assert sorted({group["lr_scale"] for group in optimizer.param_groups}) == [0.1, 1.0]
+    assert all((id(p) in head) == (group["lr_scale"] == 1.0) for group in optimizer.param_groups
+               for p in group["params"])
+    # One epoch with the backbone frozen and batch norm kept: the backbone is still ImageNet's, the head learnt.
+    run = train(config, runs_dir=tmp_path, on_epoch_end=lambda row: True)
+    state = load_checkpoint(run / "best.pt")["model"]
+    packaged = packaged_weights(MODELS["efficientnet_lite0"])
+    backbone = {name: value for name, value in state.items() if not name.startswith("classifier")}
+    assert all(torch.equal(value, packaged_value) for value, packaged_value
+               in zip(backbone.values(), list(packaged.values())[:len(backbone)]))
+    assert not torch.equal(state["classifier.weight"], build_model("efficientnet_lite0", 3).classifier.weight)
+    with pytest.raises(ValueError, match="pretrained"):
+        tiny_config(tiny_ham, backbone_lr_scale=0.5)  # nothing to fine-tune from scratch
+    assert [training_size(e, tiny_config(tiny_ham, epochs=3, image_size=32, progressive_start_size=16))
+            for e in range(3)] == [16, 24, 32]

@@ -38,6 +38,7 @@ class BatchConstants:
     std: torch.Tensor
     luma: torch.Tensor
     eye: torch.Tensor
+    grey_cross: torch.Tensor  # the cross-product matrix of the grey axis (1, 1, 1) / sqrt(3), for hue rotations
 
     @classmethod
     def on(cls, device: str | torch.device = "cpu", normalisation: str = "imagenet") -> BatchConstants:
@@ -46,7 +47,8 @@ class BatchConstants:
         mean, std = NORMALISATIONS[normalisation]
         return cls(torch.tensor(mean, device=device).view(1, 3, 1, 1),
                    torch.tensor(std, device=device).view(1, 3, 1, 1),
-                   torch.tensor(LUMA, device=device).view(1, 1, 3), torch.eye(3, device=device))
+                   torch.tensor(LUMA, device=device).view(1, 1, 3), torch.eye(3, device=device),
+                   torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], device=device) * 3 ** -0.5)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,12 @@ class Augmentation:
     Dermoscopy has no "up": any rotation and flip of a lesion is another valid picture of it.
     ``crop_scale``: range of the area fraction kept by the random resized crop; ``aspect``: its aspect-ratio
     range; ``brightness``, ``contrast``, ``saturation``: maximum relative change of each.
+
+    The stronger photometric changes that images from other dermatoscopes call for are off (0) by default: ``hue``,
+    the largest rotation of the colours about the grey axis (radians); ``gamma``, the largest ``|log gamma|``;
+    ``channel_gain``, the largest relative gain of one colour channel (another light's colour); ``blur``, the
+    largest blend towards a 3x3 box blur (another focus); ``vignette``, the largest darkening of the corners
+    (another lens' fall-off).
     """
 
     rotation_degrees: float = 180.0
@@ -65,6 +73,11 @@ class Augmentation:
     brightness: float = 0.1
     contrast: float = 0.1
     saturation: float = 0.1
+    hue: float = 0.0
+    gamma: float = 0.0
+    channel_gain: float = 0.0
+    blur: float = 0.0
+    vignette: float = 0.0
 
     def __post_init__(self) -> None:
         low, high = self.crop_scale
@@ -72,7 +85,8 @@ class Augmentation:
             raise ParameterError(f"crop_scale: need 0 < low <= high <= 1, got {self.crop_scale}.")
         if not 0 < self.aspect[0] <= self.aspect[1]:
             raise ParameterError(f"aspect: need 0 < low <= high, got {self.aspect}.")
-        for name in ("rotation_degrees", "brightness", "contrast", "saturation"):
+        for name in ("rotation_degrees", "brightness", "contrast", "saturation", "hue", "gamma", "channel_gain",
+                     "blur", "vignette"):
             if getattr(self, name) < 0:
                 raise ParameterError(f"{name}: must be >= 0, got {getattr(self, name)}.")
 
@@ -122,6 +136,18 @@ def augment_batch(images: torch.Tensor, augmentation: Augmentation, generator: t
     # Reflection keeps the corners that a rotation exposes filled with skin rather than black.
     out = F.grid_sample(images, _affine_grid(theta, height, width), mode="bilinear", padding_mode="reflection",
                         align_corners=False)
+    # The stronger photometric changes draw their numbers only when on, so the default stream stays as it was.
+    if augmentation.gamma:
+        gamma = torch.exp(_uniform(n, -augmentation.gamma, augmentation.gamma, generator, device))
+        out = out.clamp(min=1e-6).pow(gamma.view(n, 1, 1, 1))
+    if augmentation.blur:
+        blurred = F.avg_pool2d(out, 3, stride=1, padding=1, count_include_pad=False)
+        out = torch.lerp(out, blurred, _uniform(n, 0, augmentation.blur, generator, device).view(n, 1, 1, 1))
+    if augmentation.vignette:
+        ys = torch.linspace(-1, 1, height, device=device).view(1, 1, height, 1)
+        xs = torch.linspace(-1, 1, width, device=device).view(1, 1, 1, width)
+        depth = _uniform(n, 0, augmentation.vignette, generator, device).view(n, 1, 1, 1)
+        out = out * (1 - depth * (ys ** 2 + xs ** 2) / 2)  # 1 at the centre, 1 - depth in the corners
 
     # Brightness (x*b), contrast ((x - mean)*c + mean) and saturation ((x - gray)*s + gray) are all linear in
     # the pixels, so together they are one 3x3 matrix and one offset per image: a single pass over the batch.
@@ -130,6 +156,8 @@ def augment_batch(images: torch.Tensor, augmentation: Augmentation, generator: t
     saturation = _uniform(n, 1 - augmentation.saturation, 1 + augmentation.saturation, generator, device)
     s = saturation.view(n, 1, 1)
     matrix = (contrast * brightness).view(n, 1, 1) * (s * constants.eye + (1 - s) * constants.luma)
+    if augmentation.hue or augmentation.channel_gain:  # also linear: they join the same matrix, applied first
+        matrix = matrix @ _hue_and_gains(n, augmentation, generator, constants)
     offset = ((1 - contrast) * brightness * out.mean(dim=(1, 2, 3))).view(n, 1, 1).expand(n, 3, 1)
     low, high = torch.zeros(1, 3, 1, 1, device=device), torch.ones(1, 3, 1, 1, device=device)
     if normalised:
@@ -138,6 +166,19 @@ def augment_batch(images: torch.Tensor, augmentation: Augmentation, generator: t
         low, high = (-mean / std).view(1, 3, 1, 1), ((1 - mean) / std).view(1, 3, 1, 1)
     out = torch.baddbmm(offset, matrix, out.reshape(n, 3, height * width)).view(n, 3, height, width)
     return torch.clamp(out, low, high)
+
+
+def _hue_and_gains(n: int, augmentation: Augmentation, generator: torch.Generator,
+                   constants: BatchConstants) -> torch.Tensor:
+    """Per-image ``(n, 3, 3)``: a rotation of the colours about the grey axis (Rodrigues' formula) after a gain per
+    channel."""
+    device, eye = constants.eye.device, constants.eye
+    angle = _uniform(n, -augmentation.hue, augmentation.hue, generator, device).view(n, 1, 1)
+    # With k the unit grey axis, k k^T is the matrix of 1/3s: (eye + cross @ cross) by Rodrigues' identity.
+    rotation = (torch.cos(angle) * eye + torch.sin(angle) * constants.grey_cross
+                + (1 - torch.cos(angle)) * (eye + constants.grey_cross @ constants.grey_cross))
+    gains = 1 + _uniform(3 * n, -augmentation.channel_gain, augmentation.channel_gain, generator, device)
+    return rotation @ torch.diag_embed(gains.view(n, 3))
 
 
 def to_float(pixels: torch.Tensor) -> torch.Tensor:

@@ -5,9 +5,16 @@ Decoding a JPEG costs more than a small CNN's forward pass on it, so no epoch sh
 of view to ``size`` x ``size`` (the 4:3 frame is squashed the same way for every image, so no lesion border is cut
 off) and writes an ``(N, size, size, 3)`` uint8 ``.npy`` file; later calls memory-map it in milliseconds.
 
-The cache is keyed by the data folder, the list of files (name, byte size, modification time) and the size, so it
-is rebuilt when any of them changes. It lives in ``$PSKIN_CACHE`` or ``~/.cache/pskin``, outside the repository:
-it is derived from the licensed images and must not be committed.
+:class:`Preprocessing` says what happens to an image before it is stored: the whole 4:3 field of view squashed to
+a square (``resize="squash"``, the default) or its centre square cropped so the aspect ratio is kept
+(``resize="crop"``), and optionally Shades of Gray colour constancy (Finlayson & Trezzi 2004; ``colour_constancy=p``,
+6 in the ISIC winners' recipes), which divides out the illuminant that a Minkowski p-norm of each channel estimates,
+so that images from dermatoscopes with other lights look alike. Training, prediction and evaluation all decode
+through :func:`resize_image` with the run's preprocessing.
+
+The cache is keyed by the data folder, the list of files (name, byte size, modification time), the size and the
+preprocessing, so it is rebuilt when any of them changes. It lives in ``$PSKIN_CACHE`` or ``~/.cache/pskin``,
+outside the repository: it is derived from the licensed images and must not be committed.
 """
 
 from __future__ import annotations
@@ -29,6 +36,39 @@ from .ham10000 import LesionImages, open_image
 
 CACHE_ENV = "PSKIN_CACHE"
 CACHE_FORMAT = 1  # bump when the resizing changes, so old caches are not reused
+RESIZE_MODES = ("squash", "crop")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What happens to an image between its file and the cache: ``resize`` (``squash`` or ``crop``) and
+    ``colour_constancy`` (None, or the Minkowski p of Shades of Gray)."""
+
+    resize: str = "squash"
+    colour_constancy: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ParameterError(f"resize: expected one of {list(RESIZE_MODES)}, got {self.resize!r}.")
+        p = self.colour_constancy
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 1 <= p <= 20):
+            raise ParameterError(f"colour_constancy: expected None or a Minkowski p from 1 to 20 (6: Shades of "
+                                 f"Gray), got {p!r}.")
+
+    @property
+    def key(self) -> str:
+        return "" if self == Preprocessing() else f"|{self.resize}|{self.colour_constancy}"
+
+
+def shades_of_gray(pixels: np.ndarray, p: float = 6.0) -> np.ndarray:
+    """Shades of Gray colour constancy of an RGB uint8 image: each channel's illuminant is estimated as the
+    Minkowski p-mean of its values and divided out, so the estimate becomes neutral grey (p=1: grey world, p=inf:
+    max-RGB). Returns uint8."""
+    image = pixels.astype(np.float32)
+    illuminant = np.power(np.mean(np.power(image, p), axis=(0, 1)), 1 / p)
+    illuminant = illuminant / max(float(np.linalg.norm(illuminant)), 1e-6)
+    gains = 1.0 / (np.maximum(illuminant, 1e-6) * np.sqrt(3))
+    return np.clip(image * gains + 0.5, 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True, repr=False)
@@ -64,32 +104,41 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pskin")
 
 
-def cache_key(images: LesionImages, size: int) -> str:
-    """Hash of the data folder, each file's name, byte size and modification time, and the size."""
-    digest = hashlib.sha256(f"{CACHE_FORMAT}|{images.root}|{size}".encode())
+def cache_key(images: LesionImages, size: int, preprocessing: Preprocessing = Preprocessing()) -> str:
+    """Hash of the data folder, each file's name, byte size and modification time, the size and the
+    preprocessing."""
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{images.root}|{size}{preprocessing.key}".encode())
     for path in images.table["path"]:
         stat = os.stat(path)
         digest.update(f"|{os.path.basename(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:24]
 
 
-def resize_image(path: str, size: int) -> np.ndarray:
-    """Decode one image and resize it to ``size`` x ``size`` RGB uint8 (antialiased). A file that is not an image,
-    or a huge one, raises :class:`~pskinlib.errors.DataError` naming it."""
+def resize_image(path: str, size: int, preprocessing: Preprocessing = Preprocessing()) -> np.ndarray:
+    """Decode one image, resize it to ``size`` x ``size`` RGB uint8 (antialiased) as ``preprocessing`` says. A
+    file that is not an image, or a huge one, raises :class:`~pskinlib.errors.DataError` naming it."""
     with open_image(path) as image:
         # JPEG can decode straight at 1/2, 1/4 or 1/8 scale: much cheaper when the target is small.
         image.draft("RGB", (size, size))
         image = image.convert("RGB")
-        return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
+        if preprocessing.resize == "crop":
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side))
+        pixels = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
+    if preprocessing.colour_constancy is not None:
+        pixels = shades_of_gray(pixels, preprocessing.colour_constancy)
+    return pixels
 
 
-def _fill_rows(npy_path: str, rows: range, paths: list[str], size: int) -> list[tuple[str, str]]:
+def _fill_rows(npy_path: str, rows: range, paths: list[str], size: int,
+               preprocessing: Preprocessing = Preprocessing()) -> list[tuple[str, str]]:
     """Worker: decode ``paths`` into ``rows`` of the array file; return (path, error) of each failure."""
     pixels = np.load(npy_path, mmap_mode="r+")
     failures = []
     for row, path in zip(rows, paths):
         try:
-            pixels[row] = resize_image(path, size)
+            pixels[row] = resize_image(path, size, preprocessing)
         except (OSError, SyntaxError, ValueError) as exc:
             failures.append((path, f"{type(exc).__name__}: {exc}"))
     pixels.flush()
@@ -104,8 +153,10 @@ def prepare_images(
     skip_unreadable: bool = False,
     workers: int | None = None,
     progress: bool = True,
+    preprocessing: Preprocessing = Preprocessing(),
 ) -> PreparedImages:
-    """Decode and resize every image of ``images`` once, or reuse the cache built earlier for the same files.
+    """Decode and resize every image of ``images`` once (as ``preprocessing`` says), or reuse the cache built
+    earlier for the same files.
 
     An image that does not decode is an error listing every such file; with ``skip_unreadable=True`` a warning,
     and the returned ``unreadable`` ids are to be dropped (``images.without(prepared.unreadable)``).
@@ -114,10 +165,10 @@ def prepare_images(
         raise ParameterError(f"size: need an integer number of pixels from 8 to 1024, got {size!r}.")
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    key = cache_key(images, size)
+    key = cache_key(images, size, preprocessing)
     npy_path, info_path = folder / f"{key}.npy", folder / f"{key}.json"
     if not (npy_path.is_file() and info_path.is_file()):
-        _build(images, size, npy_path, info_path, workers, progress)
+        _build(images, size, npy_path, info_path, workers, progress, preprocessing)
     info = read_json(info_path)
     unreadable = tuple(info["unreadable"])
     if unreadable and not skip_unreadable:
@@ -132,7 +183,7 @@ def prepare_images(
 
 
 def _build(images: LesionImages, size: int, npy_path: Path, info_path: Path, workers: int | None,
-           progress: bool) -> None:
+           progress: bool, preprocessing: Preprocessing) -> None:
     start = time.perf_counter()
     paths = images.table["path"].tolist()
     workers = workers or min(os.cpu_count() or 1, 8)
@@ -145,12 +196,13 @@ def _build(images: LesionImages, size: int, npy_path: Path, info_path: Path, wor
         bar = _progress_bar(len(paths), f"preparing {len(paths)} images at {size}px", progress)
         if workers == 1:
             for s in starts:
-                failures += _fill_rows(str(tmp), range(s, min(s + chunk, len(paths))), paths[s:s + chunk], size)
+                failures += _fill_rows(str(tmp), range(s, min(s + chunk, len(paths))), paths[s:s + chunk], size,
+                                       preprocessing)
                 bar.update(min(chunk, len(paths) - s))
         else:
             with ProcessPoolExecutor(workers) as pool:
                 jobs = [(s, pool.submit(_fill_rows, str(tmp), range(s, min(s + chunk, len(paths))),
-                                        paths[s:s + chunk], size)) for s in starts]
+                                        paths[s:s + chunk], size, preprocessing)) for s in starts]
                 for s, job in jobs:
                     failures += job.result()
                     bar.update(min(chunk, len(paths) - s))

@@ -1,28 +1,11 @@
 """Synthetic demo data: procedural dermoscopy-like images with class-dependent cues, made from a seed.
 
-Fast tests, and the book when no real data is present, use these images in place of HAM10000. They show
-that the code runs end to end; they say nothing about how well a model recognises real skin lesions
-(``SYNTHETIC_WARNING``).
-
-Each lesion is painted on a "scene" (skin, hair, lesion) a little larger than the image; an image is a view
-of the scene (small rotation and shift, brightness, vignetting, optional dark circular field of the
-dermatoscope, sensor noise). A lesion with several images, as in HAM10000, is one scene seen several times,
-so images of one lesion are near-duplicates and splits must keep a lesion's images together.
-
-The class cues follow dermoscopy textbooks loosely:
-
-- ``nv``: round or oval, symmetric, even medium brown, faint regular pigment network, sometimes globules.
-- ``mel``: larger, asymmetric irregular border, several colours (black blotches, blue-grey veil, light
-  regression areas), irregular network and dots.
-- ``bkl``: tan to light brown, sharp border, waxy fissured surface, white milia-like cysts, dark comedo-like
-  openings.
-- ``bcc``: pink translucent, thin branching (arborising) vessels, blue-grey ovoid nests.
-- ``akiec``: reddish, ill-defined border, white-yellow scale, dotted vessels.
-- ``vasc``: small, red to purple lagoons (lacunae) separated by pale septa.
-- ``df``: small, pale scar-like centre with a delicate brown rim.
-
-Every parameter varies from lesion to lesion and the classes' ranges overlap (a featureless melanoma, a
-large dark nevus), so the task is learnable but not trivial: a small CNN gets roughly 80-90%, not 100%.
+Fast tests, and the book when no real data is present, use these images in place of HAM10000: they show that the
+code runs end to end, not how well a model recognises real lesions (``SYNTHETIC_WARNING``). Each lesion is painted
+on a "scene" (skin, lesion, hair) a little larger than the image; an image is a view of it (rotation, shift,
+brightness, vignetting, an optional dark dermatoscope field, noise), so a lesion's several images are near-duplicates
+and splits must keep them together. The class cues loosely follow dermoscopy textbooks (see each ``_paint_<dx>``);
+every parameter varies and the classes' ranges overlap, so a small CNN gets roughly 80-90%, not 100%.
 """
 
 from __future__ import annotations
@@ -45,38 +28,25 @@ from ..errors import OutputExistsError, ParameterError
 from ..info import ALL_CLASSES, HAM10000, PAPER_CLASSES, SYNTHETIC_MARKER, SYNTHETIC_WARNING
 
 # Colours are RGB in 0..255 floats while painting.
-_SKIN_TONES = np.array(
-    [[236, 200, 186], [224, 178, 158], [214, 160, 138], [228, 172, 168], [196, 140, 112]], dtype=np.float32
-)
+_SKIN_TONES = np.array([[236, 200, 186], [224, 178, 158], [214, 160, 138], [228, 172, 168], [196, 140, 112]],
+                       dtype=np.float32)  # fmt: skip
 _HAIR = np.array([38, 28, 22], dtype=np.float32)
-
 # Views of one lesion differ by at most this rotation (degrees) and shift (fraction of the image size).
-_MAX_ANGLE = 12.0
-_MAX_SHIFT = 0.04
-
+_MAX_ANGLE, _MAX_SHIFT = 12.0, 0.04
 # Share of lesions with 1, 2, 3 images: about HAM10000's 1.34 images per lesion.
 _IMAGES_PER_LESION_P = (0.75, 0.18, 0.07)
-
 # Metadata vocabularies of HAM10000 (values as spelled in HAM10000_metadata.csv) with rough shares.
 _DX_TYPES = ("histo", "follow_up", "consensus", "confocal")
-_DX_TYPE_P = {
-    "nv": (0.40, 0.50, 0.08, 0.02),  # in HAM10000 only nevi are confirmed by follow-up
-    "mel": (0.95, 0.0, 0.04, 0.01),
-    "other": (0.70, 0.0, 0.26, 0.04),
-}
-_SEXES = ("male", "female", "unknown")
-_SEX_P = (0.54, 0.45, 0.01)
-_LOCALIZATIONS = (
-    "back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest", "foot", "scalp",
-    "neck", "hand", "ear", "genital", "acral", "unknown",
-)  # fmt: skip
-_LOCALIZATION_P = (
-    0.22, 0.21, 0.14, 0.11, 0.10, 0.07, 0.04, 0.03, 0.03, 0.02, 0.01,
-    0.005, 0.005, 0.005, 0.005,
-)  # fmt: skip
+# In HAM10000 only nevi are confirmed by follow-up.
+_DX_TYPE_P = {"nv": (0.40, 0.50, 0.08, 0.02), "mel": (0.95, 0.0, 0.04, 0.01), "other": (0.70, 0.0, 0.26, 0.04)}
+_SEXES, _SEX_P = ("male", "female", "unknown"), (0.54, 0.45, 0.01)
+_LOCALIZATION_P = {
+    "back": 0.22, "lower extremity": 0.21, "trunk": 0.14, "upper extremity": 0.11, "abdomen": 0.10, "face": 0.07,
+    "chest": 0.04, "foot": 0.03, "scalp": 0.03, "neck": 0.02, "hand": 0.01, "ear": 0.005, "genital": 0.005,
+    "acral": 0.005, "unknown": 0.005,
+}  # fmt: skip
 _MEAN_AGE = {"nv": 45, "mel": 62, "bkl": 62, "bcc": 66, "akiec": 67, "vasc": 50, "df": 52}
 _AGE_MISSING_P = 0.01
-
 _MIN_SIZE = 32
 
 
@@ -99,8 +69,7 @@ def _noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.
     gh, gw = max(2, round(shape[0] / cell) + 1), max(2, round(shape[1] / cell) + 1)
     grid = rng.standard_normal((gh, gw), dtype=np.float32)
     field = np.asarray(Image.fromarray(grid).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
-    # Bicubic interpolation of unit noise has a standard deviation of about 0.82.
-    return field * np.float32(1 / 0.82)
+    return field * np.float32(1 / 0.82)  # bicubic interpolation of unit noise has a standard deviation of ~0.82
 
 
 def _blend(img: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -112,10 +81,7 @@ def _blend(img: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray
 
 
 def _jitter(rng: np.random.Generator, colour, amount: float) -> np.ndarray:
-    """``colour`` made lighter or darker by up to ``amount`` and each channel moved by a third of that.
-
-    Mostly brightness, little hue: free per-channel noise would turn browns olive or grey.
-    """
+    """``colour`` lighter or darker by up to ``amount``, each channel by a third of that (not more: browns go olive)."""
     colour = np.asarray(colour, np.float32).ravel()
     shifted = colour + rng.uniform(-amount, amount) + rng.uniform(-amount / 3, amount / 3, 3)
     return _rgb(np.clip(shifted, 0, 255))
@@ -141,12 +107,6 @@ def _dots(shape: tuple[int, int], ys, xs, rs, soft: float = 1.0) -> np.ndarray:
     return out
 
 
-def _blur3(mask: np.ndarray) -> np.ndarray:
-    p = np.pad(mask, 1, mode="edge")
-    h, w = mask.shape
-    return sum(p[i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
-
-
 def _bezier(p0, p2, bend: float, t):
     """Points (y, x) at ``t`` on a quadratic Bezier curve from p0 to p2, bowed sideways by ``bend``."""
     p0, p2 = np.asarray(p0, np.float32), np.asarray(p2, np.float32)
@@ -166,15 +126,16 @@ def _curves(shape: tuple[int, int], starts, ends, bends, thick) -> np.ndarray:
             ix = np.round(pts[:, 1]).astype(int)
             ok = (iy >= 0) & (iy < shape[0]) & (ix >= 0) & (ix < shape[1])
             mask[iy[ok], ix[ok]] = 1.0
-    return np.clip(_blur3(mask) * 1.8, 0.0, 1.0)
+    p = np.pad(mask, 1, mode="edge")  # a 3x3 box blur softens the strokes
+    blurred = sum(p[i : i + shape[0], j : j + shape[1]] for i in range(3) for j in range(3)) / 9.0
+    return np.clip(blurred * 1.8, 0.0, 1.0)
 
 
 def _network(u: np.ndarray, v: np.ndarray, period: float, width: float) -> np.ndarray:
     """Honeycomb-like pigment network: 1 on the lines, 0 in the holes (three plane waves 60 degrees apart)."""
     k = 2 * np.pi / period
     s = sum(np.cos(k * (u * math.cos(a) + v * math.sin(a))) for a in (0.0, np.pi / 3, 2 * np.pi / 3))
-    # s is 3 at the hole centres and about -1.5 between them.
-    return _smoothstep((1.0 - s) / (3.0 * width))
+    return _smoothstep((1.0 - s) / (3.0 * width))  # s is 3 at the hole centres and about -1.5 between them
 
 
 class _Lesion:
@@ -183,8 +144,7 @@ class _Lesion:
     def __init__(self, rng, yy, xx, cy, cx, radius, aspect, angle, amps, edge):
         c, s = math.cos(angle), math.sin(angle)
         dy, dx = yy - cy, xx - cx
-        self.u = c * dx + s * dy
-        self.v = -s * dx + c * dy
+        self.u, self.v = c * dx + s * dy, -s * dx + c * dy
         self.cy, self.cx, self.radius = cy, cx, radius
         rho = np.sqrt(self.u**2 + (self.v / aspect) ** 2)
         phi = np.arctan2(self.v / aspect, self.u)
@@ -192,8 +152,7 @@ class _Lesion:
         for k, a in enumerate(amps, start=1):
             if a:
                 border += a * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
-        # t: 0 at the centre, 1 on the border.
-        self.t = rho / (radius * np.maximum(border, 0.3))
+        self.t = rho / (radius * np.maximum(border, 0.3))  # 0 at the centre, 1 on the border
         self.alpha = _smoothstep((1.0 - self.t) / edge)
 
     def points_inside(self, rng, n: int, t_max: float = 0.85):
@@ -208,26 +167,32 @@ def _harmonics(rng, k_max: int, low: float, high: float, start: int = 2) -> list
     return [0.0 if k < start else rng.uniform(low, high) / math.sqrt(k) for k in range(1, k_max + 1)]
 
 
+def _place(rng, yy, xx, cy, cx, size, radius, aspect, harmonics, edge, scale: float = 1.0) -> _Lesion:
+    """A lesion whose radius (share of ``size``, times ``scale``), aspect, border harmonics (k_max, low, high) and
+    edge softness are drawn from the given ranges."""
+    r = size * rng.uniform(*radius) * scale
+    return _Lesion(rng, yy, xx, cy, cx, r, rng.uniform(*aspect), rng.uniform(0, np.pi), _harmonics(rng, *harmonics),
+                   rng.uniform(*edge))  # fmt: skip
+
+
 def _paint_nv(rng, img, yy, xx, cy, cx, size):
+    """Nevus: round or oval, symmetric, even medium brown, faint regular network, sometimes globules."""
     dysplastic = rng.uniform() < 0.15  # atypical nevi look a little like melanoma
-    radius = size * rng.uniform(0.22, 0.4) * (1.15 if dysplastic else 1.0)
-    les = _Lesion(rng, yy, xx, cy, cx, radius, rng.uniform(0.72, 1.0), rng.uniform(0, np.pi),
-                  _harmonics(rng, 4 if dysplastic else 3, 0.0, 0.08 if dysplastic else 0.04),
-                  rng.uniform(0.1, 0.25))  # fmt: skip
+    les = _place(rng, yy, xx, cy, cx, size, (0.22, 0.4), (0.72, 1.0), (4, 0.0, 0.08) if dysplastic else (3, 0.0, 0.04),
+                 (0.1, 0.25), 1.15 if dysplastic else 1.0)  # fmt: skip
     colour = _jitter(rng, _mix(rng, [168, 112, 80], [98, 60, 42]), 10)
     centre = rng.uniform(-0.12, 0.2)  # darker (or lighter) centre, symmetric
     field = colour * (1.0 - centre * (1.0 - np.clip(les.t, 0, 1)) + 0.04 * _noise(rng, yy.shape, 12))
     if dysplastic:
-        spot = _noise(rng, yy.shape, radius * 0.8)
+        spot = _noise(rng, yy.shape, les.radius * 0.8)
         field = _blend(field, colour * 0.65, 0.5 * _smoothstep(spot - 0.5))
     img = _blend(img, field, les.alpha * rng.uniform(0.85, 1.0))
     if rng.uniform() < 0.75:  # regular network, fading towards the border
         period = rng.uniform(5, 8)
         warp = 0.3 * period  # slightly wavy lines, not a perfect honeycomb
         u, v = les.u + warp * _noise(rng, yy.shape, 12), les.v + warp * _noise(rng, yy.shape, 12)
-        net = _network(u, v, period, 0.5)
         strength = rng.uniform(0.1, 0.28) * _smoothstep((1.05 - les.t) / 0.5)
-        img = _blend(img, colour * 0.6, net * strength)
+        img = _blend(img, colour * 0.6, _network(u, v, period, 0.5) * strength)
     if rng.uniform() < 0.3:  # globular (cobblestone) nevus: regular brown globules
         n = int(rng.integers(10, 30))
         ys, xs = les.points_inside(rng, n)
@@ -236,6 +201,7 @@ def _paint_nv(rng, img, yy, xx, cy, cx, size):
 
 
 def _paint_mel(rng, img, yy, xx, cy, cx, size):
+    """Melanoma: larger, asymmetric, several colours (black blotches, blue-grey veil, regression), irregular network."""
     featureless = rng.uniform() < 0.2  # some melanomas show few of the classic cues
     radius = size * rng.uniform(0.28, 0.5)
     amps = _harmonics(rng, 6, 0.02, 0.05 if featureless else 0.12, start=1)
@@ -276,30 +242,26 @@ def _paint_mel(rng, img, yy, xx, cy, cx, size):
 
 
 def _paint_bkl(rng, img, yy, xx, cy, cx, size):
-    radius = size * rng.uniform(0.22, 0.42)
-    les = _Lesion(rng, yy, xx, cy, cx, radius, rng.uniform(0.6, 0.95), rng.uniform(0, np.pi),
-                  _harmonics(rng, 4, 0.0, 0.07), rng.uniform(0.02, 0.06))  # fmt: skip
+    """Benign keratosis: tan to light brown, sharp border, waxy fissured surface, milia-like cysts, comedo openings."""
+    les = _place(rng, yy, xx, cy, cx, size, (0.22, 0.42), (0.6, 0.95), (4, 0.0, 0.07), (0.02, 0.06))
     colour = _jitter(rng, _mix(rng, [192, 150, 112], [138, 96, 66]), 10)
     # Waxy, fissured surface: ridges and narrow darker furrows where a fine noise field crosses zero.
     fine = _noise(rng, yy.shape, rng.uniform(4, 7))
     furrows = np.exp(-((fine / 0.25) ** 2))
-    shade = 1.0 + 0.05 * fine + 0.06 * _noise(rng, yy.shape, radius * 0.5) - rng.uniform(0.08, 0.2) * furrows
+    shade = 1.0 + 0.05 * fine + 0.06 * _noise(rng, yy.shape, les.radius * 0.5) - rng.uniform(0.08, 0.2) * furrows
     img = _blend(img, colour * shade, les.alpha)
-    n = int(rng.integers(2, 12))  # milia-like cysts: small white dots
-    ys, xs = les.points_inside(rng, n)
-    img = _blend(
-        img, _jitter(rng, [240, 234, 220], 8), 0.85 * _dots(yy.shape, ys, xs, rng.uniform(1.2, 2.8, n))
-    )
-    n = int(rng.integers(2, 12))  # comedo-like openings: dark brown plugs
-    ys, xs = les.points_inside(rng, n)
-    img = _blend(img, _jitter(rng, [72, 52, 40], 10), 0.8 * _dots(yy.shape, ys, xs, rng.uniform(1.2, 3.0, n)))
+    # Milia-like cysts (small white dots), then comedo-like openings (dark brown plugs).
+    for dot, amount, opacity, r_max in (([240, 234, 220], 8, 0.85, 2.8), ([72, 52, 40], 10, 0.8, 3.0)):
+        n = int(rng.integers(2, 12))
+        ys, xs = les.points_inside(rng, n)
+        img = _blend(img, _jitter(rng, dot, amount), opacity * _dots(yy.shape, ys, xs, rng.uniform(1.2, r_max, n)))
     return img
 
 
 def _paint_bcc(rng, img, yy, xx, cy, cx, size):
-    radius = size * rng.uniform(0.22, 0.4)
-    les = _Lesion(rng, yy, xx, cy, cx, radius, rng.uniform(0.6, 0.95), rng.uniform(0, np.pi),
-                  _harmonics(rng, 5, 0.02, 0.08), rng.uniform(0.1, 0.25))  # fmt: skip
+    """Basal cell carcinoma: pink translucent, arborising vessels, blue-grey ovoid nests, sometimes ulceration."""
+    les = _place(rng, yy, xx, cy, cx, size, (0.22, 0.4), (0.6, 0.95), (5, 0.02, 0.08), (0.1, 0.25))
+    radius = les.radius
     img = _blend(img, _jitter(rng, [228, 160, 164], 10), les.alpha * rng.uniform(0.6, 0.85))
     # Arborising vessels: a few thick curved trunks, each with thinner branches leaving it.
     n = int(rng.integers(2, 5))
@@ -313,8 +275,7 @@ def _paint_bcc(rng, img, yy, xx, cy, cx, size):
             starts.append(fork)
             ends.append(fork + length * np.array([math.sin(angle), math.cos(angle)], np.float32))
             bends.append(rng.uniform(-0.3, 0.3))
-    thick = [2] * n + [1] * (len(starts) - n)
-    vessels = _curves(yy.shape, starts, ends, bends, thick)
+    vessels = _curves(yy.shape, starts, ends, bends, [2] * n + [1] * (len(starts) - n))
     img = _blend(img, _jitter(rng, [168, 36, 50], 15), 0.75 * vessels * les.alpha)
     if rng.uniform() < 0.6:  # blue-grey ovoid nests
         n = int(rng.integers(1, 5))
@@ -323,16 +284,13 @@ def _paint_bcc(rng, img, yy, xx, cy, cx, size):
         img = _blend(img, _jitter(rng, [95, 102, 122], 10), 0.75 * nests)
     if rng.uniform() < 0.3:  # ulceration
         ys, xs = les.points_inside(rng, 1, 0.5)
-        img = _blend(
-            img, _jitter(rng, [115, 45, 38], 10), 0.8 * _dots(yy.shape, ys, xs, [radius * 0.2], soft=2.0)
-        )
+        img = _blend(img, _jitter(rng, [115, 45, 38], 10), 0.8 * _dots(yy.shape, ys, xs, [radius * 0.2], soft=2.0))
     return img
 
 
 def _paint_akiec(rng, img, yy, xx, cy, cx, size):
-    radius = size * rng.uniform(0.24, 0.42)
-    les = _Lesion(rng, yy, xx, cy, cx, radius, rng.uniform(0.6, 0.95), rng.uniform(0, np.pi),
-                  _harmonics(rng, 5, 0.03, 0.1), rng.uniform(0.25, 0.45))  # fmt: skip
+    """Actinic keratosis: reddish, ill-defined border, white-yellow scale, dotted vessels."""
+    les = _place(rng, yy, xx, cy, cx, size, (0.24, 0.42), (0.6, 0.95), (5, 0.03, 0.1), (0.25, 0.45))
     colour = _jitter(rng, [205, 118, 108], 12)
     if rng.uniform() < 0.3:  # pigmented actinic keratosis
         colour = colour * 0.6 + _rgb([140, 95, 70]) * 0.4
@@ -342,57 +300,35 @@ def _paint_akiec(rng, img, yy, xx, cy, cx, size):
     img = _blend(img, _jitter(rng, [236, 226, 204], 8), rng.uniform(0.5, 0.85) * scale * les.alpha)
     n = int(rng.integers(10, 40))  # dotted vessels
     ys, xs = les.points_inside(rng, n)
-    img = _blend(
-        img, _jitter(rng, [170, 50, 55], 12), 0.6 * _dots(yy.shape, ys, xs, rng.uniform(0.6, 1.3, n))
-    )
-    return img
+    return _blend(img, _jitter(rng, [170, 50, 55], 12), 0.6 * _dots(yy.shape, ys, xs, rng.uniform(0.6, 1.3, n)))
 
 
 def _paint_vasc(rng, img, yy, xx, cy, cx, size):
-    radius = size * rng.uniform(0.15, 0.3)
-    les = _Lesion(rng, yy, xx, cy, cx, radius, rng.uniform(0.7, 1.0), rng.uniform(0, np.pi),
-                  _harmonics(rng, 4, 0.0, 0.06), rng.uniform(0.03, 0.08))  # fmt: skip
+    """Vascular lesion: small, red to purple lagoons (lacunae) separated by pale septa."""
+    les = _place(rng, yy, xx, cy, cx, size, (0.15, 0.3), (0.7, 1.0), (4, 0.0, 0.06), (0.03, 0.08))
     img = _blend(img, _jitter(rng, [200, 128, 138], 12), les.alpha)  # pale septa between the lagoons
     # Lagoons: red to purple round areas packed inside the lesion.
     n = int(rng.integers(6, 18))
     ys, xs = les.points_inside(rng, n, 0.85)
-    lagoons = _dots(yy.shape, ys, xs, radius * rng.uniform(0.18, 0.34, n), soft=1.5)
+    lagoons = _dots(yy.shape, ys, xs, les.radius * rng.uniform(0.18, 0.34, n), soft=1.5)
     red = _jitter(rng, _mix(rng, [185, 38, 58], [105, 30, 72]), 12)
     return _blend(img, red * (1.0 + 0.1 * _noise(rng, yy.shape, 5)), lagoons * les.alpha)
 
 
 def _paint_df(rng, img, yy, xx, cy, cx, size):
-    radius = size * rng.uniform(0.14, 0.26)
-    les = _Lesion(rng, yy, xx, cy, cx, radius, rng.uniform(0.75, 1.0), rng.uniform(0, np.pi),
-                  _harmonics(rng, 3, 0.0, 0.06), rng.uniform(0.15, 0.3))  # fmt: skip
+    """Dermatofibroma: small, pale scar-like centre with a delicate brown rim and network."""
+    les = _place(rng, yy, xx, cy, cx, size, (0.14, 0.26), (0.75, 1.0), (3, 0.0, 0.06), (0.15, 0.3))
     rim = _jitter(rng, _mix(rng, [165, 112, 82], [120, 80, 58]), 10)
     img = _blend(img, rim, les.alpha * rng.uniform(0.65, 0.9))
-    net = _network(les.u, les.v, rng.uniform(4, 6), 0.6)
-    img = _blend(img, rim * 0.7, 0.3 * net * les.alpha)
+    img = _blend(img, rim * 0.7, 0.3 * _network(les.u, les.v, rng.uniform(4, 6), 0.6) * les.alpha)
     # Central white scar-like patch with an irregular outline.
-    patch = _smoothstep((rng.uniform(0.45, 0.65) - les.t) / 0.25 + 0.25 * _noise(rng, yy.shape, radius * 0.3))
+    patch = _smoothstep((rng.uniform(0.45, 0.65) - les.t) / 0.25 + 0.25 * _noise(rng, yy.shape, les.radius * 0.3))
     return _blend(img, _jitter(rng, [228, 206, 200], 8), rng.uniform(0.6, 0.85) * patch)
 
 
-_PAINTERS = {
-    "nv": _paint_nv,
-    "mel": _paint_mel,
-    "bkl": _paint_bkl,
-    "bcc": _paint_bcc,
-    "akiec": _paint_akiec,
-    "vasc": _paint_vasc,
-    "df": _paint_df,
-}
+_PAINTERS = {"nv": _paint_nv, "mel": _paint_mel, "bkl": _paint_bkl, "bcc": _paint_bcc, "akiec": _paint_akiec,
+             "vasc": _paint_vasc, "df": _paint_df}  # fmt: skip
 assert set(_PAINTERS) == set(ALL_CLASSES), "every HAM10000 class needs a painter"
-
-
-def _scene_shape(height: int, width: int) -> tuple[int, int]:
-    # Large enough that any view (rotated by up to _MAX_ANGLE, shifted by up to _MAX_SHIFT) stays inside.
-    a = math.radians(_MAX_ANGLE)
-    shift = 2 * _MAX_SHIFT * max(height, width)
-    sh = math.ceil(width * math.sin(a) + height * math.cos(a) + shift) + 4
-    sw = math.ceil(width * math.cos(a) + height * math.sin(a) + shift) + 4
-    return sh, sw
 
 
 @functools.lru_cache(maxsize=4)
@@ -402,24 +338,12 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return yy, xx
 
 
-@functools.lru_cache(maxsize=4)
-def _radius_map(height: int, width: int) -> np.ndarray:
-    """Distance from the image centre, 1 at the corners."""
-    yy, xx = _grid(height, width)
-    r = np.hypot(yy - height / 2, xx - width / 2) / math.hypot(height / 2, width / 2)
-    r.flags.writeable = False
-    return r
-
-
-def _to_image(planes: np.ndarray) -> Image.Image:
-    channels = np.clip(planes + 0.5, 0, 255).astype(np.uint8)
-    return Image.merge("RGB", [Image.fromarray(c) for c in channels])
-
-
 def _paint_scene(dx: str, rng: np.random.Generator, height: int, width: int) -> Image.Image:
     """Skin, lesion and hair for one lesion, on a canvas a little larger than the image."""
-    shape = _scene_shape(height, width)
-    size = min(height, width)
+    # Large enough that any view (rotated by up to _MAX_ANGLE, shifted by up to _MAX_SHIFT) stays inside.
+    a, shift = math.radians(_MAX_ANGLE), 2 * _MAX_SHIFT * max(height, width)
+    shape = (math.ceil(width * math.sin(a) + height * math.cos(a) + shift) + 4,
+             math.ceil(width * math.cos(a) + height * math.sin(a) + shift) + 4)  # fmt: skip
     yy, xx = _grid(*shape)  # pixel coordinates on the scene
     tone = _SKIN_TONES[rng.integers(len(_SKIN_TONES))]
     skin = _rgb(tone) * rng.uniform(0.92, 1.05) + _jitter(rng, [0, 0, 0], 6)
@@ -428,65 +352,60 @@ def _paint_scene(dx: str, rng: np.random.Generator, height: int, width: int) -> 
     img = _blend(img, skin * _rgb([1.0, 0.78, 0.8]), redness)
     cy = shape[0] / 2 + rng.uniform(-0.08, 0.08) * height
     cx = shape[1] / 2 + rng.uniform(-0.08, 0.08) * width
-    img = _PAINTERS[dx](rng, img, yy, xx, cy, cx, size)
+    img = _PAINTERS[dx](rng, img, yy, xx, cy, cx, min(height, width))
     if rng.uniform() < 0.25:  # hair
         n = int(rng.integers(1, 7))
         starts = zip(rng.uniform(0, shape[0], n), rng.uniform(0, shape[1], n))
         ends = zip(rng.uniform(0, shape[0], n), rng.uniform(0, shape[1], n))
         hair = _curves(shape, starts, ends, rng.uniform(-0.3, 0.3, n), rng.integers(1, 3, n))
         img = _blend(img, _jitter(rng, _HAIR, 10), 0.8 * hair)
-    return _to_image(img)
+    return Image.merge("RGB", [Image.fromarray(c) for c in np.clip(img + 0.5, 0, 255).astype(np.uint8)])
 
 
-def _sample_camera(rng: np.random.Generator) -> dict:
-    """Settings shared by all images of one lesion: dermatoscope field, vignetting, colour balance."""
+def _photographs(dx: str, rng: np.random.Generator, height: int, width: int, n: int) -> list[np.ndarray]:
+    """``n`` views of one painted lesion, taken with the same camera (dermatoscope field, vignetting, colour)."""
+    scene = _paint_scene(dx, rng, height, width)
     # About a third of dermoscopy images show the scope's dark circular field; its radius is relative to the
     # half-diagonal, so corners go dark.
     field = rng.uniform(0.88, 1.02) if rng.uniform() < 0.35 else None
-    return {
-        "field": field,
-        "vignette": rng.uniform(0.05, 0.3),
-        "gain": _rgb(rng.uniform(0.88, 1.08) * rng.uniform(0.97, 1.03, 3)),
-        "noise": rng.uniform(1.0, 3.5),
-    }
+    camera = {"field": field, "vignette": rng.uniform(0.05, 0.3),
+              "gain": _rgb(rng.uniform(0.88, 1.08) * rng.uniform(0.97, 1.03, 3)), "noise": rng.uniform(1.0, 3.5)}
+    return [_take_view(scene, rng, camera, height, width) for _ in range(n)]
 
 
-def _take_view(
-    scene: Image.Image, rng: np.random.Generator, camera: dict, height: int, width: int
-) -> np.ndarray:
+def _take_view(scene: Image.Image, rng: np.random.Generator, camera: dict, height: int, width: int) -> np.ndarray:
     """One photograph of the scene: small rotation and shift, brightness, vignetting, field of view, noise."""
     angle = math.radians(rng.uniform(-_MAX_ANGLE, _MAX_ANGLE))
     sy, sx = rng.uniform(-_MAX_SHIFT, _MAX_SHIFT, 2) * max(height, width)
     c, s = math.cos(angle), math.sin(angle)
     # PIL's affine transform maps each output pixel to the scene pixel it samples.
-    cx0, cy0 = scene.width / 2 + sx, scene.height / 2 + sy
-    ox, oy = width / 2, height / 2
+    cx0, cy0, ox, oy = scene.width / 2 + sx, scene.height / 2 + sy, width / 2, height / 2
     coeffs = (c, -s, cx0 - c * ox + s * oy, s, c, cy0 - s * ox - c * oy)
-    view = scene.transform(
-        (width, height), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR
-    )
+    view = scene.transform((width, height), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR)
     img = np.stack([np.asarray(ch, dtype=np.float32) for ch in view.split()])
-    r = _radius_map(height, width)
-    light = (1.0 - camera["vignette"] * r**2) * rng.uniform(0.93, 1.07)
-    img = img * light * camera["gain"]
+    yy, xx = _grid(height, width)
+    r = np.hypot(yy - height / 2, xx - width / 2) / math.hypot(height / 2, width / 2)  # 1 in the corners
+    img = img * ((1.0 - camera["vignette"] * r**2) * rng.uniform(0.93, 1.07)) * camera["gain"]
     if camera["field"] is not None:
-        outside = _smoothstep((r - camera["field"]) / 0.04)
-        img = _blend(img, _rgb([12, 9, 9]), outside)
+        img = _blend(img, _rgb([12, 9, 9]), _smoothstep((r - camera["field"]) / 0.04))
     img += camera["noise"] * rng.standard_normal((height, width), dtype=np.float32)  # luminance noise
     return np.ascontiguousarray(np.clip(img + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0))
 
 
-def _check_size(height, width) -> None:
-    for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < _MIN_SIZE:
-            raise ParameterError(f"{name} must be an integer of at least {_MIN_SIZE} pixels, got {value!r}")
+# ------------------------------------------------------------------------------------------------------------
+# Parameters, metadata and the dataset on disk
+
+
+def _check_int(name: str, value, minimum: int, unit: str = "") -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ParameterError(f"{name} must be an integer of at least {minimum}{unit}, got {value!r}")
+    return int(value)
 
 
 def _check_classes(classes) -> tuple[str, ...]:
     if isinstance(classes, str) or not isinstance(classes, (tuple, list)) or len(classes) == 0:
-        raise ParameterError(
-            f"classes must be a non-empty tuple of class codes such as {PAPER_CLASSES}, got {classes!r}"
-        )
+        raise ParameterError(f"classes must be a non-empty tuple of class codes such as {PAPER_CLASSES}, "
+                             f"got {classes!r}")
     unknown = [c for c in classes if c not in ALL_CLASSES]
     if unknown:
         raise ParameterError(f"classes contains unknown codes {unknown}; known codes are {ALL_CLASSES}")
@@ -495,19 +414,32 @@ def _check_classes(classes) -> tuple[str, ...]:
     return tuple(classes)
 
 
-def render_lesion(dx: str, rng: np.random.Generator, height: int = 150, width: int = 200) -> np.ndarray:
-    """One synthetic dermoscopy-like image of a lesion of class ``dx``.
+def _check_fractions(class_fractions, classes: tuple[str, ...]) -> dict[str, float]:
+    if class_fractions is None:
+        return ham10000_fractions(classes)
+    if not isinstance(class_fractions, dict) or set(class_fractions) != set(classes):
+        raise ParameterError(f"class_fractions must be a dict with one entry per class of {classes}, "
+                             f"got {class_fractions!r}")
+    for c, f in class_fractions.items():
+        if not isinstance(f, numbers.Real) or isinstance(f, bool) or not math.isfinite(f) or f <= 0:
+            raise ParameterError(f"class_fractions must hold positive numbers, got {c!r}: {f!r}")
+    total = sum(class_fractions.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ParameterError(f"class_fractions must sum to 1, got {class_fractions!r} (sum {total})")
+    return {c: float(class_fractions[c]) for c in classes}
 
-    ``rng`` is a ``numpy.random.Generator``; the same generator state gives the same image. Returns a uint8
-    array of shape (height, width, 3), RGB. Takes a few milliseconds at the default 150 x 200 pixels.
+
+def render_lesion(dx: str, rng: np.random.Generator, height: int = 150, width: int = 200) -> np.ndarray:
+    """One synthetic dermoscopy-like image of a lesion of class ``dx``: uint8 RGB, shape (height, width, 3).
+
+    The same ``numpy.random.Generator`` state gives the same image; a few milliseconds at 150 x 200 pixels.
     """
     if dx not in ALL_CLASSES:
         raise ParameterError(f"dx must be one of {ALL_CLASSES}, got {dx!r}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), got {rng!r}")
-    _check_size(height, width)
-    scene = _paint_scene(dx, rng, height, width)
-    return _take_view(scene, rng, _sample_camera(rng), height, width)
+    height, width = _check_int("height", height, _MIN_SIZE, " pixels"), _check_int("width", width, _MIN_SIZE, " pixels")
+    return _photographs(dx, rng, height, width, 1)[0]
 
 
 def ham10000_fractions(classes: tuple[str, ...]) -> dict[str, float]:
@@ -523,8 +455,7 @@ def _lesion_counts(n_lesions: int, classes: tuple[str, ...], fractions: dict[str
     exact = np.array([n_lesions * fractions[c] for c in classes])
     counts = np.maximum(np.floor(exact).astype(int), 2)
     while counts.sum() > n_lesions:
-        excess = np.where(counts > 2, counts - exact, -np.inf)
-        counts[int(np.argmax(excess))] -= 1
+        counts[int(np.argmax(np.where(counts > 2, counts - exact, -np.inf)))] -= 1
     while counts.sum() < n_lesions:
         counts[int(np.argmax(exact - counts))] += 1
     return counts.tolist()
@@ -534,83 +465,32 @@ def _metadata_row(rng: np.random.Generator, dx: str) -> dict:
     """dx_type, age, sex and localization of one lesion (shared by all its images, as in HAM10000)."""
     dx_type = _DX_TYPES[rng.choice(4, p=_DX_TYPE_P.get(dx, _DX_TYPE_P["other"]))]
     age = int(np.clip(5 * round(rng.normal(_MEAN_AGE[dx], 15) / 5), 5, 85))
-    return {
-        "dx_type": dx_type,
-        # HAM10000_metadata.csv writes ages as floats ("45.0") and leaves missing ones blank.
-        "age": "" if rng.uniform() < _AGE_MISSING_P else f"{age:.1f}",
-        "sex": _SEXES[rng.choice(3, p=_SEX_P)],
-        "localization": _LOCALIZATIONS[
-            rng.choice(len(_LOCALIZATIONS), p=np.array(_LOCALIZATION_P) / sum(_LOCALIZATION_P))
-        ],
-    }
+    sites, shares = list(_LOCALIZATION_P), list(_LOCALIZATION_P.values())
+    # HAM10000_metadata.csv writes ages as floats ("45.0") and leaves missing ones blank.
+    return {"dx_type": dx_type, "age": "" if rng.uniform() < _AGE_MISSING_P else f"{age:.1f}",
+            "sex": _SEXES[rng.choice(3, p=_SEX_P)],
+            "localization": sites[rng.choice(len(sites), p=np.array(shares) / sum(shares))]}
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ParameterError(f"{name} must be an integer of at least {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_fractions(class_fractions, classes: tuple[str, ...]) -> dict[str, float]:
-    if class_fractions is None:
-        return ham10000_fractions(classes)
-    if not isinstance(class_fractions, dict) or set(class_fractions) != set(classes):
-        raise ParameterError(
-            f"class_fractions must be a dict with one entry per class of {classes}, got {class_fractions!r}"
-        )
-    for c, f in class_fractions.items():
-        if not isinstance(f, numbers.Real) or isinstance(f, bool) or not math.isfinite(f) or f <= 0:
-            raise ParameterError(f"class_fractions must hold positive numbers, got {c!r}: {f!r}")
-    total = sum(class_fractions.values())
-    if abs(total - 1.0) > 1e-6:
-        raise ParameterError(f"class_fractions must sum to 1, got {class_fractions!r} (sum {total})")
-    return {c: float(class_fractions[c]) for c in classes}
-
-
-def _write_lesion_images(
-    folder: Path, dx: str, seq: np.random.SeedSequence, image_ids, height: int, width: int
-):
+def _write_lesion_images(folder: Path, dx: str, seq: np.random.SeedSequence, image_ids, height: int, width: int):
     """Paint one lesion and save one JPEG per image id, each a different view of the same scene."""
-    rng = np.random.default_rng(seq)
-    scene = _paint_scene(dx, rng, height, width)
-    camera = _sample_camera(rng)
-    for image_id in image_ids:
-        view = _take_view(scene, rng, camera, height, width)
+    for image_id, view in zip(image_ids, _photographs(dx, np.random.default_rng(seq), height, width, len(image_ids))):
         Image.fromarray(view).save(folder / f"{image_id}.jpg", format="JPEG", quality=90)
 
 
-def make_demo_dataset(
-    root: Path,
-    *,
-    n_lesions: int = 600,
-    classes: tuple[str, ...] = PAPER_CLASSES,
-    class_fractions: dict[str, float] | None = None,
-    images_per_lesion: int = 3,
-    seed: int = 0,
-    height: int = 150,
-    width: int = 200,
-    overwrite: bool = False,
-    workers: int | None = None,
-) -> Path:
+def make_demo_dataset(root: Path, *, n_lesions: int = 600, classes: tuple[str, ...] = PAPER_CLASSES,
+                      class_fractions: dict[str, float] | None = None, images_per_lesion: int = 3, seed: int = 0,
+                      height: int = 150, width: int = 200, overwrite: bool = False,
+                      workers: int | None = None) -> Path:  # fmt: skip
     """Write a synthetic HAM10000-like dataset to ``root`` and return ``root``.
 
-    Layout, as the real data: ``root/images/<image_id>.jpg`` (JPEG quality 90) and
-    ``root/HAM10000_metadata.csv`` with HAM10000's columns; plus ``root/<SYNTHETIC_MARKER>`` holding
-    ``SYNTHETIC_WARNING`` and the generation parameters.
-
-    - ``n_lesions``: number of lesions, at least two per class.
-    - ``classes``: class codes to draw (``PAPER_CLASSES`` or ``ALL_CLASSES``).
-    - ``class_fractions``: share of lesions per class, summing to 1; default HAM10000's imbalance among
-      ``classes`` (for the paper's three classes: nv 0.75, mel 0.12, bkl 0.12).
-    - ``images_per_lesion``: the most images of one lesion (1 to 3); about 75% of lesions get one image, the
-      others 2 or 3 views of the same lesion (shifted, rotated, brighter or darker), as in HAM10000.
-    - ``seed``: the same seed gives byte-identical files, whatever ``workers`` is.
-    - ``height``, ``width``: image size in pixels (HAM10000's are 450 x 600; 150 x 200 keeps the demo fast).
-    - ``overwrite``: replace an existing synthetic set at ``root``; other folders are never replaced.
-    - ``workers``: threads painting lesions; default the number of CPUs, at most 4.
-
-    The files are written to a temporary sibling folder that is renamed to ``root`` at the end, so an
-    interrupted run never leaves a half-written dataset. 600 lesions (about 800 images) take a few seconds.
+    Layout as the real data (``images/<image_id>.jpg`` at JPEG quality 90, ``HAM10000_metadata.csv`` with its
+    columns) plus ``<SYNTHETIC_MARKER>`` holding ``SYNTHETIC_WARNING`` and the parameters. ``n_lesions``: at least
+    two per class. ``class_fractions``: share of lesions per class, summing to 1 (default HAM10000's imbalance among
+    ``classes``). ``images_per_lesion``: the most per lesion (1 to 3); about 75% of lesions get one image, the others
+    2 or 3 views of it, as in HAM10000. ``seed``: the same seed gives byte-identical files whatever ``workers``
+    (painting threads; default the CPUs, at most 4). ``overwrite``: replace a synthetic set at ``root``, never any
+    other folder. Files go to a temporary sibling renamed to ``root`` at the end: an interrupted run leaves nothing.
     """
     root = Path(root)
     classes = _check_classes(classes)
@@ -619,17 +499,14 @@ def make_demo_dataset(
     if not isinstance(images_per_lesion, (int, np.integer)) or images_per_lesion not in (1, 2, 3):
         raise ParameterError(f"images_per_lesion must be 1, 2 or 3, got {images_per_lesion!r}")
     seed = _check_int("seed", seed, 0)
-    _check_size(height, width)
+    height, width = _check_int("height", height, _MIN_SIZE, " pixels"), _check_int("width", width, _MIN_SIZE, " pixels")
     workers = min(os.cpu_count() or 1, 4) if workers is None else _check_int("workers", workers, 1)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         if not overwrite:
-            raise OutputExistsError(
-                f"{root} exists and is not empty; choose another folder or pass overwrite=True"
-            )
+            raise OutputExistsError(f"{root} exists and is not empty; choose another folder or pass overwrite=True")
         if not is_synthetic(root):
-            raise OutputExistsError(
-                f"{root} is not a synthetic demo set (no {SYNTHETIC_MARKER}), so it is never overwritten"
-            )
+            raise OutputExistsError(f"{root} is not a synthetic demo set (no {SYNTHETIC_MARKER}), so it is never "
+                                    "overwritten")
 
     # One stream plans the dataset; each lesion has its own stream, so its images do not depend on the others
     # (and lesions can be painted in any order, by several threads).
@@ -643,11 +520,8 @@ def make_demo_dataset(
     numbers = np.split(1 + plan_rng.permutation(int(n_images.sum())), np.cumsum(n_images)[:-1])
     image_ids = [[f"SYN_{k:07d}" for k in ks] for ks in numbers]
     meta = [_metadata_row(plan_rng, dx) for dx in dxs]
-    rows = [
-        {"lesion_id": f"SYNL_{i + 1:07d}", "image_id": image_id, "dx": dx, **meta[i]}
-        for i, dx in enumerate(dxs)
-        for image_id in image_ids[i]
-    ]
+    rows = [{"lesion_id": f"SYNL_{i + 1:07d}", "image_id": image_id, "dx": dx, **meta[i]}
+            for i, dx in enumerate(dxs) for image_id in image_ids[i]]  # fmt: skip
 
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
@@ -655,10 +529,8 @@ def make_demo_dataset(
         (tmp / "images").mkdir()
         # numpy and Pillow release the GIL in their array work, so threads share the painting.
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            jobs = [
-                pool.submit(_write_lesion_images, tmp / "images", dx, seq, ids, height, width)
-                for dx, seq, ids in zip(dxs, lesions_seq.spawn(n_lesions), image_ids)
-            ]
+            jobs = [pool.submit(_write_lesion_images, tmp / "images", dx, seq, ids, height, width)
+                    for dx, seq, ids in zip(dxs, lesions_seq.spawn(n_lesions), image_ids)]  # fmt: skip
             try:
                 for job in jobs:
                     job.result()  # re-raises a worker's error
@@ -669,22 +541,13 @@ def make_demo_dataset(
             writer = csv.DictWriter(f, fieldnames=list(HAM10000["metadata_columns"]), lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-        params = {
-            "generator": "pskinlib.synthetic.make_demo_dataset",
-            "seed": seed,
-            "classes": list(classes),
-            "class_fractions": class_fractions,
-            "n_lesions": n_lesions,
-            "n_images": len(rows),
-            "lesions_per_class": dict(zip(classes, counts)),
-            "images_per_class": {c: sum(1 for r in rows if r["dx"] == c) for c in classes},
-            "images_per_lesion": int(images_per_lesion),
-            "height": int(height),
-            "width": int(width),
-        }
+        params = {"generator": "pskinlib.synthetic.make_demo_dataset", "seed": seed, "classes": list(classes),
+                  "class_fractions": class_fractions, "n_lesions": n_lesions, "n_images": len(rows),
+                  "lesions_per_class": dict(zip(classes, counts)),
+                  "images_per_class": {c: sum(1 for r in rows if r["dx"] == c) for c in classes},
+                  "images_per_lesion": int(images_per_lesion), "height": int(height), "width": int(width)}
         (tmp / SYNTHETIC_MARKER).write_text(
-            SYNTHETIC_WARNING + "\n\nGeneration parameters:\n" + json.dumps(params, indent=2) + "\n",
-            encoding="utf-8",
+            SYNTHETIC_WARNING + "\n\nGeneration parameters:\n" + json.dumps(params, indent=2) + "\n", encoding="utf-8"
         )
         tmp.chmod(0o755)  # mkdtemp makes the folder private; the dataset is ordinary data
         if root.exists():

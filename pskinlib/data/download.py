@@ -1,19 +1,9 @@
 """Fetch a dataset's official files, resumably, check them, and unpack them without trusting the archive.
 
-* :func:`download_file` fetches one URL. Bytes go to ``<dest>.part``; a broken download resumes from there with an
-  HTTP ``Range`` request (from zero when the server ignores ranges); the size (expected, else the server's) and the
-  md5 (when known) are checked; only then is the file renamed to ``dest``. A file that fails its check becomes
-  ``<dest>.bad``, so nothing reads it as good data. torchvision's and pooch's downloaders neither resume nor keep a
-  partial file apart, and the ISIC archives are gigabytes.
-* :func:`safe_extract` unpacks a zip or tar archive only if *every* entry stays inside the target folder. Tar members
-  go through Python's own ``data`` extraction filter (PEP 706: no absolute paths, no ``..``, no links out, no device
-  files), checked for all members before the first is written; zip names get the same checks here, as ``zipfile``
-  silently rewrites them instead of refusing.
-* :func:`download_dataset` puts them together for one entry of :data:`pskinlib.info.DOWNLOAD_SOURCES`: it fetches
-  its files into ``<target>/downloads/``, unpacks them into ``<target>``, skips what an earlier run finished (a
-  marker per unpacked archive), and verifies what arrived. The ISIC archive publishes no checksums for its files,
-  so pskin verifies their content instead: every labelled image present, each label valid, and from the official
-  source the counts the dataset documents (:data:`pskinlib.info.HAM10000`).
+Downloads resume with HTTP ``Range`` requests from ``<dest>.part`` and are renamed only once checked (torchvision's
+and pooch's downloaders do not resume, and the ISIC archives are gigabytes); archives are unpacked only if every
+entry stays inside the target folder (tar: Python's ``data`` filter, PEP 706; zip: the same checks here, as
+``zipfile`` silently rewrites bad names); the ISIC archive publishes no checksums, so content is verified instead.
 """
 
 from __future__ import annotations
@@ -32,7 +22,6 @@ import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from .. import __version__
 from ..errors import DownloadError, ParameterError, UnsafeArchiveError
@@ -47,12 +36,17 @@ MARKER_SUFFIX = ".extracted"
 _MD5_PATTERN = re.compile(r"[0-9a-fA-F]{32}")
 _CONTENT_RANGE_PATTERN = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_RESUME_HINT = "is kept: run the download again to resume it"
 
 __all__ = ["DownloadError", "UnsafeArchiveError", "download_dataset", "download_file", "download_ham10000",
-           "safe_extract", "safe_extract_tar", "safe_extract_zip"]
+           "download_isic2017", "safe_extract", "safe_extract_tar", "safe_extract_zip"]
 
 
 # --------------------------------------------------------------------------------------------- downloading
+def _require(ok: object, message: str, error: type[Exception] = ParameterError) -> None:
+    """Raise ``error(message)`` unless ``ok`` (messages here have no side effects, so they may be built eagerly)."""
+    if not ok:
+        raise error(message)
 
 
 def md5sum(path: Path | str) -> str:
@@ -63,36 +57,30 @@ def md5sum(path: Path | str) -> str:
 
 def download_file(url: str, dest: Path | str, *, size: int | None = None, md5: str | None = None,
                   progress: bool = True, chunk_size: int = 1 << 20, timeout: float = 60) -> Path:
-    """Download ``url`` to ``dest`` (its folder is created) and return ``dest``.
-
-    ``size``: expected bytes, or None to trust the server's Content-Length; ``md5``: expected hex digest, or None;
-    ``timeout``: seconds per network operation. A ``dest`` that exists and passes the checks is returned without
-    any network access; one that fails them is set aside as ``<dest>.bad`` and fetched again.
-    """
+    """Download ``url`` to ``dest``, checked against ``size`` (None: the server's) and ``md5``, and return ``dest``;
+    a good existing ``dest`` is returned offline, a bad one set aside. ``timeout``: seconds per network operation."""
     _check_url(url, "url")
     dest = Path(dest)
     for name, value, low in (("size", size, 0), ("chunk_size", chunk_size, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise ParameterError(f"{name} must be {'None or ' if name == 'size' else ''}a whole number of bytes "
-                                 f">= {low}, got {value!r}")
-    if md5 is not None and (not isinstance(md5, str) or not _MD5_PATTERN.fullmatch(md5)):
-        raise ParameterError(f"md5 must be None or 32 hexadecimal digits, got {md5!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ParameterError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        _require(value is None or (not isinstance(value, bool) and isinstance(value, int) and value >= low),
+                 f"{name} must be {'None or ' if name == 'size' else ''}a whole number of bytes >= {low}, "
+                 f"got {value!r}")
+    _require(md5 is None or (isinstance(md5, str) and _MD5_PATTERN.fullmatch(md5) is not None),
+             f"md5 must be None or 32 hexadecimal digits, got {md5!r}")
+    _require(not isinstance(timeout, bool) and isinstance(timeout, (int, float)) and timeout > 0,
+             f"timeout must be a number of seconds > 0, got {timeout!r}")
     md5 = md5.lower() if md5 else None
-    if dest.is_dir():
-        raise DownloadError(f"cannot download {url} to {dest}: that path is a folder")
+    _require(not dest.is_dir(), f"cannot download {url} to {dest}: that path is a folder", DownloadError)
+    part, bad = dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".bad")  # bad: fails its check
     if dest.exists():
-        problem = _file_problem(dest, size, md5)
-        if problem is None:
+        if (problem := _file_problem(dest, size, md5)) is None:
             return dest
-        logger.warning("%s (%s); moved it to %s and downloading again", dest, problem, _set_aside(dest))
+        os.replace(dest, bad)
+        logger.warning("%s (%s); moved it to %s and downloading again", dest, problem, bad)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
-    if size is not None and offset > size:
-        offset = 0  # larger than the whole file: start again
+    offset = 0 if size is not None and offset > size else offset  # larger than the whole file: start again
     total: int | None = size
     if not (size is not None and offset == size > 0):  # else an earlier run got every byte but stopped
         response, offset, total = _open_download(url, offset, timeout)
@@ -103,27 +91,37 @@ def download_file(url: str, dest: Path | str, *, size: int | None = None, md5: s
                                 f"{dest.name}: the file on the server has changed, or the expected size "
                                 "(pskinlib.info.DOWNLOAD_SOURCES) is out of date")
         if response is not None:
-            _stream_to_file(response, part, offset, total, url, progress=progress, chunk_size=chunk_size)
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                       desc=part.name.removesuffix(".part"), disable=not progress)
+            with bar, response, open(part, "ab" if offset else "wb") as out:  # append to resume, else start empty
+                try:
+                    for chunk in iter(lambda: response.read(chunk_size), b""):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+                except (OSError, http.client.HTTPException) as exc:
+                    # A reset or timed-out connection leaves a valid prefix in `part` that the next run resumes.
+                    raise DownloadError(f"the download of {url} broke off after {out.tell()} bytes ({exc!r}); the "
+                                        f"partial file {part} {_RESUME_HINT}") from None
         total = size if size is not None else total
-
     actual = part.stat().st_size
-    if total is not None and actual < total:
-        raise DownloadError(f"the download of {url} stopped after {actual} of {total} bytes; the partial file "
-                            f"{part} is kept: run the download again to resume it")
+    _require(total is None or actual >= total, f"the download of {url} stopped after {actual} of {total} bytes; "
+             f"the partial file {part} {_RESUME_HINT}", DownloadError)
     problem = f"expected {total} bytes, got {actual}" if total is not None and actual > total else None
     if problem is None and md5 is not None and (got := md5sum(part)) != md5:
         problem = f"expected md5 {md5}, got {got}"
     if problem:
-        raise DownloadError(f"{dest.name} from {url} fails its check ({problem}); the file was moved to "
-                            f"{_set_aside(part, dest)}: delete it and download again")
+        os.replace(part, bad)
+        raise DownloadError(f"{dest.name} from {url} fails its check ({problem}); the file was moved to {bad}: "
+                            "delete it and download again")
     os.replace(part, dest)  # atomic: dest appears only once it is complete and checked
     return dest
 
 
 def _check_url(url: object, parameter: str) -> None:
     parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ParameterError(f"{parameter} must be an http:// or https:// address with a host name, got {url!r}")
+    _require(parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc),
+             f"{parameter} must be an http:// or https:// address with a host name, got {url!r}")
 
 
 def _file_problem(path: Path, size: int | None, md5: str | None) -> str | None:
@@ -135,114 +133,73 @@ def _file_problem(path: Path, size: int | None, md5: str | None) -> str | None:
     return None
 
 
-def _set_aside(path: Path, dest: Path | None = None) -> Path:
-    bad = (dest or path).with_name((dest or path).name + ".bad")
-    os.replace(path, bad)
-    return bad
-
-
 def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
     """(first byte, total size) from ``Content-Range: bytes 100-199/1000``; None where unknown."""
     match = _CONTENT_RANGE_PATTERN.fullmatch(value.strip()) if value else None
-    if match is None:
-        return None, None
-    return (int(match.group(1)) if match.group(1) else None), (int(match.group(3)) if match.group(3) != "*" else None)
+    start, total = match.group(1, 3) if match else (None, "*")
+    return (int(start) if start else None), (int(total) if total != "*" else None)
 
 
-def _open_download(url: str, offset: int, timeout: float) -> tuple[Any, int, int | None]:
-    """Open ``url`` from byte ``offset``; return (response or None when the partial file is already complete,
-    the offset really used, the total size or None). A server that ignores the range is read from byte 0."""
-    while True:
-        headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
-        try:
-            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-        except urllib.error.HTTPError as exc:
-            _, total = _parse_content_range(exc.headers.get("Content-Range") if exc.headers else None)
-            exc.close()
-            if exc.code == 416 and offset:
-                if total == offset:
-                    return None, offset, total
-                offset = 0
-                continue
-            raise DownloadError(f"{url} answered HTTP {exc.code} ({exc.reason}); check the address") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise DownloadError(f"could not reach {url}: {getattr(exc, 'reason', exc)}; check the network "
-                                "connection (or proxy) and try again") from None
-        if response.status == 206:
-            start, total = _parse_content_range(response.headers.get("Content-Range"))
-            if start == offset:
-                return response, offset, total
-            response.close()
-            if not offset:
-                raise DownloadError(f"{url} sent part of the file although the whole file was asked for")
-            offset = 0
-            continue
-        length = response.headers.get("Content-Length")
-        return response, 0, int(length) if length and length.strip().isdigit() else None
-
-
-def _stream_to_file(response: Any, part: Path, offset: int, total: int | None, url: str, *, progress: bool,
-                    chunk_size: int) -> None:
-    """Copy the response body to ``part``: appended at ``offset`` (resume) or into an emptied file."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=part.name.removesuffix(".part"), disable=not progress)
-    with bar, response, open(part, "ab" if offset else "wb") as out:
-        try:
-            for chunk in iter(lambda: response.read(chunk_size), b""):
-                out.write(chunk)
-                bar.update(len(chunk))
-        except (OSError, http.client.HTTPException) as exc:
-            # A reset or timed-out connection leaves a valid prefix in `part` that the next run resumes.
-            raise DownloadError(f"the download of {url} broke off after {out.tell()} bytes ({exc!r}); the partial "
-                                f"file {part} is kept: run the download again to resume it") from None
+def _open_download(url: str, offset: int, timeout: float) -> tuple[http.client.HTTPResponse | None, int, int | None]:
+    """(response or None if ``offset`` is the end, offset used, total size or None); read from 0 if the range fails."""
+    headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        _, total = _parse_content_range(exc.headers.get("Content-Range") if exc.headers else None)
+        exc.close()
+        if exc.code == 416 and offset:
+            return (None, offset, total) if total == offset else _open_download(url, 0, timeout)
+        raise DownloadError(f"{url} answered HTTP {exc.code} ({exc.reason}); check the address") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(f"could not reach {url}: {getattr(exc, 'reason', exc)}; check the network "
+                            "connection (or proxy) and try again") from None
+    if response.status == 206:
+        start, total = _parse_content_range(response.headers.get("Content-Range"))
+        if start == offset:
+            return response, offset, total
+        response.close()
+        _require(offset, f"{url} sent part of the file although the whole file was asked for", DownloadError)
+        return _open_download(url, 0, timeout)
+    length = response.headers.get("Content-Length")
+    return response, 0, int(length) if length and length.strip().isdigit() else None
 
 
 # --------------------------------------------------------------------------------------------- extracting
-
-
 def _entry_path(name: str, archive: Path) -> PurePosixPath | None:
-    """An archive entry's path inside the target folder, or an :class:`UnsafeArchiveError` if it could leave it
-    (backslashes count as separators: a zip made on Windows may use them). Refused, not rewritten: an archive
-    that names absolute paths is not the one we asked for."""
+    """An entry's path inside the target (None: the target itself); refused, not rewritten, if it could leave it.
+    Backslashes count as separators: a zip made on Windows may use them."""
     normal = name.replace("\\", "/")
     relative = posixpath.normpath(normal)
     problem = ("an absolute path" if normal.startswith("/") else "a drive letter" if re.match(r"[A-Za-z]:", normal)
                else "a path that leaves the target folder" if relative == ".." or relative.startswith("../")
                else None)
-    if problem:
-        raise UnsafeArchiveError(f"{archive} has an entry with {problem}: {name!r}; nothing was extracted")
+    _require(not problem, f"{archive} has an entry with {problem}: {name!r}; nothing was extracted", UnsafeArchiveError)
     return None if relative == "." else PurePosixPath(relative)
 
 
 def safe_extract_zip(archive: Path | str, target: Path | str) -> list[Path]:
-    """Extract a zip archive into ``target``; return the files written. Nothing is written if any entry has an
-    absolute path or drive letter, leaves ``target`` (``..``, or through a link already there), or is a link."""
+    """Extract a zip archive into ``target``, return the files written; nothing if any entry is a link, absolute,
+    has a drive letter or leaves ``target`` (by ``..`` or through a link already there)."""
     archive, target = Path(archive), Path(target)
-    if not zipfile.is_zipfile(archive):
-        raise DownloadError(f"{archive} is not a zip archive, or is missing (damaged download?): delete it and "
-                            "download again")
+    _require(zipfile.is_zipfile(archive), f"{archive} is not a zip archive, or is missing (damaged download?): "
+             "delete it and download again", DownloadError)
     with zipfile.ZipFile(archive) as zf:
         plan = []
         for info in zf.infolist():
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise UnsafeArchiveError(f"{archive} has a symbolic link entry: {info.filename!r}; nothing was "
-                                         "extracted")
-            relative = _entry_path(info.filename, archive)
-            if relative is None:
+            _require(not stat.S_ISLNK(info.external_attr >> 16), f"{archive} has a symbolic link entry: "
+                     f"{info.filename!r}; nothing was extracted", UnsafeArchiveError)
+            if (relative := _entry_path(info.filename, archive)) is None:
                 continue
-            if not (target / relative).resolve().is_relative_to(target.resolve()):
-                raise UnsafeArchiveError(f"{archive} entry {info.filename!r} would be written outside {target} "
-                                         "(through a link there); nothing was extracted")
+            _require((target / relative).resolve().is_relative_to(target.resolve()), f"{archive} entry "
+                     f"{info.filename!r} would be written outside {target} (through a link there); nothing was "
+                     "extracted", UnsafeArchiveError)
             plan.append((info, target / relative))
         for info, path in plan:
-            if info.is_dir():
-                path.mkdir(parents=True, exist_ok=True)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(path, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            (path if info.is_dir() else path.parent).mkdir(parents=True, exist_ok=True)
+            if not info.is_dir():
+                with zf.open(info) as src, open(path, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
     return [path for info, path in plan if not info.is_dir()]
 
 
@@ -256,12 +213,8 @@ _TAR_PROBLEMS = {
 
 
 def safe_extract_tar(archive: Path | str, target: Path | str) -> list[Path]:
-    """Extract a tar archive (``.tar``, ``.tar.gz``, ``.tgz``, ...) into ``target``; return the files written.
-
-    Every member goes through Python's ``data`` filter first; if any is refused (an absolute path or ``..``, a
-    link pointing outside ``target``, a device file or FIFO), :class:`UnsafeArchiveError` names it and nothing is
-    written.
-    """
+    """Extract a tar archive (``.tar``, ``.tgz``, ...) into ``target``, return the files written; nothing if any
+    member fails Python's ``data`` filter (absolute or ``..`` path, link out of ``target``, device file)."""
     archive, target = Path(archive), Path(target)
     try:
         tf = tarfile.open(archive, "r:*")  # detects gzip, bzip2 and xz
@@ -275,11 +228,9 @@ def safe_extract_tar(archive: Path | str, target: Path | str) -> list[Path]:
             try:
                 tarfile.data_filter(member, str(target))
             except tarfile.FilterError as exc:
-                kind = "symbolic link" if member.issym() else "hard link"
-                problem = _TAR_PROBLEMS.get(type(exc), "a refused member {name!r}")
-                raise UnsafeArchiveError(f"{archive} has " + problem.format(kind=kind, name=member.name,
-                                                                            link=member.linkname)
-                                         + "; nothing was extracted") from None
+                problem = _TAR_PROBLEMS.get(type(exc), "a refused member {name!r}").format(
+                    kind="symbolic link" if member.issym() else "hard link", name=member.name, link=member.linkname)
+                raise UnsafeArchiveError(f"{archive} has {problem}; nothing was extracted") from None
         tf.extractall(target, members=members, filter="data")
     return [target / m.name for m in members if not m.isdir()]
 
@@ -287,52 +238,43 @@ def safe_extract_tar(archive: Path | str, target: Path | str) -> list[Path]:
 def safe_extract(archive: Path | str, target: Path | str) -> list[Path]:
     """Extract a ``.zip`` or tar archive with :func:`safe_extract_zip` / :func:`safe_extract_tar`, by its name."""
     name = Path(archive).name.lower()
-    if name.endswith(".zip"):
-        return safe_extract_zip(archive, target)
-    if name.endswith(_TAR_SUFFIXES):
-        return safe_extract_tar(archive, target)
+    if name.endswith((".zip", *_TAR_SUFFIXES)):
+        return (safe_extract_zip if name.endswith(".zip") else safe_extract_tar)(archive, target)
     raise DownloadError(f"cannot extract {archive}: expected a .zip or {', '.join(_TAR_SUFFIXES)} file")
 
 
 # --------------------------------------------------------------------------------------------- datasets
-
-
 def download_dataset(name: str, target_dir: Path | str, *, sources: tuple[dict, ...] | list[dict] | None = None,
                      progress: bool = True, base_url: str | None = None) -> Path:
-    """Download the dataset ``name`` (a key of :data:`pskinlib.info.DOWNLOAD_SOURCES`) into ``target_dir``.
-
-    Each source (``name``, ``url``, ``extract``; optional ``size``, ``md5`` and ``produces``, the path it must
-    leave in the target) is fetched into ``target_dir/downloads/``; archives are unpacked into ``target_dir``,
-    other files copied there. An unpacked archive leaves a marker ``downloads/<archive>.extracted``, so a second
-    call skips it (delete the archives to free space, but keep the markers). ``base_url`` replaces every URL's
-    scheme, host and folder (a mirror, or a test server). Returns ``target_dir``.
-    """
-    if name not in DOWNLOAD_SOURCES:
-        raise ParameterError(f"dataset: expected one of {list(DOWNLOAD_SOURCES)}, got {name!r}.")
+    """Download the dataset ``name`` (a key of :data:`pskinlib.info.DOWNLOAD_SOURCES`) into ``target_dir``: each
+    source is fetched into ``downloads/``, then unpacked (a marker ``downloads/<archive>.extracted`` lets later calls
+    skip it) or copied. ``base_url`` replaces every URL's scheme, host and folder (a mirror, or a test server)."""
+    _require(name in DOWNLOAD_SOURCES, f"dataset: expected one of {list(DOWNLOAD_SOURCES)}, got {name!r}.")
     if base_url is not None:
         _check_url(base_url, "base_url")
     checked = [_checked_source(s, i) for i, s in enumerate(sources or DOWNLOAD_SOURCES[name])]
     target = Path(target_dir)
-    if target.exists() and not target.is_dir():
-        raise DownloadError(f"target_dir {target} exists but is not a folder")
+    _require(target.is_dir() or not target.exists(), f"target_dir {target} exists but is not a folder", DownloadError)
     downloads = target / DOWNLOADS_FOLDER
     downloads.mkdir(parents=True, exist_ok=True)
     for source in checked:
         url = source["url"] if base_url is None else base_url.rstrip("/") + "/" + source["url"].rsplit("/", 1)[-1]
-        archive, marker, final = downloads / source["name"], downloads / (source["name"] + MARKER_SUFFIX), \
-            target / source["name"]
-        if source["extract"] and _marker_is_valid(marker, target):
-            continue
-        if not source["extract"] and final.is_file() and _file_problem(final, source["size"], source["md5"]) is None:
+        archive, marker = downloads / source["name"], downloads / (source["name"] + MARKER_SUFFIX)
+        final, temporary = target / source["name"], target / (source["name"] + ".tmp")
+        if (_marker_is_valid(marker, target) if source["extract"]
+                else final.is_file() and _file_problem(final, source["size"], source["md5"]) is None):
             continue
         download_file(url, archive, size=source["size"], md5=source["md5"], progress=progress)
-        if source["extract"]:
-            files = safe_extract(archive, target)
-        else:
-            shutil.copyfile(archive, final.with_name(final.name + ".tmp"))
-            os.replace(final.with_name(final.name + ".tmp"), final)
-        _check_produced(source, target)
-        if source["extract"]:  # a marker exists only for a complete, checked extraction
+        files = safe_extract(archive, target) if source["extract"] else None
+        if files is None:
+            shutil.copyfile(archive, temporary)
+            os.replace(temporary, final)
+        # The path the loader expects must be there, else the layout changed upstream.
+        path = target / source["produces"] if source["produces"] is not None else None
+        _require(path is None or (path.is_file() if path.suffix else path.is_dir() and any(path.glob("*.jpg"))),
+                 f"{source['name']} did not produce {path} (expected by the dataset's layout); the archive on the "
+                 "server may have changed: please report this, with a listing of the archive's contents", DownloadError)
+        if files is not None:  # a marker exists only for a complete, checked extraction
             write_json(marker, {"archive": source["name"], "files": len(files),
                                 "top_level": sorted({p.relative_to(target).parts[0] for p in files})})
     return target
@@ -340,18 +282,32 @@ def download_dataset(name: str, target_dir: Path | str, *, sources: tuple[dict, 
 
 def download_ham10000(target_dir: Path | str, *, sources: tuple[dict, ...] | list[dict] | None = None,
                       progress: bool = True, base_url: str | None = None) -> Path:
-    """HAM10000 as the ISIC 2018 Task 3 training data (:func:`download_dataset` ``"ham10000"``), its content
-    verified by loading it (:func:`verify_ham10000`)."""
+    """HAM10000 as the ISIC 2018 Task 3 training data, verified by :func:`verify_ham10000`."""
     target = download_dataset("ham10000", target_dir, sources=sources, progress=progress, base_url=base_url)
     if sources is None:
         verify_ham10000(target, official=base_url is None)
     return target
 
 
+def download_isic2017(target_dir: Path | str, *, progress: bool = True, base_url: str | None = None,
+                      overwrite: bool = False) -> Path:
+    """ISIC 2017 Part 3's validation and test sets as a labelled folder (``labels.csv``, ``images/``; official files
+    in ``official/``), verified against the published counts (from the official source; a mirror for consistency)."""
+    from ..info import ISIC2017
+    from .external import isic2017_from_archives
+
+    target = Path(target_dir)
+    official = download_dataset("isic2017", target / "official", progress=progress, base_url=base_url)
+    counts = isic2017_from_archives(official, target, overwrite=overwrite)
+    expected = {(part, dx): n for part, row in ISIC2017["official_counts"].items() for dx, n in row.items()}
+    _require(base_url is not None or counts == expected, f"the download into {target} could not be verified: it "
+             f"holds {counts}, the challenge published {expected}. Delete {target} and download again.", DownloadError)
+    return target
+
+
 def verify_ham10000(root: Path | str, *, official: bool = True) -> None:
-    """Check a downloaded ISIC 2018 Task 3 folder: its labels and lesion groups read cleanly, every labelled image
-    is there with its lesion, and (``official``) it holds the images, lesions and classes that
-    :data:`pskinlib.info.HAM10000` documents. Raises :class:`DownloadError` saying what differs."""
+    """Check an ISIC 2018 Task 3 folder: labels and lesion groups read, every labelled image there with its lesion,
+    and (``official``) the counts :data:`pskinlib.info.HAM10000` documents; else :class:`DownloadError`."""
     from ..info import HAM10000
     from .ham10000 import find_image_files, read_isic2018_labels
 
@@ -360,8 +316,7 @@ def verify_ham10000(root: Path | str, *, official: bool = True) -> None:
         table = read_isic2018_labels(root)
     except ValueError as exc:  # a DataError: the labels are not what the layout documents
         raise DownloadError(f"the download into {root} could not be verified: {exc}") from None
-    files = find_image_files(root, "isic2018")
-    missing = sorted(set(table["image_id"]) - set(files))
+    missing = sorted(set(table["image_id"]) - set(find_image_files(root, "isic2018")))
     no_lesion = table.loc[table["lesion_id"] == "", "image_id"].tolist()
     found = (len(table), table["lesion_id"].nunique(), table["dx"].value_counts().to_dict())
     expected = (HAM10000["images"], HAM10000["lesions"], HAM10000["images_per_class"])
@@ -369,24 +324,22 @@ def verify_ham10000(root: Path | str, *, official: bool = True) -> None:
                else f"{len(no_lesion)} image(s) have no lesion_id, e.g. {no_lesion[:5]}" if no_lesion
                else f"it holds {found[0]} images of {found[1]} lesions ({found[2]}), HAM10000 documents "
                     f"{expected[0]} of {expected[1]} ({expected[2]})" if official and found != expected else None)
-    if problem:
-        raise DownloadError(f"the download into {root} could not be verified: {problem}. Delete it and download "
-                            "again.")
+    _require(not problem, f"the download into {root} could not be verified: {problem}. Delete it and download again.",
+             DownloadError)
 
 
 def _checked_source(source: object, index: int) -> dict:
     """One entry of ``sources`` with its defaults filled in; a :class:`ParameterError` names what is wrong."""
-    if not isinstance(source, dict):
-        raise ParameterError(f"sources[{index}] must be a dict with name, url and extract, got {source!r}")
+    where = f"sources[{index}]"
+    _require(isinstance(source, dict), f"{where} must be a dict with name, url and extract, got {source!r}")
     missing = [key for key in ("name", "url", "extract") if key not in source]
-    if missing:
-        raise ParameterError(f"sources[{index}] is missing {', '.join(missing)}: {source!r}")
+    _require(not missing, f"{where} is missing {', '.join(missing)}: {source!r}")
     name = source["name"]
-    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
-        raise ParameterError(f"sources[{index}]['name'] must be a plain file name, got {name!r}")
-    _check_url(source["url"], f"sources[{index}]['url']")
-    if not isinstance(source["extract"], bool):
-        raise ParameterError(f"sources[{index}]['extract'] must be True or False, got {source['extract']!r}")
+    _require(isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name,
+             f"{where}['name'] must be a plain file name, got {name!r}")
+    _check_url(source["url"], f"{where}['url']")
+    _require(isinstance(source["extract"], bool),
+             f"{where}['extract'] must be True or False, got {source['extract']!r}")
     return {"size": None, "md5": None, "produces": None, **source}
 
 
@@ -397,14 +350,3 @@ def _marker_is_valid(marker: Path, target: Path) -> bool:
     except (ValueError, KeyError, TypeError):  # no marker, or an unreadable one: extract again
         return False
 
-
-def _check_produced(source: dict, target: Path) -> None:
-    """Raise if a source did not leave the path the loader expects (the layout changed upstream)."""
-    if source["produces"] is None:
-        return
-    path = target / source["produces"]
-    found = path.is_file() if path.suffix else (path.is_dir() and any(path.glob("*.jpg")))
-    if not found:
-        raise DownloadError(f"{source['name']} did not produce {path} (expected by the dataset's layout); the "
-                            "archive on the server may have changed: please report this, with a listing of the "
-                            "archive's contents")

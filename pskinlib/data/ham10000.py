@@ -97,6 +97,15 @@ class LesionImages:
         return LesionImages(self.root, table, self.classes, self.layout, self.synthetic,
                             self.skipped + tuple(sorted(drop)))
 
+    def with_rows(self, rows: pd.DataFrame) -> LesionImages:
+        """The same collection plus ``rows`` (images of other collections, with this table's columns; each its own
+        lesion)."""
+        clash = sorted(set(rows["image_id"]) & set(self.table["image_id"]))
+        if clash:
+            raise DataError(f"images of other collections reuse HAM10000 image ids: {clash[:10]}.")
+        table = pd.concat([self.table, rows.reindex(columns=self.table.columns)], ignore_index=True)
+        return LesionImages(self.root, table, self.classes, self.layout, self.synthetic, self.skipped)
+
     def __repr__(self) -> str:
         counts = ", ".join(f"{c} {n}" for c, n in self.class_counts().items())
         lines = [
@@ -257,7 +266,8 @@ def load_ham10000(
         warnings.warn(message + "; they are left out.", stacklevel=2)
         table = table[table["path"] != ""].reset_index(drop=True)
     _check_no_empty_class(table, classes, root)
-    columns = list(HAM10000["metadata_columns"]) + ["path"]
+    table["source_dataset"] = "synthetic demo set" if (root / SYNTHETIC_MARKER).is_file() else HAM10000["name"]
+    columns = list(HAM10000["metadata_columns"]) + ["path", "source_dataset"]
     table = table[columns + [c for c in table.columns if c not in columns]]
     return LesionImages(root, table, classes, layout, synthetic=(root / SYNTHETIC_MARKER).is_file(),
                         skipped=tuple(missing))

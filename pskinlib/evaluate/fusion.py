@@ -47,7 +47,7 @@ from ..metrics import confusion_scores, report_with_intervals
 from ..runs import FusionRecord, RunRecord, predictions_table
 from ..train.device import autocast, autocast_dtype, use_channels_last
 from ..train.models import head_layer, model_spec
-from ..train.trainer import prepare_run_data, tta_views
+from ..train.trainer import prepare_run_data, tta_of, tta_views
 from .ensemble import average_by_lesion, evaluate_predictions
 from .predict import TrainedModel, load_trained
 
@@ -190,7 +190,7 @@ def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None =
         loader = BatchLoader(tensors.pixels, tensors.labels, batch_size=128, device=trained.device,
                              channels_last=use_channels_last(config, trained.device),
                              normalisation=model_spec(config.model).normalisation)
-        features = image_features(trained.model, loader, trained.device, amp_dtype, tta=config.tta)
+        features = image_features(trained.model, loader, trained.device, amp_dtype, tta=tta_of(config))
         if use_metadata:
             features = np.hstack([features, metadata_matrix(table.loc[list(tensors.image_ids)])])
         inputs[part], labels[part] = features, tensors.labels.numpy()
@@ -246,7 +246,7 @@ class FusedModel:
         NaN), ``sex`` and ``localization`` (HAM10000's spellings; anything else counts as not recorded)."""
         trained = self.trained
         inputs = image_features(trained.model, trained.batches(paths), trained.device,
-                                autocast_dtype(trained.config, trained.device), tta=trained.config.tta)
+                                autocast_dtype(trained.config, trained.device), tta=tta_of(trained.config))
         if self.uses_metadata:
             if metadata is None or len(metadata) != len(paths):
                 raise ParameterError(f"metadata: this head uses age, sex and body site; give one row per image "

@@ -21,7 +21,7 @@ from ..runs import RunRecord
 from ..train.config import TrainConfig
 from ..train.device import autocast_dtype, select_device, use_channels_last
 from ..train.models import build_model, model_spec
-from ..train.trainer import evaluation_weights, predict_proba
+from ..train.trainer import evaluation_weights, predict_proba, preprocessing_of, tta_of
 
 
 @dataclass
@@ -36,7 +36,9 @@ class TrainedModel:
 
     def batches(self, paths: list[str | os.PathLike], batch_size: int = 64) -> BatchLoader:
         """Image files of any size and format Pillow reads, decoded and resized as the training cache did."""
-        pixels = torch.from_numpy(np.stack([resize_image(str(p), self.config.image_size) for p in paths]))
+        preprocessing = preprocessing_of(self.config)
+        pixels = torch.from_numpy(np.stack([resize_image(str(p), self.config.image_size, preprocessing)
+                                            for p in paths]))
         return BatchLoader(pixels, torch.zeros(len(paths), dtype=torch.int64), batch_size=batch_size,
                            device=self.device, channels_last=use_channels_last(self.config, self.device),
                            normalisation=model_spec(self.config.model).normalisation)
@@ -44,7 +46,7 @@ class TrainedModel:
     def predict(self, paths: list[str | os.PathLike], batch_size: int = 64) -> np.ndarray:
         """Class probabilities ``(N, K)`` for image files of any size and format Pillow reads."""
         return predict_proba(self.model, self.batches(paths, batch_size), self.device,
-                             autocast_dtype(self.config, self.device), tta=self.config.tta)
+                             autocast_dtype(self.config, self.device), tta=tta_of(self.config))
 
 
 def load_trained(run_dir: str | os.PathLike, *, device: str = "auto", checkpoint: str = "best") -> TrainedModel:

@@ -1,20 +1,10 @@
 """The prediction inspector: which images does a run get wrong, and where does the model look?
 
-Two layers. Plain functions hold the logic and are tested without any widget: :func:`load_predictions` joins a
-run's ``predictions_{val,test}.csv`` with each image's metadata and file and adds ``confidence`` (the largest
-probability), ``loss`` (``-log p(true class)``) and ``correct``; :func:`filter_predictions`,
-:func:`sort_predictions`, :func:`page` and :func:`most_confident_errors` select rows from it.
-
-On top, ipywidgets for JupyterLab: :class:`PredictionBrowser` (filters, sorting, pages of thumbnails, and a detail
-pane with the image, every class's probability, the metadata and Grad-CAM maps for the predicted and the true
-class), :class:`ConfusionMatrixWidget` (a cell's button shows its images in the browser),
-:class:`NewImagePredictor` (a file on disk or an upload), and :func:`inspect_run`, which puts them together. Each
-widget keeps its controls as attributes (``browser.true_filter``, ``browser.next_button``,
-``confusion.cell_button(i, j)``, ``predictor.predict_path``) so tests and notebooks can drive it from Python.
-
-Widgets need a running kernel to react. For the static book, :func:`plot_error_gallery` draws the most confident
-errors of each class with their Grad-CAM maps as an ordinary figure (the chapter picks its run with
-:func:`pskinlib.report.tables.run_to_inspect`).
+Plain, widget-free functions load a run's predictions with each image's metadata, ``confidence``, ``loss`` and
+``correct`` (:func:`load_predictions`) and select rows from them. On top, ipywidgets for JupyterLab: a browser of
+thumbnails with a Grad-CAM detail pane, a clickable confusion matrix and a new-image predictor, put together by
+:func:`inspect_run`; each keeps its controls as attributes so tests and notebooks can drive it from Python. For the
+static book, where widgets cannot react, :func:`plot_error_gallery` draws the most confident errors as a figure.
 """
 
 from __future__ import annotations
@@ -37,13 +27,14 @@ from matplotlib.colors import to_hex
 from PIL import Image
 
 from ..data.batches import BatchConstants, normalise, to_float
-from ..data.cache import resize_image
+from ..data.cache import Preprocessing, resize_image
 from ..data.ham10000 import LesionImages, load_ham10000, load_image
 from ..errors import ParameterError
 from ..evaluate.predict import TrainedModel, load_trained
 from ..info import CLASSES
 from ..runs import RunRecord
 from ..train.models import model_spec
+from ..train.trainer import preprocessing_of
 from .gradcam import grad_cam, overlay
 
 SPLITS = ("val", "test")
@@ -57,12 +48,17 @@ CORRECTNESS = {ALL: None, "correct": True, "wrong": False}
 # The table of predictions
 
 
+def _check_int(name: str, value, low: int, types: type | tuple[type, ...] = (int, np.integer)) -> None:
+    if not isinstance(value, types) or isinstance(value, bool) or value < low:
+        raise ParameterError(f"{name}: expected an integer >= {low}, got {value!r}.")
+
+
 def prediction_classes(predictions: pd.DataFrame) -> tuple[str, ...]:
     """The class codes of a predictions table, in label order (from its ``p_<code>`` columns)."""
     codes = tuple(c[2:] for c in predictions.columns if c.startswith("p_"))
     if len(codes) < 2:
         raise ParameterError(f"predictions: need a p_<code> probability column per class; found columns "
-                         f"{list(predictions.columns)}.")
+                             f"{list(predictions.columns)}.")
     return codes
 
 
@@ -70,13 +66,13 @@ def _check_predictions(predictions: pd.DataFrame) -> tuple[str, ...]:
     missing = [c for c in ("image_id", "true", "predicted") if c not in predictions.columns]
     if missing:
         raise ParameterError(f"predictions: missing column(s) {missing}; expected image_id, true, predicted and "
-                         "p_<code> per class (a run's predictions_<split>.csv).")
+                             "p_<code> per class (a run's predictions_<split>.csv).")
     classes = prediction_classes(predictions)
     for column in ("true", "predicted"):
         unknown = sorted(set(predictions[column]) - set(classes))
         if unknown:
             raise ParameterError(f"predictions: {column} holds code(s) {unknown} that have no p_<code> column "
-                             f"(classes {list(classes)}).")
+                                 f"(classes {list(classes)}).")
     return classes
 
 
@@ -85,21 +81,16 @@ def load_predictions(source: str | os.PathLike | pd.DataFrame, split: str = "tes
                      data_dir: str | os.PathLike | None = None, fused: bool = False) -> pd.DataFrame:
     """A run's predictions joined with each image's metadata and file, plus ``confidence``, ``loss``, ``correct``.
 
-    ``source``: a run folder (``predictions_<split>.csv`` is read, and the images are found through the data root
-    recorded in its ``config.json``, or ``data_dir`` when the data has moved since), or a predictions DataFrame
-    with the same columns, in which case ``images`` (a :class:`~pskinlib.data.LesionImages` or its ``table``:
-    ``image_id``, ``path`` and any of the metadata columns) says where the images are. ``fused``: read the
-    predictions of the run's head fused with age, sex and body site (``pskin fuse RUN``,
-    :func:`pskinlib.fusion.fuse_run`) instead of the network's own.
-
-    One row per image: the ``paper`` protocol repeats some validation images, and a repeat adds nothing here.
+    ``source``: a run folder (images found through its recorded data root, or ``data_dir``) or a predictions
+    DataFrame with ``images`` (a :class:`~pskinlib.data.LesionImages` or its table); ``fused``: the predictions of
+    the run's head fused with age, sex and body site (``pskin fuse RUN``). One row per image (``paper`` repeats some).
     """
     if isinstance(source, pd.DataFrame):
         if fused:
             raise ParameterError("fused: only a run folder has a fused head; a DataFrame is read as it is.")
         if images is None:
             raise ParameterError("images: a predictions DataFrame needs the images table (image_id, path, metadata) "
-                             "to find its files; pass images=load_ham10000(...) or its .table.")
+                                 "to find its files; pass images=load_ham10000(...) or its .table.")
         predictions = source.copy()
     else:
         record = RunRecord.open(source)
@@ -120,16 +111,29 @@ def load_predictions(source: str | os.PathLike | pd.DataFrame, split: str = "tes
     return _with_metadata(predictions, table)
 
 
+def load_evaluation_predictions(run_dir: str | os.PathLike, evaluation: str, folders) -> pd.DataFrame:
+    """An external evaluation's predictions (``pskin evaluate RUN --external``) joined with their images in the
+    labelled ``folders``, as :func:`load_predictions` gives a run's own."""
+    from ..data.external import read_labelled_folder
+
+    result = RunRecord.open(run_dir).evaluations().get(evaluation)
+    if result is None:
+        raise ParameterError(f"run_dir: {run_dir} has no finished evaluation {evaluation!r}; make it with "
+                             f"`pskin evaluate {run_dir} --external DIR --name {evaluation}`.")
+    folders = [folders] if isinstance(folders, (str, os.PathLike)) else folders
+    images = pd.concat([read_labelled_folder(f).table for f in folders], ignore_index=True)
+    return _with_metadata(result.predictions(), images)
+
+
 def _with_metadata(predictions: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     classes = _check_predictions(predictions)
     predictions = predictions.drop_duplicates("image_id").reset_index(drop=True)
     extra = [c for c in (*METADATA_COLUMNS, "path") if c in table.columns and c not in predictions.columns]
-    table = table.drop_duplicates("image_id")[["image_id", *extra]]
-    joined = predictions.merge(table, on="image_id", how="left")
+    joined = predictions.merge(table.drop_duplicates("image_id")[["image_id", *extra]], on="image_id", how="left")
     missing = joined.loc[joined["path"].isna() | (joined["path"] == ""), "image_id"].tolist()
     if missing:
-        raise ParameterError(f"images: {len(missing)} predicted image(s) are not in the images table: {missing[:10]}; "
-                         "pass data_dir= the folder the run was trained on.")
+        raise ParameterError(f"images: {len(missing)} predicted image(s) are not in the images table: "
+                             f"{missing[:10]}; pass data_dir= the folder the run was trained on.")
     for column in METADATA_COLUMNS:
         if column not in joined.columns:
             joined[column] = np.nan
@@ -151,12 +155,9 @@ def filter_predictions(predictions: pd.DataFrame, true: str | None = None, predi
     if correct is not None and not isinstance(correct, (bool, np.bool_)):
         raise ParameterError(f"correct: expected None, True or False, got {correct!r}.")
     keep = pd.Series(True, index=predictions.index)
-    if true is not None:
-        keep &= predictions["true"] == true
-    if predicted is not None:
-        keep &= predictions["predicted"] == predicted
-    if correct is not None:
-        keep &= predictions["correct"] == bool(correct)
+    for column, value in (("true", true), ("predicted", predicted), ("correct", correct)):
+        if value is not None:
+            keep &= predictions[column] == value
     return predictions[keep]
 
 
@@ -174,8 +175,7 @@ def n_pages(n_rows: int, per_page: int) -> int:
 
 def page(predictions: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
     """Rows of page ``page`` (counted from 0) with ``per_page`` rows a page."""
-    if not isinstance(per_page, (int, np.integer)) or isinstance(per_page, bool) or per_page < 1:
-        raise ParameterError(f"per_page: expected an integer >= 1, got {per_page!r}.")
+    _check_int("per_page", per_page, 1)
     last = n_pages(len(predictions), per_page) - 1
     if not isinstance(page, (int, np.integer)) or isinstance(page, bool) or not 0 <= page <= last:
         raise ParameterError(f"page: expected an integer from 0 to {last}, got {page!r}.")
@@ -184,8 +184,7 @@ def page(predictions: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
 
 def most_confident_errors(predictions: pd.DataFrame, per_class: int = 4) -> pd.DataFrame:
     """Up to ``per_class`` wrong predictions of each true class, the most confident first."""
-    if not isinstance(per_class, (int, np.integer)) or isinstance(per_class, bool) or per_class < 1:
-        raise ParameterError(f"per_class: expected an integer >= 1, got {per_class!r}.")
+    _check_int("per_class", per_class, 1)
     classes = prediction_classes(predictions)
     errors = sort_predictions(filter_predictions(predictions, correct=False), "confidence")
     chosen = errors.groupby("true", sort=False).head(per_class)
@@ -212,8 +211,7 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def _image_widget(**layout) -> widgets.Image:
-    """An Image widget holding a 1-pixel white PNG until it gets a picture: an empty one is a broken image in the
-    static book."""
+    # A 1-pixel white PNG until it gets a picture: an empty Image widget is a broken image in the static book.
     return widgets.Image(value=_png(np.full((1, 1, 3), 255)), format="png", layout=widgets.Layout(**layout))
 
 
@@ -224,9 +222,11 @@ def display_image(path: str | os.PathLike, width: int) -> np.ndarray:
     return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0))
 
 
-def model_input(path: str | os.PathLike, image_size: int, normalisation: str = "imagenet") -> torch.Tensor:
+def model_input(path: str | os.PathLike, image_size: int, normalisation: str = "imagenet",
+                preprocessing: Preprocessing | None = None) -> torch.Tensor:
     """One image as the model sees it: resized like the training cache, normalised, ``(1, 3, S, S)``."""
-    pixels = torch.from_numpy(np.array(resize_image(str(path), image_size)[None]))  # a writable copy
+    pixels = resize_image(str(path), image_size, preprocessing or Preprocessing())
+    pixels = torch.from_numpy(np.array(pixels[None]))  # a writable copy
     return normalise(to_float(pixels), BatchConstants.on("cpu", normalisation))
 
 
@@ -235,42 +235,36 @@ def class_heatmaps(trained: TrainedModel, path: str | os.PathLike, codes: list[s
     unknown = [c for c in codes if c not in trained.classes]
     if unknown:
         raise ParameterError(f"codes: {unknown} are not classes of the model ({list(trained.classes)}).")
-    x = model_input(path, trained.config.image_size, model_spec(trained.config.model).normalisation)
+    x = model_input(path, trained.config.image_size, model_spec(trained.config.model).normalisation,
+                    preprocessing_of(trained.config))
     x = x.repeat(len(codes), 1, 1, 1).to(trained.device)
-    targets = torch.tensor([trained.classes.index(c) for c in codes])
-    return grad_cam(trained.model, x, targets)
+    return grad_cam(trained.model, x, torch.tensor([trained.classes.index(c) for c in codes]))
 
 
 def probability_html(probabilities: dict[str, float], true: str | None = None, predicted: str | None = None) -> str:
     """An HTML table with one coloured bar per class (it renders in the static book, unlike a live plot)."""
+    td = "<td style='padding:1px 6px"
     rows = []
     for code, p in probabilities.items():
-        marks = [m for m, c in (("true", true), ("predicted", predicted)) if c == code]
+        marks = " · ".join(m for m, c in (("true", true), ("predicted", predicted)) if c == code)
         colour = CLASSES[code].colour if code in CLASSES else "#777777"
-        rows.append(
-            f"<tr><td style='padding:1px 6px'><b>{html.escape(code)}</b></td>"
-            f"<td style='padding:1px 6px'><div style='width:160px;background:#eee;height:12px'>"
-            f"<div style='width:{100 * p:.1f}%;background:{colour};height:12px'></div></div></td>"
-            f"<td style='padding:1px 6px;text-align:right'>{p:.1%}</td>"
-            f"<td style='padding:1px 6px;color:#555'>{' · '.join(marks)}</td></tr>")
+        rows.append(f"<tr>{td}'><b>{html.escape(code)}</b></td>{td}'><div style='width:160px;background:#eee;"
+                    f"height:12px'><div style='width:{100 * p:.1f}%;background:{colour};height:12px'></div></div>"
+                    f"</td>{td};text-align:right'>{p:.1%}</td>{td};color:#555'>{marks}</td></tr>")
     return "<table class='pskin-probabilities'>" + "".join(rows) + "</table>"
 
 
 def metadata_html(row: pd.Series) -> str:
     """The image's id, lesion and HAM10000 metadata as a small HTML table."""
-    fields = [("image_id", row.get("image_id")), *((c, row.get(c)) for c in METADATA_COLUMNS)]
     cells = []
-    for name, value in fields:
+    for name in ("image_id", *METADATA_COLUMNS):
+        value = row.get(name)
         text = "—" if value is None or (isinstance(value, float) and math.isnan(value)) or value == "" else value
         if name == "age" and isinstance(text, float):
             text = f"{text:.0f}"
         cells.append(f"<tr><td style='padding:1px 6px;color:#555'>{name}</td>"
                      f"<td style='padding:1px 6px'>{html.escape(str(text))}</td></tr>")
     return "<table class='pskin-metadata'>" + "".join(cells) + "</table>"
-
-
-def _probabilities(row: pd.Series, classes: tuple[str, ...]) -> dict[str, float]:
-    return {c: float(row[f"p_{c}"]) for c in classes}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -286,57 +280,47 @@ class _Displayable:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-class PredictionBrowser(_Displayable):
-    """Filters, sorting and pages of thumbnails over a predictions table, with a detail pane for one image.
+def _sized(widget_class, width: str, **kwargs) -> widgets.Widget:
+    return widget_class(layout=widgets.Layout(width=width), **kwargs)
 
-    ``predictions``: from :func:`load_predictions`. ``trained``: the run's model for Grad-CAM maps (computed when an
-    image is selected, then kept); without it the detail pane shows no maps. Handles for code: ``true_filter``,
-    ``predicted_filter`` (dropdowns, ``"all"`` or a code), ``correct_filter`` (``"all"``, ``"correct"``,
-    ``"wrong"``), ``sort_by``, ``descending``, ``prev_button``, ``next_button``, ``thumbnail_buttons``; state:
-    ``rows`` (filtered and sorted), ``page_rows``, ``page_index``, ``selected`` (an image_id or None).
-    """
+
+class PredictionBrowser(_Displayable):
+    """Filters, sorting and pages of thumbnails over :func:`load_predictions`' table, with a detail pane for one image
+    (Grad-CAM maps too when ``trained``, the run's model, is given); controls and state are public attributes."""
 
     def __init__(self, predictions: pd.DataFrame, trained: TrainedModel | None = None, *, per_page: int = 12,
                  thumbnail_size: int = 96, detail_size: int = 300):
         self.classes = _check_predictions(predictions)
         for name, value, low in (("per_page", per_page, 1), ("thumbnail_size", thumbnail_size, 16),
                                  ("detail_size", detail_size, 32)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ParameterError(f"{name}: expected an integer >= {low}, got {value!r}.")
+            _check_int(name, value, low, int)
         self.predictions, self.trained = predictions, trained
         self.per_page, self.thumbnail_size, self.detail_size = per_page, thumbnail_size, detail_size
         self.page_index, self.selected = 0, None
         self._thumbnails: dict[str, bytes] = {}
         self._heatmaps: dict[str, dict[str, np.ndarray]] = {}
         self._holding = False
-
-        self.true_filter = widgets.Dropdown(options=[ALL, *self.classes], value=ALL, description="true",
-                                            layout=widgets.Layout(width="160px"))
-        self.predicted_filter = widgets.Dropdown(options=[ALL, *self.classes], value=ALL, description="predicted",
-                                                 layout=widgets.Layout(width="180px"))
+        options = [ALL, *self.classes]
+        self.true_filter = _sized(widgets.Dropdown, "160px", options=options, value=ALL, description="true")
+        self.predicted_filter = _sized(widgets.Dropdown, "180px", options=options, value=ALL, description="predicted")
         self.correct_filter = widgets.ToggleButtons(options=list(CORRECTNESS), value=ALL,
                                                     style={"button_width": "70px"})
         self.correct_filter.add_class("pskin-correct-filter")
-        self.sort_by = widgets.Dropdown(options=list(SORT_KEYS), value="confidence", description="sort by",
-                                        layout=widgets.Layout(width="180px"))
-        self.descending = widgets.Checkbox(value=True, description="highest first", indent=False,
-                                           layout=widgets.Layout(width="120px"))
-        for control in (self.true_filter, self.predicted_filter, self.correct_filter, self.sort_by,
-                        self.descending):
+        self.sort_by = _sized(widgets.Dropdown, "180px", options=list(SORT_KEYS), value="confidence",
+                              description="sort by")
+        self.descending = _sized(widgets.Checkbox, "120px", value=True, description="highest first", indent=False)
+        for control in (self.true_filter, self.predicted_filter, self.correct_filter, self.sort_by, self.descending):
             control.observe(self._on_control, names="value")
-        self.prev_button = widgets.Button(description="◀ previous", layout=widgets.Layout(width="100px"))
-        self.next_button = widgets.Button(description="next ▶", layout=widgets.Layout(width="100px"))
-        self.prev_button.on_click(lambda _: self.go_to_page(self.page_index - 1))
-        self.next_button.on_click(lambda _: self.go_to_page(self.page_index + 1))
+        self.prev_button = _sized(widgets.Button, "100px", description="◀ previous")
+        self.next_button = _sized(widgets.Button, "100px", description="next ▶")
+        for button, step in ((self.prev_button, -1), (self.next_button, 1)):
+            button.on_click(lambda _, step=step: self.go_to_page(self.page_index + step))
         self.page_label = widgets.HTML()
         self.page_label.add_class("pskin-page-label")
-
         # A fixed pool of cells, refilled on every change: no widgets pile up in the kernel while paging.
         cell_width = max(thumbnail_size + 8, 120)  # room for "mel→bkl 100%"
-        self._thumbnail_images = [_image_widget(width=f"{thumbnail_size}px")
-                                  for _ in range(per_page)]
-        self.thumbnail_buttons = [widgets.Button(layout=widgets.Layout(width=f"{cell_width}px"))
-                                  for _ in range(per_page)]
+        self._thumbnail_images = [_image_widget(width=f"{thumbnail_size}px") for _ in range(per_page)]
+        self.thumbnail_buttons = [_sized(widgets.Button, f"{cell_width}px") for _ in range(per_page)]
         for slot, button in enumerate(self.thumbnail_buttons):
             button.on_click(lambda _, slot=slot: self.select(self.page_rows["image_id"].iloc[slot]))
         self._cells = [widgets.VBox([image, button], layout=widgets.Layout(align_items="center"))
@@ -344,11 +328,8 @@ class PredictionBrowser(_Displayable):
         self.gallery = widgets.GridBox(self._cells, layout=widgets.Layout(
             grid_template_columns=f"repeat(auto-fill, {cell_width + 4}px)", grid_gap="4px", width="100%"))
         self.gallery.add_class("pskin-gallery")
-
         self.detail_title = widgets.HTML("<i>Click a thumbnail's button to see the image in detail.</i>")
-        self.detail_image = _image_widget()
-        self.cam_predicted = _image_widget()
-        self.cam_true = _image_widget()
+        self.detail_image, self.cam_predicted, self.cam_true = _image_widget(), _image_widget(), _image_widget()
         self.cam_predicted_label, self.cam_true_label = widgets.HTML(), widgets.HTML()
         self.probability_html, self.metadata_html = widgets.HTML(), widgets.HTML()
         self.detail = widgets.VBox([
@@ -363,13 +344,9 @@ class PredictionBrowser(_Displayable):
         self.widget = widgets.VBox([
             widgets.HBox([self.true_filter, self.predicted_filter, self.correct_filter]),
             widgets.HBox([self.sort_by, self.descending, self.prev_button, self.page_label, self.next_button]),
-            self.gallery,
-            self.detail,
-        ])
+            self.gallery, self.detail])
         self._show_detail(False)
         self.refresh()
-
-    # -- state -------------------------------------------------------------------------------------------------
 
     @property
     def filters(self) -> dict:
@@ -393,8 +370,7 @@ class PredictionBrowser(_Displayable):
                                                                                 else bool(correct)]
         finally:
             self._holding = False
-        self.page_index = 0
-        self.refresh()
+        self.go_to_page(0)
 
     def go_to_page(self, index: int) -> None:
         """Show page ``index`` (from 0), clamped to the pages there are."""
@@ -403,8 +379,7 @@ class PredictionBrowser(_Displayable):
 
     def _on_control(self, change) -> None:
         if not self._holding:
-            self.page_index = 0
-            self.refresh()
+            self.go_to_page(0)
 
     def refresh(self) -> None:
         """Recompute the rows from the controls and redraw the page of thumbnails (``page_index`` clamped)."""
@@ -413,30 +388,21 @@ class PredictionBrowser(_Displayable):
         self.page_index = min(max(0, self.page_index), self.n_pages - 1)
         self.page_rows = page(self.rows, self.page_index, self.per_page)
         for slot, cell in enumerate(self._cells):
+            cell.layout.display = None if slot < len(self.page_rows) else "none"
             if slot < len(self.page_rows):
-                row = self.page_rows.iloc[slot]
-                self._thumbnail_images[slot].value = self._thumbnail(row)
-                button = self.thumbnail_buttons[slot]
+                row, button = self.page_rows.iloc[slot], self.thumbnail_buttons[slot]
+                if row["image_id"] not in self._thumbnails:
+                    self._thumbnails[row["image_id"]] = _png(display_image(row["path"], self.thumbnail_size))
+                self._thumbnail_images[slot].value = self._thumbnails[row["image_id"]]
                 button.description = f"{row['true']}→{row['predicted']} {row['confidence']:.0%}"
-                button.tooltip = f"{row['image_id']}: true {row['true']}, predicted {row['predicted']}, " \
-                                 f"confidence {row['confidence']:.1%}, loss {row['loss']:.2f}"
+                button.tooltip = (f"{row['image_id']}: true {row['true']}, predicted {row['predicted']}, "
+                                  f"confidence {row['confidence']:.1%}, loss {row['loss']:.2f}")
                 button.button_style = "success" if row["correct"] else "danger"
-                cell.layout.display = None
-            else:
-                cell.layout.display = "none"
         first = self.page_index * self.per_page
         shown = f"{first + 1}–{first + len(self.page_rows)}" if len(self.page_rows) else "0"
-        self.page_label.value = (f"page {self.page_index + 1} of {self.n_pages} · images {shown} of "
-                                 f"{len(self.rows)}")
+        self.page_label.value = f"page {self.page_index + 1} of {self.n_pages} · images {shown} of {len(self.rows)}"
         self.prev_button.disabled = self.page_index == 0
         self.next_button.disabled = self.page_index >= self.n_pages - 1
-
-    def _thumbnail(self, row: pd.Series) -> bytes:
-        if row["image_id"] not in self._thumbnails:
-            self._thumbnails[row["image_id"]] = _png(display_image(row["path"], self.thumbnail_size))
-        return self._thumbnails[row["image_id"]]
-
-    # -- the detail pane -----------------------------------------------------------------------------------------
 
     def _show_detail(self, visible: bool) -> None:
         for part in self._detail_parts:
@@ -455,8 +421,8 @@ class PredictionBrowser(_Displayable):
                                    f"<b>{row['predicted']}</b> ({verdict}, confidence {row['confidence']:.1%}, "
                                    f"loss {row['loss']:.2f})")
         self.detail_image.value = _png(image)
-        self.probability_html.value = probability_html(_probabilities(row, self.classes), row["true"],
-                                                       row["predicted"])
+        probabilities = {c: float(row[f"p_{c}"]) for c in self.classes}
+        self.probability_html.value = probability_html(probabilities, row["true"], row["predicted"])
         self.metadata_html.value = metadata_html(row)
         for cam in (self.cam_predicted, self.cam_true):
             cam.layout.display = "none" if self.trained is None else None
@@ -465,10 +431,10 @@ class PredictionBrowser(_Displayable):
             self.cam_true_label.value = ""
         else:
             maps = self.heatmaps(image_id)
-            self.cam_predicted_label.value = f"<b>Grad-CAM: predicted class {row['predicted']}</b>"
-            self.cam_predicted.value = _png(overlay(image, maps[row["predicted"]]))
-            self.cam_true_label.value = f"<b>Grad-CAM: true class {row['true']}</b>"
-            self.cam_true.value = _png(overlay(image, maps[row["true"]]))
+            for label, cam, kind in ((self.cam_predicted_label, self.cam_predicted, "predicted"),
+                                     (self.cam_true_label, self.cam_true, "true")):
+                label.value = f"<b>Grad-CAM: {kind} class {row[kind]}</b>"
+                cam.value = _png(overlay(image, maps[row[kind]]))
         self._show_detail(True)
 
     def heatmaps(self, image_id: str) -> dict[str, np.ndarray]:
@@ -483,11 +449,8 @@ class PredictionBrowser(_Displayable):
 
 
 class ConfusionMatrixWidget(_Displayable):
-    """The confusion matrix as buttons (rows true, columns predicted): a click shows that cell's images.
-
-    With a ``browser``, a click sets its filters to the cell's (true, predicted) pair; ``on_select`` callbacks
-    receive ``(true, predicted)``. ``cell_button(i, j)`` is the button of true class ``i``, predicted ``j``.
-    """
+    """The confusion matrix as buttons (rows true, columns predicted; ``cell_button(i, j)``): a click sets the
+    ``browser``'s filters to that cell and calls ``on_select(true, predicted)``."""
 
     def __init__(self, predictions: pd.DataFrame, browser: PredictionBrowser | None = None, *,
                  on_select: Callable[[str, str], None] | None = None):
@@ -501,25 +464,23 @@ class ConfusionMatrixWidget(_Displayable):
         cells: list[widgets.Widget] = [widgets.HTML("<small>true ↓ predicted →</small>")]
         cells += [widgets.HTML(f"<b>{c}</b>") for c in self.classes]
         for i, true in enumerate(self.classes):
-            cells.append(widgets.HTML(f"<b>{true}</b>"))
-            row = []
+            self._buttons.append([])
             for j, predicted in enumerate(self.classes):
                 count = int(self.counts.iloc[i, j])
-                button = widgets.Button(description=str(count), layout=widgets.Layout(width="72px"),
-                                        tooltip=f"true {true}, predicted {predicted}: {count} image(s), "
-                                                f"{share[i, j]:.0%} of true {true}")
-                button.style.button_color = to_hex(blues(0.1 + 0.8 * share[i, j]))
-                button.style.text_color = "white" if share[i, j] > 0.5 else "black"
-                button.style.font_weight = "bold" if i == j else "normal"
+                button = _sized(widgets.Button, "72px", description=str(count),
+                                tooltip=f"true {true}, predicted {predicted}: {count} image(s), "
+                                        f"{share[i, j]:.0%} of true {true}",
+                                style={"button_color": to_hex(blues(0.1 + 0.8 * share[i, j])),
+                                       "text_color": "white" if share[i, j] > 0.5 else "black",
+                                       "font_weight": "bold" if i == j else "normal"})
                 button.on_click(lambda _, t=true, p=predicted: self._select(t, p))
-                row.append(button)
-                cells.append(button)
-            self._buttons.append(row)
+                self._buttons[i].append(button)
+            cells += [widgets.HTML(f"<b>{true}</b>"), *self._buttons[i]]
         self.grid = widgets.GridBox(cells, layout=widgets.Layout(
             grid_template_columns=f"120px repeat({len(self.classes)}, 76px)", grid_gap="2px"))
         self.grid.add_class("pskin-confusion")
         self.show_all_button = widgets.Button(description="show all images")
-        self.show_all_button.on_click(lambda _: self._clear())
+        self.show_all_button.on_click(lambda _: self._select(None, None))
         self.widget = widgets.VBox([self.grid, self.show_all_button])
 
     def cell_button(self, i: int, j: int) -> widgets.Button:
@@ -529,37 +490,28 @@ class ConfusionMatrixWidget(_Displayable):
             raise ParameterError(f"i, j: expected class indices from 0 to {n - 1}, got ({i!r}, {j!r}).")
         return self._buttons[i][j]
 
-    def _select(self, true: str, predicted: str) -> None:
-        self.selected = (true, predicted)
+    def _select(self, true: str | None, predicted: str | None) -> None:
+        # (None, None) is "show all images": the browser's filters are cleared and no callback is told.
+        self.selected = None if true is None else (true, predicted)
         if self.browser is not None:
             self.browser.set_filters(true=true, predicted=predicted, correct=None)
-        for callback in self._callbacks:
-            callback(true, predicted)
-
-    def _clear(self) -> None:
-        self.selected = None
-        if self.browser is not None:
-            self.browser.set_filters()
+        if true is not None:
+            for callback in self._callbacks:
+                callback(true, predicted)
 
 
 class NewImagePredictor(_Displayable):
-    """Predict an image that is not in the run: a path typed in, or a file uploaded from the browser.
-
-    Shows every class's probability and the Grad-CAM map of the predicted class. ``predict_path(path)`` and
-    ``predict_bytes(content, name)`` do the same from code and return the probabilities by class.
-    """
+    """Predict an image that is not in the run (a typed path or an upload): probabilities and the Grad-CAM map of
+    the predicted class; ``predict_path`` and ``predict_bytes`` do the same from code."""
 
     def __init__(self, trained: TrainedModel, *, detail_size: int = 300):
         self.trained, self.detail_size = trained, detail_size
-        self.path_text = widgets.Text(placeholder="path to a .jpg or .png", description="file",
-                                      layout=widgets.Layout(width="420px"))
+        self.path_text = _sized(widgets.Text, "420px", placeholder="path to a .jpg or .png", description="file")
         self.predict_button = widgets.Button(description="predict", button_style="primary")
-        self.predict_button.on_click(lambda _: self._predict_typed_path())
+        self.predict_button.on_click(lambda _: self._reporting(self.predict_path, self.path_text.value.strip()))
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload")
         self.upload.observe(self._on_upload, names="value")
-        self.status = widgets.HTML()
-        self.image = _image_widget()
-        self.heatmap = _image_widget()
+        self.status, self.image, self.heatmap = widgets.HTML(), _image_widget(), _image_widget()
         self.probability_html = widgets.HTML()
         self.probabilities: dict[str, float] | None = None
         self.result = widgets.HBox([self.image, self.heatmap, self.probability_html],
@@ -587,26 +539,21 @@ class NewImagePredictor(_Displayable):
 
     def predict_bytes(self, content: bytes, name: str = "upload.png") -> dict[str, float]:
         """Predict an image given as file bytes (an upload); ``name``'s suffix tells its format."""
-        suffix = Path(name).suffix.lower() or ".png"
         with tempfile.TemporaryDirectory(prefix="pskin-upload-") as folder:
-            path = Path(folder) / f"upload{suffix}"
+            path = Path(folder) / f"upload{Path(name).suffix.lower() or '.png'}"
             path.write_bytes(bytes(content))
             return self.predict_path(path, name=name)
 
-    def _predict_typed_path(self) -> None:
+    def _reporting(self, predict: Callable, *args) -> None:
         try:
-            self.predict_path(self.path_text.value.strip())
+            predict(*args)
         except ValueError as exc:  # a bad path or an undecodable file (DataError): say so in the widget
             self.status.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
 
     def _on_upload(self, change) -> None:
-        if not change["new"]:
-            return
-        upload = change["new"][0]
-        try:
-            self.predict_bytes(bytes(upload["content"]), upload["name"])
-        except ValueError as exc:
-            self.status.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+        if change["new"]:
+            upload = change["new"][0]
+            self._reporting(self.predict_bytes, bytes(upload["content"]), upload["name"])
 
 
 class RunInspector(widgets.VBox):
@@ -614,36 +561,26 @@ class RunInspector(widgets.VBox):
 
     def __init__(self, browser: PredictionBrowser, confusion: ConfusionMatrixWidget, predictor: NewImagePredictor,
                  title: str):
-        super().__init__([
-            widgets.HTML(f"<h3>{html.escape(title)}</h3><p>Confusion matrix: rows true, columns predicted; click "
-                         "a cell to browse its images.</p>"),
-            confusion.widget,
-            widgets.HTML("<h4>Predictions</h4>"),
-            browser.widget,
-            widgets.HTML("<h4>Predict a new image</h4>"),
-            predictor.widget,
-        ])
+        super().__init__([widgets.HTML(f"<h3>{html.escape(title)}</h3><p>Confusion matrix: rows true, columns "
+                                       "predicted; click a cell to browse its images.</p>"), confusion.widget,
+                          widgets.HTML("<h4>Predictions</h4>"), browser.widget,
+                          widgets.HTML("<h4>Predict a new image</h4>"), predictor.widget])
         self.browser, self.confusion, self.predictor = browser, confusion, predictor
 
 
 def inspect_run(run_dir: str | os.PathLike, split: str = "test", *, data_dir: str | os.PathLike | None = None,
                 per_page: int = 12, device: str = "auto", fused: bool = False) -> RunInspector:
-    """The whole inspector for one run folder and split (``val`` or ``test``).
-
-    ``fused``: browse the predictions of the run's head fused with age, sex and body site (``pskin fuse RUN``)
-    instead of the network's own. Grad-CAM maps still show where the network found the evidence for a class, and a
-    new image is still predicted by the network alone (the box has no fields for the patient's facts; use
-    ``pskin predict RUN IMAGE --age --sex --site``)."""
+    """The whole inspector for one run folder and split (``val`` or ``test``); ``fused``: browse the fused head's
+    predictions (Grad-CAM and a new image's prediction still come from the network alone)."""
     predictions = load_predictions(run_dir, split, data_dir=data_dir, fused=fused)
     trained = load_trained(run_dir, device=device)
     browser = PredictionBrowser(predictions, trained, per_page=per_page)
     if len(browser.page_rows):
         # Show one image in full from the start, so the saved widget state in the book has an example.
         browser.select(browser.page_rows["image_id"].iloc[0])
-    confusion = ConfusionMatrixWidget(predictions, browser)
-    predictor = NewImagePredictor(trained)
     head = " of the head fused with age, sex and body site" if fused else ""
-    return RunInspector(browser, confusion, predictor, f"{Path(run_dir).name}: {split} predictions{head}")
+    return RunInspector(browser, ConfusionMatrixWidget(predictions, browser), NewImagePredictor(trained),
+                        f"{Path(run_dir).name}: {split} predictions{head}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -652,8 +589,8 @@ def inspect_run(run_dir: str | os.PathLike, split: str = "test", *, data_dir: st
 
 def plot_error_gallery(predictions: pd.DataFrame, trained: TrainedModel, per_class: int = 4, *,
                        width: int = 160):
-    """The ``per_class`` most confident errors of each true class: each image beside its Grad-CAM map for the
-    (wrong) predicted class. Returns a matplotlib Figure."""
+    """A matplotlib Figure of the ``per_class`` most confident errors of each true class, each image beside its
+    Grad-CAM map for the (wrong) predicted class."""
     errors = most_confident_errors(predictions, per_class)
     classes = prediction_classes(predictions)
     fig, axes = plt.subplots(len(classes), 2 * per_class, figsize=(1.55 * 2 * per_class, 1.75 * len(classes)),
@@ -667,13 +604,11 @@ def plot_error_gallery(predictions: pd.DataFrame, trained: TrainedModel, per_cla
             axes[r, 0].text(0, 0.5, f"true {code}:\nno errors", color=colour, fontsize=9, va="center")
         for k, row in enumerate(rows.itertuples()):
             image = display_image(row.path, width)
-            heatmap = class_heatmaps(trained, row.path, [row.predicted])[0]
             axes[r, 2 * k].imshow(image)
             axes[r, 2 * k].set_title(f"true {row.true} → {row.predicted}\n{row.confidence:.0%} confident",
                                      fontsize=8, color=colour)
-            axes[r, 2 * k + 1].imshow(overlay(image, heatmap))
+            axes[r, 2 * k + 1].imshow(overlay(image, class_heatmaps(trained, row.path, [row.predicted])[0]))
             axes[r, 2 * k + 1].set_title(f"Grad-CAM {row.predicted}", fontsize=8)
-    fig.suptitle("Most confident errors of each true class, and where the model looked for its answer",
-                 fontsize=10)
+    fig.suptitle("Most confident errors of each true class, and where the model looked for its answer", fontsize=10)
     fig.tight_layout()
     return fig

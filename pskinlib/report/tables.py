@@ -29,7 +29,8 @@ def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
         c, test = recorded["config"], metrics["test"]
         boot = test.get("bootstrap", {}).get("balanced_accuracy", {})
         rows.append({
-            "run": run.name, "path": str(run.path), "model": c["model"], "image_size": c["image_size"],
+            "run": run.name, "path": str(run.path), "model": c["model"], "pretrained": c.get("pretrained", False),
+            "image_size": c["image_size"],
             "epochs": c["epochs"], "class_weights": c["class_weights"], "sampler": c["sampler"],
             "loss": c["loss"], "protocol": c["protocol"], "profile": c["profile"],
             "synthetic": recorded["data"]["synthetic"], "device": recorded["environment"]["device_name"],
@@ -38,6 +39,10 @@ def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
             "best_epoch": metrics["best_epoch"], "train_minutes": run.history["seconds"].sum() / 60,
             "test_images": test["n"], "accuracy": test["accuracy"], "balanced_accuracy": test["balanced_accuracy"],
             "balanced_accuracy_low": boot.get("low"), "balanced_accuracy_high": boot.get("high"),
+            "macro_auc": test["roc_auc_ovr"]["macro"],
+            "macro_auc_low": (test.get("bootstrap", {}).get("macro_auc") or {}).get("low"),
+            "macro_auc_high": (test.get("bootstrap", {}).get("macro_auc") or {}).get("high"),
+            "split_seed": c.get("split_seed", 0), "notes": c.get("notes", ""),
             "macro_f1": test["macro"]["f1"], "nv_vs_bkl": _nv_vs_bkl(run),
             "hardest_class": min(test["per_class"], key=lambda code: test["per_class"][code]["recall"]),
             **{f"recall_{code}": v["recall"] for code, v in test["per_class"].items()},
@@ -142,7 +147,8 @@ def _nv_vs_bkl(run: RunRecord) -> float | None:
 
 def latest_runs(table: pd.DataFrame) -> pd.DataFrame:
     """The newest run of each configuration (a rebuilt chapter adds a run; the old one stays on disk)."""
-    keys = ["model", "image_size", "epochs", "class_weights", "sampler", "loss", "protocol", "synthetic"]
+    keys = ["model", "pretrained", "image_size", "epochs", "class_weights", "sampler", "loss", "protocol",
+            "synthetic", "split_seed", "notes"]
     return table.drop_duplicates(keys, keep="last") if len(table) else table
 
 
@@ -217,5 +223,102 @@ def paper_comparison() -> pd.DataFrame:
     ])
 
 
-__all__ = ["compare_runs", "find_or_train", "fusion_table", "gpu_run_table", "latest_runs", "paper_comparison",
-           "quality_bar_table", "recall_table", "run_to_inspect", "runs_table"]
+
+
+
+def external_table(runs, evaluation: str = "external") -> pd.DataFrame:
+    """One row per (run, group) of each run's external evaluation (``pskin evaluate RUN --external``): balanced
+    accuracy with its interval, melanoma recall and AUC, the melanoma sensitivity and specificity at the
+    HAM10000-validation threshold for 80 % sensitivity, and the calibration error before and after temperature
+    scaling. Runs without that evaluation are left out."""
+    rows = []
+    for run in map(RunRecord, runs):
+        result = run.evaluations().get(evaluation)
+        if result is None:
+            continue
+        metrics = result.metrics
+        for group, report in metrics["groups"].items():
+            boot = report["bootstrap"]
+            point = report.get("melanoma_operating_points", {}).get("80%", {})
+            rows.append({
+                "run": run.name, "path": str(run.path), "model": run.recorded["config"]["model"], "group": group,
+                "images": report["n"],
+                "pretrained": run.recorded["config"].get("pretrained", False),
+                "extra_sources": ",".join(run.recorded["config"].get("extra_sources", ())),
+                "balanced_accuracy": report["balanced_accuracy"],
+                "balanced_accuracy_low": boot["balanced_accuracy"]["low"],
+                "balanced_accuracy_high": boot["balanced_accuracy"]["high"],
+                "recall_mel": report["per_class"]["mel"]["recall"] if "mel" in report["per_class"] else None,
+                "auc_mel": report["roc_auc_ovr"]["per_class"].get("mel"), "macro_auc": report["roc_auc_ovr"]["macro"],
+                "sensitivity_at_80": (point.get("sensitivity") or {}).get("estimate"),
+                "specificity_at_80": (point.get("specificity") or {}).get("estimate"),
+                "ece": report["calibration"]["ece"], "ece_calibrated": report["calibration"]["ece_calibrated"],
+                **{f"recall_{code}": v["recall"] for code, v in report["per_class"].items()},
+            })
+    return pd.DataFrame(rows)
+
+
+def methods_table(runs, evaluations: tuple[str, ...] = ("external", "external-dihedral"),
+                  sets: tuple[str, ...] = ("HAM10000 test", "ISIC2017_val", "ISIC2017_test")) -> pd.DataFrame:
+    """The methods against another collection's images, one row per (run, evaluation): the method (a run's notes
+    up to their first colon, as ``experiments/external_methods.py`` writes them) and its description, the
+    test-time views, the split seed, and for each set of ``sets``: balanced accuracy with its interval, melanoma
+    recall and the melanoma sensitivity at the HAM10000-validation threshold for 80 %; the calibration error on the
+    last set before and after temperature scaling."""
+    rows = []
+    for name in evaluations:
+        table = external_table(runs, evaluation=name)
+        if not len(table):
+            continue
+        for run, group in table.groupby("run", sort=False):
+            record = RunRecord(group["path"].iloc[0])
+            config = record.recorded["config"]
+            method, _, described = config.get("notes", "").partition(":")
+            by_set = group.set_index("group")
+            row = {"run": run, "method": method.strip() or run, "description": described.strip(),
+                   "evaluation": name, "views": record.evaluation(name).metrics["tta"] or "none",
+                   "split_seed": config.get("split_seed", 0), "extra_sources": group["extra_sources"].iloc[0]}
+            for part in sets:
+                if part not in by_set.index:
+                    continue
+                values = by_set.loc[part]
+                row.update({f"{part} balanced_accuracy": values["balanced_accuracy"],
+                            f"{part} low": values["balanced_accuracy_low"],
+                            f"{part} high": values["balanced_accuracy_high"],
+                            f"{part} recall_mel": values["recall_mel"],
+                            f"{part} sensitivity_at_80": values["sensitivity_at_80"]})
+            last = sets[-1]
+            if last in by_set.index:
+                row.update({"ece": by_set.loc[last, "ece"], "ece_calibrated": by_set.loc[last, "ece_calibrated"]})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def time_to_accuracy(runs: dict[str, Any], plain_loops: dict[str, Any] | None = None,
+                     thresholds: tuple[float, ...] = (0.70, 0.75)) -> pd.DataFrame:
+    """The CPU minutes each run needed to first reach each validation balanced accuracy in ``thresholds``: for a
+    run record, its summed training seconds up to that epoch (validation excluded); for a plain-loop yardstick
+    (a folder with its ``quality_bar.json``), the wall time its summary recorded, decoding included. None where the
+    run never got there."""
+    from ..io import read_json
+
+    rows = []
+    curves = {label: (RunRecord.open(run).history, "training") for label, run in runs.items()}
+    for label, folder in (plain_loops or {}).items():
+        history = pd.DataFrame(read_json(Path(folder) / QUALITY_BAR_SUMMARY)["history"])
+        curves[label] = (history, "wall")
+    for label, (history, clock) in curves.items():
+        minutes = (history["seconds"].cumsum() if clock == "training" else history["seconds"]) / 60
+        row = {"run": label, "clock": clock, "epochs": len(history),
+               "best validation balanced accuracy": float(history["val_balanced_accuracy"].max())}
+        for threshold in thresholds:
+            reached = history["val_balanced_accuracy"] >= threshold
+            row[f"minutes to {threshold:.2f}"] = float(minutes[reached].iloc[0]) if reached.any() else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+
+__all__ = ["compare_runs", "external_table", "find_or_train", "fusion_table", "gpu_run_table", "latest_runs",
+           "methods_table", "paper_comparison", "quality_bar_table", "recall_table", "run_to_inspect", "runs_table",
+           "time_to_accuracy"]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.cache import Preprocessing
+from ..data.external import EXTRA_SOURCES
 from ..data.ham10000 import validate_classes
 from ..data.splits import PROTOCOLS, validate_fractions
 from ..errors import ParameterError
@@ -26,12 +28,16 @@ from .models import validate_model_name
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 LOSSES = ("cross_entropy", "focal")
-SAMPLERS = ("shuffle", "balanced")
+SAMPLERS = ("shuffle", "balanced", "balanced_sources")
 SELECT_METRICS = ("accuracy", "balanced_accuracy")
 PRECISIONS = ("auto", "fp32", "bf16")
+TTA_VIEWS = ("flips", "dihedral", "dihedral_zoom")
 # every_epoch: best.pt when validation improves and last.pt after every epoch (a run can resume); best_in_memory: the
 # best weights are kept on the device and written once at the end (no disk writes in the loop, no resume).
 CHECKPOINTS = ("every_epoch", "best_in_memory")
+# train: batch norm learns its statistics from the batches; frozen: it keeps the pretrained ones (eval mode), the
+# usual choice when fine-tuning with small batches.
+BATCHNORM_MODES = ("train", "frozen")
 
 
 @dataclass(frozen=True)
@@ -45,14 +51,29 @@ class TrainConfig:
     fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
     split_seed: int = 0
     image_size: int = 64
+    resize: str = "squash"  # squash the 4:3 frame to a square, or crop its centre square (keeps the aspect)
+    colour_constancy: float | None = None  # Shades of Gray's Minkowski p (6 in the ISIC winners' recipes); None: off
+    extra_sources: tuple[str, ...] = ()  # other collections' training images added to the training split
     augment: bool = True
     crop_scale: tuple[float, float] = (0.6, 1.0)
     colour_jitter: float = 0.1
+    # stronger photometric augmentation, each 0 (off) by default: largest hue rotation (radians), largest
+    # |log gamma|, largest relative per-channel gain, largest blur blend, largest vignette darkening at the corners
+    hue: float = 0.0
+    gamma: float = 0.0
+    channel_gain: float = 0.0
+    blur: float = 0.0
+    vignette: float = 0.0
     skip_missing: bool = False
     skip_unreadable: bool = False
     # model
     model: str = "resnet18"
     pretrained: bool = False
+    # fine-tuning a pretrained network (each 1 / off by default: a from-scratch run trains everything alike)
+    backbone_lr_scale: float = 1.0  # the learning rate of everything but the head, as a fraction of lr
+    freeze_backbone_epochs: float = 0.0  # the first epochs train the head alone (the backbone's weights frozen)
+    batchnorm: str = "train"
+    progressive_start_size: int | None = None  # first epoch's image side, growing to image_size by the last
     # optimisation
     epochs: int = 20
     batch_size: int = 64
@@ -65,17 +86,19 @@ class TrainConfig:
     step_size: int = 30
     step_gamma: float = 0.1
     label_smoothing: float = 0.0
+    decay_norms_and_biases: bool = False  # weight decay on batch-norm scales and biases too (usually not)
     ema_decay: float | None = 0.995
     # imbalance
     class_weights: str = "inverse"
     manual_weights: tuple[float, ...] | None = None
     effective_beta: float = 0.999
-    sampler: str = "shuffle"
+    sampler: str = "shuffle"  # a balancing sampler evens the classes itself: class weights on top count them twice
     loss: str = "cross_entropy"
     focal_gamma: float = 2.0
     # model selection and evaluation
     select_metric: str = "accuracy"
     tta: bool = True
+    tta_views: str = "flips"  # with tta: flips (4 views), dihedral (8: flips and quarter turns), dihedral_zoom (16)
     # machine
     device: str = "auto"
     precision: str = "auto"
@@ -131,6 +154,16 @@ def validate(config: TrainConfig) -> None:
            "a number in [0, 1) (largest relative change of brightness, contrast and saturation)")
     _check(_is_int(c.image_size) and 16 <= c.image_size <= 1024, "image_size", c.image_size,
            "an integer number of pixels from 16 to 1024")
+    Preprocessing(c.resize, c.colour_constancy)  # checks both
+    object.__setattr__(c, "extra_sources", tuple(c.extra_sources))
+    for source in c.extra_sources:
+        _check(source in EXTRA_SOURCES, "extra_sources", c.extra_sources,
+               f"names among {list(EXTRA_SOURCES)} (another collection's training images only; its validation and "
+               "test images are never trained on)")
+    for name, high in (("hue", math.pi), ("gamma", 1.0), ("channel_gain", 1.0), ("blur", 1.0), ("vignette", 1.0)):
+        _check(_is_number(getattr(c, name)) and 0 <= getattr(c, name) <= high, name, getattr(c, name),
+               f"a number from 0 (off) to {high:.3g}")
+    _choice("tta_views", c.tta_views, TTA_VIEWS)
     validate_model_name(c.model)
     _check(_is_int(c.epochs) and c.epochs >= 1, "epochs", c.epochs, "an integer >= 1")
     _check(_is_int(c.batch_size) and c.batch_size >= 2, "batch_size", c.batch_size, "an integer >= 2")
@@ -167,12 +200,25 @@ def validate(config: TrainConfig) -> None:
            "None or an integer >= 1")
     _check(c.max_train_batches is None or (_is_int(c.max_train_batches) and c.max_train_batches >= 1),
            "max_train_batches", c.max_train_batches, "None or an integer >= 1")
+    _check(_is_number(c.backbone_lr_scale) and 0 < c.backbone_lr_scale <= 1, "backbone_lr_scale",
+           c.backbone_lr_scale, "a number in (0, 1] (the backbone's learning rate as a fraction of lr)")
+    _check(_is_number(c.freeze_backbone_epochs) and 0 <= c.freeze_backbone_epochs < c.epochs,
+           "freeze_backbone_epochs", c.freeze_backbone_epochs, f"a number in [0, epochs={c.epochs})")
+    _choice("batchnorm", c.batchnorm, BATCHNORM_MODES)
+    _check(c.progressive_start_size is None or (_is_int(c.progressive_start_size)
+                                                and 16 <= c.progressive_start_size <= c.image_size),
+           "progressive_start_size", c.progressive_start_size, f"None or an integer from 16 to image_size="
+           f"{c.image_size}")
+    if (c.freeze_backbone_epochs or c.backbone_lr_scale < 1 or c.batchnorm == "frozen") and not c.pretrained:
+        raise ParameterError("freeze_backbone_epochs, backbone_lr_scale and batchnorm='frozen' fine-tune pretrained "
+                             "weights; set pretrained=True (a network from scratch has no backbone worth keeping).")
     _check(c.max_minutes is None or (_is_number(c.max_minutes) and c.max_minutes > 0), "max_minutes", c.max_minutes,
            "None (no time limit) or a positive number of minutes for the whole run")
     _choice("checkpoints", c.checkpoints, CHECKPOINTS)
     _check(c.channels_last is None or isinstance(c.channels_last, bool), "channels_last", c.channels_last,
            "None (automatic), true or false")
-    for name in ("augment", "pretrained", "skip_missing", "skip_unreadable", "tta", "deterministic", "quiet"):
+    for name in ("augment", "pretrained", "skip_missing", "skip_unreadable", "tta", "deterministic", "quiet",
+                 "decay_norms_and_biases"):
         _check(isinstance(getattr(c, name), bool), name, getattr(c, name), "true or false")
     _check(c.data_dir is None or isinstance(c.data_dir, (str, Path)), "data_dir", c.data_dir, "a folder path")
     if c.data_dir is not None:
@@ -189,6 +235,14 @@ PROFILES: dict[str, dict[str, Any]] = {
     "paper": dict(model="resnet101", image_size=224, epochs=100, batch_size=32, protocol="paper", optimizer="sgd",
                   lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_epochs=2.0, select_metric="accuracy",
                   ema_decay=None),
+    # ImageNet-pretrained EfficientNet-Lite0 (its weights ship with pskin), fine-tuned in CPU minutes.
+    "transfer": dict(model="efficientnet_lite0", pretrained=True, image_size=128, epochs=8, batch_size=32,
+                     optimizer="adamw", lr=1e-3, weight_decay=0.01, warmup_epochs=1.0, label_smoothing=0.1,
+                     ema_decay=None, select_metric="balanced_accuracy"),
+    # The study's setting from torchvision's ImageNet weights (downloaded, or read from $TORCH_HOME): on a GPU.
+    "paper_pretrained": dict(model="resnet101", pretrained=True, image_size=224, epochs=100, batch_size=32,
+                             protocol="paper", optimizer="sgd", lr=0.003, momentum=0.9, weight_decay=1e-4,
+                             warmup_epochs=2.0, backbone_lr_scale=0.3, select_metric="accuracy", ema_decay=None),
 }
 
 
@@ -200,7 +254,7 @@ def make_config(profile: str = "quick", **overrides: Any) -> TrainConfig:
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; known parameters are {sorted(known)}.")
     values = {**PROFILES[profile], **overrides, "profile": profile}
-    for name in ("classes", "fractions", "manual_weights", "crop_scale"):
+    for name in ("classes", "fractions", "manual_weights", "crop_scale", "extra_sources"):
         if isinstance(values.get(name), list):
             values[name] = tuple(values[name])
     return TrainConfig(**values)

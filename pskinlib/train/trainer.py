@@ -31,17 +31,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.batches import Augmentation, BatchLoader, SplitTensors, split_tensors
-from ..data.cache import prepare_images
+from ..data.cache import Preprocessing, prepare_images
+from ..data.external import extra_training_images
 from ..data.ham10000 import LesionImages, load_ham10000
 from ..data.splits import make_split, split_hash, split_summary
-from ..errors import TrainingError
+from ..errors import ParameterError, TrainingError
 from ..info import SYNTHETIC_WARNING
 from ..metrics import confusion_scores, majority_baseline, report_with_intervals
 from ..runs import RunRecord, default_runs_dir, predictions_table
 from .config import TrainConfig, make_config
 from .device import autocast, autocast_dtype, distributed, run_environment, select_device, use_channels_last
 from .losses import balanced_sampler_weights, class_weights, focal_loss
-from .models import build_model, model_spec
+from .models import build_model, head_layer, model_spec
 
 EpochCallback = Callable[[dict], "bool | None"]
 
@@ -58,15 +59,27 @@ class RunData:
     tensors: dict[str, SplitTensors]
 
 
+def preprocessing_of(config: TrainConfig) -> Preprocessing:
+    """How a run's images go from their files to the cache (resizing, colour constancy)."""
+    return Preprocessing(config.resize, config.colour_constancy)
+
+
 def prepare_run_data(config: TrainConfig, split: pd.DataFrame | None = None) -> RunData:
-    """Load the data, prepare the cache at the run's image size, and split it (or reuse a recorded split)."""
+    """Load the data, split it (or reuse a recorded split), add the other collections' training images the config
+    names (to the training split only), and prepare the cache at the run's image size and preprocessing."""
     images = load_ham10000(config.data_dir, classes=config.classes, skip_missing=config.skip_missing)
-    prepared = prepare_images(images, config.image_size, skip_unreadable=config.skip_unreadable,
-                              progress=not config.quiet)
-    if prepared.unreadable:
-        images = images.without(prepared.unreadable)
     if split is None:
         split = make_split(images, config.protocol, seed=config.split_seed, fractions=config.fractions)
+    if config.extra_sources:
+        extra = extra_training_images(config.extra_sources, images.classes)
+        images = images.with_rows(extra)
+        added = extra.assign(split="train")[list(split.columns)]
+        split = pd.concat([split, added[~added["image_id"].isin(split["image_id"])]], ignore_index=True)
+    prepared = prepare_images(images, config.image_size, skip_unreadable=config.skip_unreadable,
+                              progress=not config.quiet, preprocessing=preprocessing_of(config))
+    if prepared.unreadable:
+        images = images.without(prepared.unreadable)
+        split = split[~split["image_id"].isin(prepared.unreadable)].reset_index(drop=True)
     return RunData(images, split, split_tensors(prepared, split, images.classes))
 
 
@@ -88,6 +101,17 @@ def learning_rate(step: int, steps_per_epoch: int, config: TrainConfig) -> float
     return config.lr
 
 
+def training_size(epoch: int, config: TrainConfig) -> int:
+    """The image side an epoch trains at: ``image_size``, or with progressive resizing a size growing linearly from
+    ``progressive_start_size`` at the first epoch to ``image_size`` at the last (in steps of 8 pixels). Validation
+    and test always see ``image_size``."""
+    start = config.progressive_start_size
+    if start is None or config.epochs == 1:
+        return config.image_size
+    size = start + (config.image_size - start) * epoch / (config.epochs - 1)
+    return min(config.image_size, int(round(size / 8) * 8))
+
+
 def count_confusion(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Counts per (true, predicted) pair, ``(K, K)`` int64 on the tensors' device. ``index_add_`` rather than
     ``bincount``: bincount reads the largest value back to size its output, which makes a GPU wait."""
@@ -101,6 +125,11 @@ def train_one_epoch(model: nn.Module, criterion: Callable, optimizer: torch.opti
                     amp_dtype: torch.dtype | None, ema: nn.Module | None = None) -> dict[str, float]:
     """One pass over the training batches; returns the epoch's loss, scores, learning rate and speed."""
     model.train()
+    if config.batchnorm == "frozen":  # the pretrained statistics stay: batch norm layers predict as in eval mode
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    size = training_size(epoch, config)
     loader.set_epoch(epoch)
     steps = len(loader) if config.max_train_batches is None else min(len(loader), config.max_train_batches)
     confusion = torch.zeros(len(classes), len(classes), dtype=torch.int64, device=device)
@@ -112,6 +141,8 @@ def train_one_epoch(model: nn.Module, criterion: Callable, optimizer: torch.opti
         lr = learning_rate(epoch * steps + step, steps, config)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
+        if size != images.shape[-1]:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         with autocast(device, amp_dtype):
             logits = model(images)
         loss = criterion(logits.float(), labels)
@@ -141,15 +172,35 @@ def train_one_epoch(model: nn.Module, criterion: Callable, optimizer: torch.opti
             "seconds": seconds, "images_per_second": seen / seconds}
 
 
-def tta_views(images: torch.Tensor, tta: bool) -> list[torch.Tensor]:
-    """The views a prediction averages: the image, and with ``tta`` its three flips (dermoscopy has no "up")."""
-    return [images, images.flip(3), images.flip(2), images.flip(2, 3)] if tta else [images]
+def tta_views(images: torch.Tensor, tta: bool | str | None) -> list[torch.Tensor]:
+    """The views a prediction averages (dermoscopy has no "up"): the image alone when ``tta`` is off; its four
+    flips with ``True`` or ``"flips"``; with ``"dihedral"`` the eight flips and quarter turns; with
+    ``"dihedral_zoom"`` those of the image and of its centre 87.5 % zoomed back to full size (16 views)."""
+    if not tta:
+        return [images]
+    flips = [images, images.flip(3), images.flip(2), images.flip(2, 3)]
+    if tta is True or tta == "flips":
+        return flips
+    dihedral = flips + [v.transpose(2, 3) for v in flips]  # a transpose is a quarter turn and a flip
+    if tta == "dihedral":
+        return dihedral
+    size = images.shape[-1]
+    margin = round(size / 16)
+    zoomed = F.interpolate(images[..., margin:size - margin, margin:size - margin], size=(size, size),
+                           mode="bilinear", align_corners=False, antialias=True)
+    return dihedral + tta_views(zoomed, "dihedral")
+
+
+def tta_of(config: TrainConfig) -> str | None:
+    """The test-time views a config asks for (None: the image alone)."""
+    return config.tta_views if config.tta else None
 
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, loader: BatchLoader, device: torch.device, amp_dtype: torch.dtype | None,
-                  tta: bool = False) -> np.ndarray:
-    """Class probabilities ``(N, K)`` for every image of an (unshuffled) loader; ``tta`` averages the four flips."""
+                  tta: bool | str | None = False) -> np.ndarray:
+    """Class probabilities ``(N, K)`` for every image of an (unshuffled) loader, averaged over the views of ``tta``
+    (:func:`tta_views`)."""
     model.eval()
     outputs = []
     for images, _ in loader:
@@ -183,10 +234,18 @@ def make_criterion(config: TrainConfig, weights: torch.Tensor) -> Callable:
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    # No weight decay on biases and normalisation parameters: the usual recipe (torchvision's references too).
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """SGD or AdamW over four groups: head and backbone (the backbone at ``backbone_lr_scale`` of the rate, read by
+    the loop as ``lr_scale``), each with and without weight decay. Biases and normalisation parameters get none
+    unless ``decay_norms_and_biases``: the usual recipe (torchvision's references too)."""
+    head = {id(p) for p in head_layer(model).parameters()}
+    groups = []
+    for in_head in (True, False):
+        scale = 1.0 if in_head else config.backbone_lr_scale
+        params = [p for p in model.parameters() if (id(p) in head) == in_head]
+        decay = [p for p in params if p.ndim > 1 or config.decay_norms_and_biases]
+        no_decay = [p for p in params if not (p.ndim > 1 or config.decay_norms_and_biases)]
+        groups += [{"params": ps, "weight_decay": wd, "lr_scale": scale}
+                   for ps, wd in ((decay, config.weight_decay), (no_decay, 0.0)) if ps]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=config.lr)
@@ -238,14 +297,20 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
     counts = torch.bincount(train_tensors.labels, minlength=len(classes))
     weights = class_weights(counts.numpy(), config.class_weights, beta=config.effective_beta,
                             manual=config.manual_weights)
-    sampler_weights = balanced_sampler_weights(train_tensors.labels, len(classes)) \
-        if config.sampler == "balanced" else None
+    sampler_weights = None
+    if config.sampler == "balanced":
+        sampler_weights = balanced_sampler_weights(train_tensors.labels, len(classes))
+    elif config.sampler == "balanced_sources":  # every (collection, class) pair drawn equally often
+        sources = data.images.table.set_index("image_id").loc[list(train_tensors.image_ids), "source_dataset"]
+        groups = pd.factorize(sources.to_numpy() + "|" + train_tensors.labels.numpy().astype(str))[0]
+        sampler_weights = balanced_sampler_weights(torch.from_numpy(groups), int(groups.max()) + 1)
     channels_last = use_channels_last(config, device)
     loader_options = dict(device=device, channels_last=channels_last, seed=config.seed,
                           normalisation=model_spec(config.model).normalisation)
     augmentation = Augmentation(crop_scale=config.crop_scale, brightness=config.colour_jitter,
-                                contrast=config.colour_jitter, saturation=config.colour_jitter) \
-        if config.augment else None
+                                contrast=config.colour_jitter, saturation=config.colour_jitter, hue=config.hue,
+                                gamma=config.gamma, channel_gain=config.channel_gain, blur=config.blur,
+                                vignette=config.vignette) if config.augment else None
     train_loader = BatchLoader(train_tensors.pixels, train_tensors.labels, batch_size=config.batch_size,
                                augmentation=augmentation, shuffle=True, drop_last=True, rank=rank, world_size=world,
                                sampler_weights=sampler_weights, **loader_options)
@@ -273,6 +338,8 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
         record.write_config({
             "config": config.to_dict(),
             "data": {**data.images.describe(), "classes": list(classes), "images": len(data.images),
+                     "train_sources": data.images.table.set_index("image_id").loc[
+                         list(train_tensors.image_ids), "source_dataset"].value_counts().to_dict(),
                      "skipped_images": list(data.images.skipped), "split_hash": split_hash(data.split),
                      "split_counts": split_summary(data.split, classes).reset_index().to_dict("records")},
             "class_weights": dict(zip(classes, weights.tolist())),
@@ -289,6 +356,9 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
         if resuming:
             ema.load_state_dict(state["ema"])
     if world > 1:
+        if config.freeze_backbone_epochs:
+            raise ParameterError("freeze_backbone_epochs: not with several processes (data parallel needs every "
+                                 "parameter's gradient in every step); train on one process, or set it to 0.")
         shared = [str(record.path) if record else None]
         dist.broadcast_object_list(shared, src=0)
         record = RunRecord(shared[0])
@@ -299,9 +369,14 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
     progress = _epoch_bar(config, start_epoch, rank)
     best_in_memory, stopped = None, None
     epoch_walls: list[float] = []
+    head = {id(p) for p in head_layer(bare_model).parameters()}
     for epoch in range(start_epoch, config.epochs):
         epoch_start = time.perf_counter()
         torch.manual_seed(config.seed * 1_000 + epoch)  # dropout / stochastic depth: same draws when resumed
+        frozen = epoch < config.freeze_backbone_epochs  # a frozen backbone costs no backward pass of its own
+        for parameter in bare_model.parameters():
+            if id(parameter) not in head:
+                parameter.requires_grad_(not frozen)
         train_stats = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch, config, classes,
                                       amp_dtype, ema)
         if rank == 0:
@@ -367,7 +442,8 @@ def _out_of_time(config: TrainConfig, started: float, epoch_walls: list[float], 
     if config.max_minutes is None:
         return False
     n_val, n_test = len(data.tensors["val"].labels), len(data.tensors["test"].labels)
-    final = val_seconds * (n_val + n_test) / max(n_val, 1) * (4 if config.tta else 1) + 2.0
+    views = len(tta_views(torch.zeros(1, 3, 8, 8), tta_of(config)))
+    final = val_seconds * (n_val + n_test) / max(n_val, 1) * views + 2.0
     return time.perf_counter() - started + max(epoch_walls[-3:]) + final > config.max_minutes * 60
 
 
@@ -407,7 +483,7 @@ def _final_evaluation(record: RunRecord, model: nn.Module, loaders: dict[str, Ba
                "tta": config.tta, "classes": list(classes), "synthetic": data.images.synthetic,
                "epochs_run": len(record.history), "stopped": stopped}
     for name, loader in loaders.items():
-        probs = predict_proba(model, loader, device, amp_dtype, tta=config.tta)
+        probs = predict_proba(model, loader, device, amp_dtype, tta=tta_of(config))
         labels = loader.labels.cpu().numpy()
         ids = list(data.tensors[name].image_ids)
         record.write_predictions(predictions_table(ids, labels, probs, classes,
