@@ -4,6 +4,7 @@ skipped, and the table of contents in step with the chapters."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -146,3 +147,27 @@ def test_runs_table_reads_a_committed_reference_run():
     assert row["balanced_accuracy"] == metrics["test"]["balanced_accuracy"]
     assert row["val_balanced_accuracy"] == metrics["val"]["balanced_accuracy"]
     assert row["recall_mel"] == metrics["test"]["per_class"]["mel"]["recall"]
+
+
+def _absolute_paths(value, where: str):
+    """Every string in a JSON value that reads as an absolute path (``/a/b…`` or ``~/…``), with where it is."""
+    if isinstance(value, dict):
+        return [hit for key, item in value.items() for hit in _absolute_paths(item, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [hit for i, item in enumerate(value) for hit in _absolute_paths(item, f"{where}[{i}]")]
+    if isinstance(value, str) and re.match(r"^(~|/[^/\s]+)/", value):
+        return [(where, value)]
+    return []
+
+
+def test_no_committed_record_names_a_folder_of_the_machine_that_made_it():
+    """The reference records name their data by dataset, layout and checksum: no JSON string and no CSV cell is an
+    absolute path."""
+    results = ROOT / "book" / "results"
+    hits = [hit for path in results.rglob("*.json")
+            for hit in _absolute_paths(json.loads(path.read_text()), str(path.relative_to(results)))]
+    cell = re.compile(r'(^|,)"?(~|/[^/,\s"]+)/')
+    hits += [(str(path.relative_to(results)), line[:80]) for path in results.rglob("*.csv")
+             for line in path.read_text().splitlines() if cell.search(line)]
+    assert len(list(results.rglob("config.json"))) > 10  # the records are there to be checked
+    assert hits == []

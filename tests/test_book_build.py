@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,13 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pskinlib.report.build import book_chapters
+from pskinlib.report.build import CHROMIUM, CHROMIUM_ARGS, Chapter, book_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS: Path = Path()  # set by the smoke_book fixture
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +34,12 @@ def smoke_book(tmp_path_factory):
     where = subprocess.run([sys.executable, "-c", "import pskinlib; print(pskinlib.__file__)"], cwd=build, env=env,
                            capture_output=True, text=True, check=True).stdout
     assert Path(where).resolve().is_relative_to(site.resolve()), where  # the installed copy, not the checkout's
+    global SCREENSHOTS
+    SCREENSHOTS = build / "screenshots"
     command = [str(site / "bin" / "pskin"), "book", "--profile", "smoke", "--force", "--warnings-are-errors",
                "--runs-dir", str(build / "runs"), "--build-dir", str(build)]
+    if Path(CHROMIUM).exists():
+        command += ["--screenshots", str(SCREENSHOTS)]
     if os.environ.get("PSKIN_DATA"):
         command += ["--data-dir", os.environ["PSKIN_DATA"]]
     subprocess.run(command, cwd=ROOT, env=env, check=True)
@@ -52,8 +55,16 @@ def test_smoke_book_builds_every_chapter(smoke_book):
     assert (smoke_book / "index.html").is_file()
 
 
+# What no page of the book may show: a notebook's debris, a folder of the machine that built it, a traceback.
+DEBRIS = re.compile(r"IPython\.core\.display|<IPython|Traceback \(most recent call last\)")
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|tmp|root|home|Users|private|var/folders)/[\w.-]")
+
+
 @pytest.mark.slow
-def test_every_chapter_shows_figures_and_no_errors_in_a_browser(smoke_book):
+def test_every_chapter_reads_as_a_report_in_a_browser(smoke_book):
+    """Each chapter in Chromium: no debris or machine path or traceback in the text, every table inside the
+    content column, every image loaded, figures where a chapter has them, and a "What we found" section that holds
+    a number glued from this build."""
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
@@ -62,33 +73,60 @@ def test_every_chapter_shows_figures_and_no_errors_in_a_browser(smoke_book):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     chapters = book_chapters("smoke", "DATA", "RUNS")
+    problems = []
     try:
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
             missing = []  # files the book asks its own server for and does not have (scripts, fonts, figures)
             page.on("response", lambda r: missing.append(r.url) if r.url.startswith(base) and r.status >= 400
                     else None)
-            for chapter in chapters:
+            for chapter in [*chapters, Chapter("", "bibliography.md", "", "")]:
                 name = Path(chapter.output).stem
-                page.goto(f"{base}/book/{name}.html")
+                page.goto(f"{base}/book/{name}.html", wait_until="networkidle")
                 text = page.inner_text("main")
-                assert "Traceback" not in text and "Error" not in page.title(), name
-                assert page.locator("div.output.traceback, div.output.error").count() == 0, name
-                if chapter.notebook != "performance.ipynb" or (smoke_book / "_static").exists():
-                    figures = page.locator("main img")
-                    if chapter.notebook in ("data_exploration.ipynb", "training.ipynb", "class_weights.ipynb",
-                                            "results.ipynb", "inspector.ipynb"):
-                        assert figures.count() > 0, f"{name} shows no figure"
-                        assert page.evaluate("Array.from(document.querySelectorAll('main img'))"
-                                             ".every(i => i.complete && i.naturalWidth > 0)"), name
+                html = page.inner_html("main")
+                if DEBRIS.search(text) or page.locator("div.output.traceback, div.output.error").count():
+                    problems.append(f"{name}: notebook debris or a traceback")
+                if MACHINE_PATH.search(text) or MACHINE_PATH.search(html):
+                    problems.append(f"{name}: a path of the build machine: {MACHINE_PATH.search(text + html)[0]}")
+                too_wide = page.evaluate("""() => {
+                    const column = document.querySelector('article.bd-article') || document.querySelector('main');
+                    const width = column.getBoundingClientRect().width;
+                    return Array.from(column.querySelectorAll('table'))
+                        .filter(t => t.getBoundingClientRect().width > width + 1).length; }""")
+                if too_wide:
+                    problems.append(f"{name}: {too_wide} table(s) wider than the content column")
+                if not page.evaluate("Array.from(document.querySelectorAll('main img'))"
+                                     ".every(i => i.complete && i.naturalWidth > 0)"):
+                    problems.append(f"{name}: an image that does not load")
+                if chapter.notebook in ("data_exploration.ipynb", "training.ipynb", "class_weights.ipynb",
+                                        "results.ipynb", "inspector.ipynb", "intro.ipynb") \
+                        and not page.locator("main img").count():
+                    problems.append(f"{name}: no figure")
+                found = page.locator("section#what-we-found")
+                if found.count() and not found.locator("span.pasted-text").count():
+                    problems.append(f"{name}: a 'What we found' section with no number glued from this build")
                 if chapter.notebook == "inspector.ipynb":
                     page.wait_for_selector(".jupyter-widgets, .widget-inline-hbox, .widget-button",
                                            timeout=30_000)
             browser.close()
         assert not missing, f"the book's server answered 404 for: {sorted(set(missing))[:10]}"
+        assert not problems, "\n".join(problems)
     finally:
         server.shutdown()
+
+
+@pytest.mark.slow
+def test_the_screenshots_command_writes_every_chapter_at_1400_px(smoke_book):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: the book was built without --screenshots")
+    shots = sorted(SCREENSHOTS.glob("*.png"))
+    names = {Path(c.output).stem for c in book_chapters("smoke", "DATA", "RUNS")}
+    assert {p.stem for p in shots} == names
+    from PIL import Image
+
+    assert all(Image.open(p).width == 1400 for p in shots)
 
 
 @pytest.mark.slow
@@ -99,5 +137,5 @@ def test_widget_scripts_are_served_locally_when_npm_is_there(smoke_book):
     assert (static / "embed-amd.js").is_file() and (static / "require.js").is_file()
     fonts = smoke_book / "book" / "@jupyter-widgets"  # where the manager's stylesheet asks for them
     assert list(fonts.glob("*.woff2")), "the widget manager's icon fonts are not where its stylesheet looks"
-    inspector = (smoke_book / "book" / "05_inspector.html").read_text()
+    inspector = (smoke_book / "book" / "06_inspector.html").read_text()
     assert "_static/embed-amd.js" in inspector and "cdn.jsdelivr.net/npm/@jupyter-widgets" not in inspector

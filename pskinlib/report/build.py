@@ -51,23 +51,31 @@ def find_checkout(start: str | os.PathLike | None = None) -> Path:
 BOOK_PROFILES: dict[str, dict[str, Any]] = {
     # CI: the whole book in a few minutes; the numbers mean nothing.
     "smoke": {"train_profile": "smoke", "models": ("resnet18", "efficientnet_b0"), "schemes": ("none", "inverse"),
-              "extra_scheme_models": (), "train": {"select_metric": "balanced_accuracy"}},
+              "extra_scheme_models": (), "train": {"select_metric": "balanced_accuracy"},
+              "pretrained_models": ("efficientnet_lite0",), "pretrained_profile": "smoke",
+              "pretrained_train": {"pretrained": True, "select_metric": "balanced_accuracy"}},
     # Default: the whole book within 15 minutes on 2 CPU cores, with small stand-ins for the paper's networks.
-    # The paper's two procedures (no weights, inverse weights) run for both models; the other schemes for the
-    # first model only, to stay inside that budget.
-    "quick": {"train_profile": "quick", "models": ("resnet18", "efficientnet_b0"),
+    # The paper's two procedures (no weights, inverse weights) run for every model of both tracks; the other
+    # schemes for the first model only, to stay inside that budget.
+    # EfficientNet-B0 from scratch does not leave the majority baseline in a CPU run this short (measured: 0.452
+    # and 0.333 test balanced accuracy at 48 px, 4 epochs), so the quick book's EfficientNet is the pretrained Lite0.
+    "quick": {"train_profile": "quick", "models": ("resnet18",),
               "schemes": WEIGHT_SCHEMES_IN_BOOK, "extra_scheme_models": ("resnet18",),
               # With class weights the epoch of best plain accuracy is the one leaning most towards nevus (measured:
               # a 15-epoch run kept epoch 1, test balanced accuracy 0.57); the CPU books select on balanced accuracy.
               # A short run needs a shorter weight average than the default (0.995: ~200 steps).
               "train": {"image_size": 48, "epochs": 4, "tta": False, "select_metric": "balanced_accuracy",
-                        "ema_decay": 0.98}},
+                        "ema_decay": 0.98},
+              "pretrained_models": ("efficientnet_lite0",), "pretrained_profile": "transfer",
+              "pretrained_train": {"image_size": 64, "epochs": 3, "tta": False}},
     # The study: ResNet101 and EfficientNet-B0 at 224 px for 100 epochs on Table 1's split. Meant for a GPU.
     "paper": {"train_profile": "paper", "models": ("resnet101", "efficientnet_b0"),
               "schemes": WEIGHT_SCHEMES_IN_BOOK, "extra_scheme_models": ("resnet101", "efficientnet_b0"),
-              "train": {}},
+              "train": {}, "pretrained_models": ("resnet101",), "pretrained_profile": "paper_pretrained",
+              "pretrained_train": {}},
 }
 PAPER_PROCEDURES = ("none", "inverse")  # the paper trains each model without and with class weights
+INTRO, BIBLIOGRAPHY = "intro.ipynb", "bibliography"
 
 
 @dataclass
@@ -83,35 +91,45 @@ class Chapter:
 
 def book_chapters(profile: str, data_dir: str, runs_dir: str, extra: dict[str, Any] | None = None, *,
                   root: str | os.PathLike | None = None) -> list[Chapter]:
-    """The chapters of a build, in order. ``extra`` parameters go to every notebook that declares them."""
+    """The chapters of a build, in the order they run: the front page last, as it sums up the others (the table of
+    contents puts it first). ``extra`` parameters go to every notebook that declares them."""
     if profile not in BOOK_PROFILES:
         raise ParameterError(f"profile: unknown book profile {profile!r}; choose from {list(BOOK_PROFILES)}.")
     spec = BOOK_PROFILES[profile]
-    common = {"data_dir": data_dir, "profile": spec["train_profile"], "runs_dir": runs_dir,
-              "train_overrides": dict(spec["train"])}
+    common = {"data_dir": data_dir, "runs_dir": runs_dir}
+    scratch = {**common, "profile": spec["train_profile"], "train_overrides": dict(spec["train"])}
+    pretrained = {**common, "profile": spec["pretrained_profile"], "train_overrides": dict(spec["pretrained_train"])}
     chapters = [Chapter("data_exploration.ipynb", "01_data_exploration.ipynb", "The data", "The data",
                         {"data_dir": data_dir})]
-    for i, model in enumerate(spec["models"]):
-        chapters.append(Chapter("training.ipynb", f"02_{i + 1}_training_{model}.ipynb", f"Training {model}",
-                                "Training", {**common, "model": model}))
+    trained = [(m, scratch, "from scratch") for m in spec["models"]]
+    trained += [(m, pretrained, "ImageNet-pretrained") for m in spec["pretrained_models"]]
+    for i, (model, parameters, track) in enumerate(trained):
+        suffix = "" if parameters is scratch else "_pretrained"
+        chapters.append(Chapter("training.ipynb", f"02_{i + 1}_training_{model}{suffix}.ipynb",
+                                f"Training {model} ({track})", "Training", {**parameters, "model": model}))
     for i, scheme in enumerate(spec["schemes"]):
+        paper = scheme in PAPER_PROCEDURES
         chapters.append(Chapter("class_weights.ipynb", f"03_{i + 1}_class_weights_{scheme}.ipynb",
-                                f"Class weights: {scheme}", "Class-weight ablation",
-                                {**common, "scheme": scheme, "models": list(
-                                    spec["models"] if scheme in PAPER_PROCEDURES else spec["extra_scheme_models"])}))
+                                f"Class weights: {scheme}", "Class-weight ablation", {
+                                    **scratch, "scheme": scheme,
+                                    "models": list(spec["models"] if paper else spec["extra_scheme_models"]),
+                                    "pretrained_models": list(spec["pretrained_models"]) if paper else [],
+                                    "pretrained_profile": spec["pretrained_profile"],
+                                    "pretrained_overrides": dict(spec["pretrained_train"])}))
     chapters.append(Chapter("results.ipynb", "04_results.ipynb", "Results", "Results",
-                            {"data_dir": data_dir, "runs_dir": runs_dir, "profile": spec["train_profile"]}))
-    chapters.append(Chapter("inspector.ipynb", "05_inspector.ipynb", "Prediction inspector", "Results",
-                            {"data_dir": data_dir, "runs_dir": runs_dir, "model": spec["models"][0],
-                             "class_weights": "inverse"}))
-    chapters.append(Chapter("performance.ipynb", "06_performance.ipynb", "Performance", "Appendix", {}))
+                            {**common, "profile": spec["train_profile"]}))
+    chapters.append(Chapter("external.ipynb", "05_external.ipynb", "Beyond HAM10000", "Results", dict(common)))
+    chapters.append(Chapter("inspector.ipynb", "06_inspector.ipynb", "Prediction inspector", "Results",
+                            {**common, "model": spec["models"][0], "class_weights": "inverse"}))
+    chapters.append(Chapter("performance.ipynb", "07_performance.ipynb", "Performance", "Appendix", {}))
+    chapters.append(Chapter(INTRO, INTRO, "pskin", "", dict(common)))
     notebooks = find_checkout(root) / "notebooks"
     declared = {name: set(notebook_parameters(notebooks / name)) for name in {c.notebook for c in chapters}}
     for name, value in (extra or {}).items():
         takers = [c for c in chapters if name in declared[c.notebook]]
         if not takers:
             raise ParameterError(f"parameter {name!r} is declared by no notebook of the book; notebooks declare "
-                             f"{sorted(set().union(*declared.values()))}.")
+                                 f"{sorted(set().union(*declared.values()))}.")
         for chapter in takers:
             chapter.parameters[name] = value
     return chapters
@@ -137,11 +155,12 @@ def resolve_book_data(data_dir: str | os.PathLike | None = None, *, root: str | 
 
 
 def data_notice(data_dir: str | os.PathLike):
-    """A warning box for the top of a chapter when its data is the synthetic demo set (else nothing)."""
+    """A warning box for the top of a chapter when its data is the synthetic demo set; None (nothing shown) for
+    real data."""
     from IPython.display import Markdown
 
     if not is_synthetic(Path(data_dir)):
-        return Markdown("")
+        return None
     return Markdown(f":::{{warning}}\n{SYNTHETIC_WARNING}\n:::\n")
 
 
@@ -195,10 +214,13 @@ def _check_training_parameters(chapter: Chapter) -> None:
     p = chapter.parameters
     if "profile" not in p or "train_overrides" not in p:
         return
-    models = [p["model"]] if "model" in p else p.get("models", [])
-    for model in models:
-        make_config(p["profile"], data_dir=p.get("data_dir"), model=model,
-                    class_weights=p.get("class_weights", p.get("scheme", "inverse")), **p["train_overrides"])
+    weights = p.get("class_weights", p.get("scheme", "inverse"))
+    for model in [p["model"]] if "model" in p else p.get("models", []):
+        make_config(p["profile"], data_dir=p.get("data_dir"), model=model, class_weights=weights,
+                    **p["train_overrides"])
+    for model in p.get("pretrained_models", []):
+        make_config(p["pretrained_profile"], data_dir=p.get("data_dir"), model=model, class_weights=weights,
+                    **p.get("pretrained_overrides", {}))
 
 
 def _source_fingerprint() -> str:
@@ -232,6 +254,7 @@ def execute_chapter(chapter: Chapter, output: Path, root: Path, log=print) -> No
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=chapter.parameters, cwd=str(root),
                                    kernel_name="python3", progress_bar=False, log_output=False)
+        _hide_injected_parameters(output)
     except PapermillExecutionError as exc:
         raise BookBuildError(
             f"{chapter.notebook} (as {chapter.output}) failed in cell {exc.cell_index} (execution count "
@@ -239,6 +262,19 @@ def execute_chapter(chapter: Chapter, output: Path, root: Path, log=print) -> No
             "the previously rendered book is unchanged."
         ) from None
     log(f"  {chapter.output}: {time.perf_counter() - start:.0f} s")
+
+
+def _hide_injected_parameters(path: Path) -> None:
+    """papermill's injected ``# Parameters`` cell holds this build's values (machine paths among them): the page
+    shows the chapter's parameters table instead."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(notebook, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -278,12 +314,15 @@ def widget_scripts(build_dir: Path, root: Path, log=print) -> dict[str, dict]:
 
 
 def table_of_contents(chapters: list[Chapter]) -> dict:
-    """The Jupyter Book 1.x ``_toc.yml`` for a list of chapters, grouped into parts."""
+    """The Jupyter Book 1.x ``_toc.yml`` for a list of chapters: the front page as the root, the others grouped
+    into parts, and the bibliography last."""
     parts: dict[str, list] = {}
     for chapter in chapters:
-        parts.setdefault(chapter.part, []).append(
-            {"file": f"book/{Path(chapter.output).stem}", "title": chapter.title})
-    return {"format": "jb-book", "root": "book/intro",
+        if chapter.notebook != INTRO:
+            parts.setdefault(chapter.part, []).append(
+                {"file": f"book/{Path(chapter.output).stem}", "title": chapter.title})
+    parts["References"] = [{"file": f"book/{BIBLIOGRAPHY}", "title": "References"}]
+    return {"format": "jb-book", "root": f"book/{Path(INTRO).stem}",
             "parts": [{"caption": caption, "chapters": entries} for caption, entries in parts.items()]}
 
 
@@ -297,7 +336,8 @@ def render_html(build_dir: Path, chapters: list[Chapter], root: Path, warnings_a
     sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
     if scripts:
         sphinx["nb_ipywidgets_js"] = scripts
-        sphinx["html_static_path"] = [os.path.relpath(build_dir / "widgets_js", root)]
+        sphinx["html_static_path"] = [*sphinx.get("html_static_path", []), os.path.relpath(build_dir / "widgets_js",
+                                                                                            root)]
         sphinx["html_extra_path"] = [os.path.relpath(build_dir / WIDGET_FONTS, root)]
     generated = build_dir / "_config.generated.yml"
     generated.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -322,6 +362,47 @@ def render_html(build_dir: Path, chapters: list[Chapter], root: Path, warnings_a
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(fresh, ignore_errors=True)
     return html
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; CI installs it
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def screenshot_book(html: str | os.PathLike, out_dir: str | os.PathLike, chapters: list[Chapter], *,
+                    width: int = 1400, chromium: str = CHROMIUM) -> list[Path]:
+    """A full-page PNG of each chapter of a built book, as a reader's browser at ``width`` pixels shows it (served
+    from 127.0.0.1, widgets and figures loaded). Needs playwright and a Chromium."""
+    import functools
+    import http.server
+    import threading
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise ParameterError("screenshots: need playwright (pskinlib's dev extra: pip install -e '.[dev]').") from None
+    if not Path(chromium).exists():
+        raise ParameterError(f"screenshots: no Chromium at {chromium}; install Debian's chromium.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(html))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    written = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            for chapter in chapters:
+                name = Path(chapter.output).stem
+                page.goto(f"http://127.0.0.1:{server.server_address[1]}/book/{name}.html", wait_until="networkidle")
+                page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+                written.append(out / f"{name}.png")
+            browser.close()
+    finally:
+        server.shutdown()
+    return written
 
 
 def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None, data_dir: str | None = None,
@@ -361,6 +442,10 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
     # Every chapter ran: only now do the executed copies replace the book's.
     for chapter in chapters:
         shutil.copy2(staging / chapter.output, book_dir / chapter.output)
+    current = {chapter.output for chapter in chapters}
+    for stale in book_dir.glob("*.ipynb"):  # chapters of an earlier layout or profile would linger in book/
+        if stale.name not in current:
+            stale.unlink()
     html = render_html(build, chapters, root, warnings_are_errors, log)
     (build / "manifest.json").write_text(json.dumps(manifest, indent=1))
     log(f"Book built in {(time.perf_counter() - start) / 60:.1f} min: {html / 'index.html'}")

@@ -6,16 +6,23 @@ Colours and names of the classes come from :mod:`pskinlib.info`.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from ..data.ham10000 import LesionImages, load_image
 from ..info import CLASSES, class_colours
 
+
+def _finished(fig: plt.Figure) -> plt.Figure:
+    """Closed to pyplot, so a chapter shows it once, where it glues it (a returned figure still displays)."""
+    plt.close(fig)
+    return fig
 
 def sample_grid(images: LesionImages, per_class: int = 6, seed: int = 0) -> plt.Figure:
     """A few randomly chosen images of each class, one row per class."""
@@ -33,7 +40,7 @@ def sample_grid(images: LesionImages, per_class: int = 6, seed: int = 0) -> plt.
                 ax.imshow(load_image(chosen[col]))
         axes[row, 0].set_title(CLASSES[code].name, loc="left", fontsize=10, color=CLASSES[code].colour)
     fig.tight_layout()
-    return fig
+    return _finished(fig)
 
 
 def count_bars(counts: pd.Series, title: str, ax=None) -> plt.Figure:
@@ -43,36 +50,41 @@ def count_bars(counts: pd.Series, title: str, ax=None) -> plt.Figure:
     ax.bar([CLASSES[c].name for c in codes], counts.to_numpy(), color=class_colours(codes))
     for i, value in enumerate(counts.to_numpy()):
         ax.annotate(f"{value:,}", (i, value), ha="center", va="bottom", fontsize=9)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.set_ylabel("images")
+    ax.set_xlabel("diagnosis")
     ax.tick_params(axis="x", labelrotation=20)
     ax.figure.tight_layout()
-    return ax.figure
+    return _finished(ax.figure)
 
 
-def learning_curves(history: pd.DataFrame, classes: tuple[str, ...], title: str = "") -> plt.Figure:
-    """Loss, accuracy and balanced accuracy per epoch on training and validation — the paper's Figure 3 shows the
-    average accuracy per epoch."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+def learning_curves(history: pd.DataFrame, classes: tuple[str, ...], title: str = "",
+                    paper_average: float | None = None) -> plt.Figure:
+    """Loss, plain and balanced accuracy per epoch on training and validation, and each class's validation recall:
+    the paper's Figure 3 plots its average accuracy per epoch, and ``paper_average`` marks the value it reports."""
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     epochs = history["epoch"]
     for split, style in (("train", "--"), ("val", "-")):
         axes[0].plot(epochs, history[f"{split}_loss"], style, label=split)
         axes[1].plot(epochs, history[f"{split}_accuracy"], style, label=f"{split} accuracy")
         axes[1].plot(epochs, history[f"{split}_balanced_accuracy"], style, label=f"{split} balanced accuracy")
+    if paper_average is not None:
+        axes[1].axhline(paper_average, color="grey", ls=":", lw=1, label="paper: average accuracy")
     for code in classes:
         axes[2].plot(epochs, history[f"val_recall_{code}"], color=CLASSES[code].colour, label=CLASSES[code].name)
-    axes[0].set_title("loss")
-    axes[1].set_title("accuracy (plain and balanced)")
-    axes[2].set_title("validation recall per class")
-    for ax in axes:
+    for ax, name, unit in zip(axes, ("loss", "accuracy", "validation recall per class"),
+                              ("cross-entropy (nats)", "fraction of images", "recall (fraction)")):
+        ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=8)
+        ax.set_ylabel(unit)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
     axes[1].set_ylim(0, 1)
     axes[2].set_ylim(0, 1)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    return fig
+    return _finished(fig)
 
 
 def confusion_matrix(confusion, classes: tuple[str, ...], title: str = "", ax=None) -> plt.Figure:
@@ -81,21 +93,26 @@ def confusion_matrix(confusion, classes: tuple[str, ...], title: str = "", ax=No
     ax = ax or plt.subplots(figsize=(4.6, 3.8))[1]
     share = confusion / confusion.sum(axis=1, keepdims=True).clip(min=1)
     labels = np.array([[f"{n}\n{p:.0%}" for n, p in zip(r, s)] for r, s in zip(confusion, share)])
-    names = [CLASSES[c].name.replace(" ", "\n", 1) for c in classes]
+    names = [textwrap.fill(CLASSES[c].name, 12) for c in classes]  # wrapped: long names overlap as columns
     sns.heatmap(share, annot=labels, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax,
                 xticklabels=names, yticklabels=names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.tick_params(axis="x", labelrotation=0)
+    ax.tick_params(axis="y", labelrotation=0)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "confusion matrix (counts and share of each true class)", fontsize=10)
     ax.figure.tight_layout()
-    return ax.figure
+    return _finished(ax.figure)
 
 
-def per_class_bars(table: pd.DataFrame, value: str = "recall", group: str = "run", title: str = "") -> plt.Figure:
-    """Grouped bars of one per-class metric (the paper's Figure 4 shows per-class accuracy, i.e. recall).
+def per_class_bars(table: pd.DataFrame, value: str = "recall", group: str = "run", title: str = "",
+                   paper_average: float | None = None) -> plt.Figure:
+    """Grouped bars of one per-class metric (the paper's Figure 4 shows per-class accuracy, i.e. recall, of its two
+    procedures; ``paper_average`` marks the average it reports).
 
     ``table`` has columns ``group``, ``class`` (code), ``value`` and optionally ``low``/``high`` (a CI)."""
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * table[group].nunique() * table["class"].nunique() / 2), 3.6))
+    fig, ax = plt.subplots(figsize=(min(10, max(6, 1.2 * table[group].nunique() * table["class"].nunique() / 2)),
+                                    3.6))
     groups = list(dict.fromkeys(table[group]))
     codes = list(dict.fromkeys(table["class"]))
     width = 0.8 / len(groups)
@@ -107,13 +124,16 @@ def per_class_bars(table: pd.DataFrame, value: str = "recall", group: str = "run
         if {"low", "high"} <= set(part.columns):
             errors = np.vstack([part[value] - part["low"], part["high"] - part[value]]).clip(min=0)
         ax.bar(x, part[value], width, yerr=errors, capsize=2, label=name, color=palette[g])
+    if paper_average is not None:
+        ax.axhline(paper_average, color="grey", ls=":", lw=1, label="paper: average accuracy")
     ax.set_xticks(np.arange(len(codes)), [CLASSES[c].name for c in codes])
     ax.set_ylim(0, 1)
-    ax.set_ylabel(value)
-    ax.set_title(title)
+    ax.set_xlabel("true class")
+    ax.set_ylabel(f"test {value} (fraction)")
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, ncol=min(4, len(groups)), loc="upper center", bbox_to_anchor=(0.5, -0.12))
     fig.tight_layout()
-    return fig
+    return _finished(fig)
 
 
 def save(fig: plt.Figure, path: str | Path) -> Path:
@@ -122,3 +142,50 @@ def save(fig: plt.Figure, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+def interval_dots(table: pd.DataFrame, label: str, value: str, low: str, high: str, *, marks: dict | None = None,
+                  xlabel: str = "test balanced accuracy (95 % bootstrap interval)") -> plt.Figure:
+    """One dot with its interval per row of ``table`` (labelled by ``label``), and vertical lines at ``marks``
+    ({text: value}: the paper's figure, the majority baseline, an anchor)."""
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(table) + 1.6))
+    y = np.arange(len(table))[::-1]
+    errors = np.vstack([table[value] - table[low], table[high] - table[value]]).clip(min=0)
+    ax.errorbar(table[value], y, xerr=errors, fmt="o", capsize=3, color="#1f4e79")
+    ax.set_yticks(y, table[label])
+    palette = sns.color_palette("colorblind", len(marks or {}))
+    for colour, (text, where) in zip(palette, (marks or {}).items()):
+        ax.axvline(where, ls="--", lw=1, color=colour, label=text)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(xlabel)
+    if marks:
+        # above the axes: inside, the box would hide the dots near 1
+        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(marks), frameon=False)
+    fig.tight_layout()
+    return _finished(fig)
+
+
+def reliability_diagram(groups: dict[str, list[dict]], title: str = "") -> plt.Figure:
+    """Accuracy against confidence per confidence bin (the bins of ``metrics.reliability_bins``), one line per
+    group; the diagonal is perfect calibration."""
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":", label="calibrated")
+    for name, bins in groups.items():
+        points = [(b["confidence"], b["accuracy"]) for b in bins if b["n"]]
+        ax.plot(*zip(*points), marker="o", ms=3, label=name)
+    ax.set_xlabel("confidence (largest probability)")
+    ax.set_ylabel("accuracy in the bin (fraction)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title or "reliability", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _finished(fig)
+
+
+def placeholder(text: str = "not measured in this build") -> plt.Figure:
+    """A small figure that says why a chapter has no figure here (a glued figure must exist for the page)."""
+    fig, ax = plt.subplots(figsize=(6, 0.6))  # with an axes: IPython renders a figure without one as text
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="#666", transform=ax.transAxes)
+    return _finished(fig)
