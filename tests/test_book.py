@@ -135,6 +135,24 @@ def test_unchanged_chapters_are_not_run_again(tmp_path, monkeypatch):
     assert json.loads((build / "manifest.json").read_text()).keys() == {"01_one.ipynb", "02_two.ipynb"}
 
 
+@pytest.mark.slow
+def test_a_changed_reference_record_runs_the_chapters_again(tmp_path, monkeypatch):
+    """The chapters read the committed records in book/results/: a record added there is not met with a stale page."""
+    _, _, build, _ = _tiny_book(tmp_path, monkeypatch)
+    data = tmp_path / "data"
+    data.mkdir()
+    book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=lambda m: None)
+    record = tmp_path / "book" / "results" / "quick" / "a-run"
+    record.mkdir(parents=True)
+    (record / "metrics.json").write_text("{}")
+    logs = []
+    book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
+    assert not any("not run again" in m for m in logs), logs
+    logs.clear()
+    book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
+    assert sum("not run again" in m for m in logs) == 2, logs
+
+
 def test_runs_table_reads_a_committed_reference_run():
     run = ROOT / "book" / "results" / "quality-bar" / "1x16-64px" / "member-0"
     (record,) = [p for p in run.iterdir() if p.is_dir()]

@@ -236,6 +236,14 @@ def _data_fingerprint(data_dir: str) -> str:
     return hashlib.sha256(repr((str(path.resolve()), stats)).encode()).hexdigest()[:16]
 
 
+def _results_fingerprint(root: Path) -> str:
+    """The committed reference records the chapters read: a record added, removed or remade reruns them."""
+    results = root / "book" / "results"
+    stats = [(str(p.relative_to(results)), p.stat().st_size, p.stat().st_mtime_ns)
+             for p in sorted(results.rglob("*")) if p.is_file()] if results.is_dir() else []
+    return hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
+
+
 def chapter_key(chapter: Chapter, notebooks: Path, source: str, data: str) -> str:
     digest = hashlib.sha256((notebooks / chapter.notebook).read_bytes())
     digest.update(json.dumps(chapter.parameters, sort_keys=True, default=str).encode())
@@ -428,7 +436,7 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
     staging.mkdir(parents=True, exist_ok=True)
     manifest_path = build / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    source, data_print = _source_fingerprint(), _data_fingerprint(str(data))
+    source, data_print = _source_fingerprint(), _data_fingerprint(str(data)) + _results_fingerprint(root)
     start = time.perf_counter()
     for chapter in chapters:
         key = chapter_key(chapter, notebooks, source, data_print)

@@ -112,7 +112,7 @@ def per_class_bars(table: pd.DataFrame, value: str = "recall", group: str = "run
 
     ``table`` has columns ``group``, ``class`` (code), ``value`` and optionally ``low``/``high`` (a CI)."""
     fig, ax = plt.subplots(figsize=(min(10, max(6, 1.2 * table[group].nunique() * table["class"].nunique() / 2)),
-                                    3.6))
+                                    4.2))
     groups = list(dict.fromkeys(table[group]))
     codes = list(dict.fromkeys(table["class"]))
     width = 0.8 / len(groups)
@@ -126,13 +126,17 @@ def per_class_bars(table: pd.DataFrame, value: str = "recall", group: str = "run
         ax.bar(x, part[value], width, yerr=errors, capsize=2, label=name, color=palette[g])
     if paper_average is not None:
         ax.axhline(paper_average, color="grey", ls=":", lw=1, label="paper: average accuracy")
-    ax.set_xticks(np.arange(len(codes)), [CLASSES[c].name for c in codes])
+    ax.set_xticks(np.arange(len(codes)), [textwrap.fill(CLASSES[c].name, 16) for c in codes])
     ax.set_ylim(0, 1)
     ax.set_xlabel("true class")
     ax.set_ylabel(f"test {value} (fraction)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, ncol=min(4, len(groups)), loc="upper center", bbox_to_anchor=(0.5, -0.12))
-    fig.tight_layout()
+    # in a band of the figure below the axis label, two entries a row: long run names stay apart
+    entries = len(groups) + (paper_average is not None)
+    band = 0.03 + 0.06 * -(-entries // 2)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, ncol=min(2, entries), loc="lower center",
+               frameon=False)
+    fig.tight_layout(rect=(0, band, 1, 1))
     return _finished(fig)
 
 
@@ -161,6 +165,24 @@ def interval_dots(table: pd.DataFrame, label: str, value: str, low: str, high: s
     if marks:
         # above the axes: inside, the box would hide the dots near 1
         ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(marks), frameon=False)
+    fig.tight_layout()
+    return _finished(fig)
+
+
+def epoch_curves(histories: dict[str, pd.DataFrame], column: str = "val_balanced_accuracy", *,
+                 marks: dict | None = None, title: str = "",
+                 ylabel: str = "validation balanced accuracy (fraction)") -> plt.Figure:
+    """One curve of ``column`` per epoch for each run ({label: history table}), with horizontal lines at ``marks``
+    ({text: value}, e.g. a figure the paper reports)."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for text, history in histories.items():
+        ax.plot(history["epoch"], history[column], marker="o", ms=3, label=text)
+    for text, where in (marks or {}).items():
+        ax.axhline(where, color="grey", ls=":", label=text)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel=ylabel, ylim=(0, 1))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return _finished(fig)
 

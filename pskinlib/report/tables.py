@@ -244,6 +244,8 @@ def external_table(runs, evaluation: str = "external") -> pd.DataFrame:
                 "run": run.name, "path": str(run.path), "model": run.recorded["config"]["model"], "group": group,
                 "images": report["n"],
                 "pretrained": run.recorded["config"].get("pretrained", False),
+                "class_weights": run.recorded["config"].get("class_weights"),
+                "split_seed": run.recorded["config"].get("split_seed", 0),
                 "extra_sources": ",".join(run.recorded["config"].get("extra_sources", ())),
                 "balanced_accuracy": report["balanced_accuracy"],
                 "balanced_accuracy_low": boot["balanced_accuracy"]["low"],
