@@ -213,7 +213,7 @@ def test_a_run_is_evaluated_per_source_and_pooled_with_thresholds_from_validatio
                             tta=False, threads=1), runs_dir=tmp_path / "runs")
     rows = [(f"E{i}", dx, "S1" if i % 2 else "S2") for i, dx in enumerate(["mel", "nv", "bkl", "df"] * 6)]
     external = _labelled(tmp_path / "external", rows)
-    metrics = evaluate_external(run, [external], n_boot=50)
+    metrics = evaluate_external(run, [external])  # the CLI's number of resamples: the same intervals below
     assert set(metrics["groups"]) == {INTERNAL, "S2", "S1", POOLED}
     assert metrics["left_out"] == {"S1/df": 6}  # a class the run does not know
     pooled = metrics["groups"][POOLED]
