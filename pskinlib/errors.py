@@ -12,6 +12,8 @@ catches them.
 
 from __future__ import annotations
 
+import numbers
+
 
 class PskinError(Exception):
     """A failure the user can act on; the message says what, where, and what to do."""
@@ -51,3 +53,11 @@ class CheckpointError(PskinError):
 
 class BookBuildError(PskinError):
     """A chapter of the book failed; the message names the notebook and the cell."""
+
+
+def check_int(name: str, value, minimum: int, types: type | tuple[type, ...] = numbers.Integral) -> int:
+    """``value`` as an ``int`` when it is an integer of ``types`` (numpy's too; never a bool) of at least ``minimum``;
+    else a :class:`ParameterError` naming ``name``: the one check of the integer parameters checked up front."""
+    if isinstance(value, bool) or not isinstance(value, types) or value < minimum:
+        raise ParameterError(f"{name}: expected an integer >= {minimum}, got {value!r}.")
+    return int(value)

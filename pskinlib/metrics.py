@@ -22,7 +22,7 @@ from scipy.special import softmax
 from sklearn import metrics as skm
 
 from .data.ham10000 import validate_classes
-from .errors import ParameterError
+from .errors import ParameterError, check_int
 from .info import CLASSES
 
 ECE_BINS = 15
@@ -106,17 +106,11 @@ def _check_report_inputs(y_true, y_prob, classes) -> tuple[np.ndarray, np.ndarra
     return _check_labels(y_true, "y_true", y_prob.shape[1]), y_prob, classes
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ParameterError(f"{name}: need an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def _check_bootstrap_args(n_boot, confidence, seed) -> tuple[int, float, int]:
-    n_boot = _check_int(n_boot, "n_boot", 1)
+    n_boot = check_int("n_boot", n_boot, 1)
     if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
         raise ParameterError(f"confidence: need a number strictly between 0 and 1 (e.g. 0.95), got {confidence!r}.")
-    return n_boot, float(confidence), _check_int(seed, "seed", 0)
+    return n_boot, float(confidence), check_int("seed", seed, 0)
 
 
 # ---------- Single metrics
@@ -167,7 +161,7 @@ def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int
     """Expected calibration error of the top-label confidence (Guo et al. 2017): over ``n_bins`` equal-width bins,
     |accuracy - mean confidence| weighted by the bin's share of images; in [0, 1]."""
     y_true, y_prob = _check_pair(y_true, y_prob)
-    n_bins = _check_int(n_bins, "n_bins", 1)
+    n_bins = check_int("n_bins", n_bins, 1)
     confidence, correct, bins = _confidence_bins(y_true, y_prob, n_bins)
     counts = np.bincount(bins, minlength=n_bins)
     gap = np.abs(np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins)
@@ -425,7 +419,7 @@ def majority_baseline(y_train: ArrayLike, y_test: ArrayLike, n_classes: int,
                       classes: tuple[str, ...] | None = None) -> dict:
     """Test scores of always predicting the most frequent training class (ties: lowest label): ``{"class_index",
     "class" (None without ``classes``), "n", "accuracy", "balanced_accuracy", "macro_f1"}``."""
-    n_classes = _check_int(n_classes, "n_classes", 2)
+    n_classes = check_int("n_classes", n_classes, 2)
     y_train = _check_labels(y_train, "y_train", n_classes)
     y_test = _check_labels(y_test, "y_test", n_classes)
     if classes is not None:
@@ -506,7 +500,7 @@ def reliability_bins(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = ECE_BIN
     """Reliability-diagram data: per equal-width confidence bin its ``low``/``high`` edges, image count ``n``, mean
     ``confidence`` and ``accuracy`` (None in an empty bin)."""
     y_true, y_prob = _check_pair(y_true, y_prob, in_range=False)
-    n_bins = _check_int(n_bins, "n_bins", 1)
+    n_bins = check_int("n_bins", n_bins, 1)
     confidence, correct, bins = _confidence_bins(y_true, y_prob, n_bins)
     return [{"low": b / n_bins, "high": (b + 1) / n_bins, "n": int(np.sum(bins == b)),
              "confidence": float(confidence[bins == b].mean()) if np.any(bins == b) else None,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import io
 import os
+import threading
 import zipfile
 from pathlib import Path
 
@@ -100,3 +103,32 @@ def zip_bytes(entries: dict[str, bytes]) -> bytes:
         for name, data in entries.items():
             zf.writestr(name, data)
     return buffer.getvalue()
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    """Answers GET /any/path/NAME with ``server.files[NAME]``, else 404."""
+
+    def do_GET(self) -> None:
+        data = self.server.files.get(self.path.rsplit("/", 1)[-1])
+        if data is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(files: dict[str, bytes]):
+    """A server on 127.0.0.1 for ``files`` (by file name; editable through ``server.files``): yields it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    server.files = files
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()

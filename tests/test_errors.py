@@ -3,18 +3,16 @@ traceback unless PSKIN_DEBUG=1 — and the line says what is wrong and where."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import socket
 import struct
-import threading
 import urllib.error
 import zlib
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import image_bytes_for, zip_bytes
+from conftest import image_bytes_for, serving, zip_bytes
 from PIL import Image
 
 from pskinlib.cli import main
@@ -140,27 +138,11 @@ def test_a_failed_download_names_the_address(tmp_path, capsys):
     assert "could not reach" in line and "127.0.0.1" in line
 
 
-class _Files(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        data = self.server.files.get(self.path.rsplit("/", 1)[-1])
-        if data is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 def test_a_download_that_cannot_be_verified_is_refused(tmp_path, capsys):
     """The archives arrive and unpack, but the labels list an image no archive holds: nothing vouches for them."""
     jpeg = io.BytesIO()
     Image.fromarray(image_bytes_for("nv", "ISIC_0000001")).save(jpeg, format="JPEG")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    server.files = {
+    files = {
         "ISIC2018_Task3_Training_Input.zip": zip_bytes(
             {"ISIC2018_Task3_Training_Input/ISIC_0000001.jpg": jpeg.getvalue()}),
         "ISIC2018_Task3_Training_GroundTruth.zip": zip_bytes({
@@ -169,12 +151,9 @@ def test_a_download_that_cannot_be_verified_is_refused(tmp_path, capsys):
         "ISIC2018_Task3_Training_LesionGroupings.csv":
             b"image,lesion_id,diagnosis_confirm_type\nISIC_0000001,HAM_1,histo\nISIC_0000002,HAM_2,histo\n",
     }
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(files) as server:
         base = f"http://127.0.0.1:{server.server_address[1]}/mirror"
         assert main(["data", "download", "--data-dir", str(tmp_path / "ham"), "--base-url", base, "--quiet"]) == 2
-    finally:
-        server.shutdown()
     line = _error(capsys)
     assert "could not be verified" in line and "ISIC_0000002" in line
 

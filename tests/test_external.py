@@ -3,14 +3,12 @@ ISIC 2017 download from fake archives on 127.0.0.1, and a run evaluated on them 
 
 from __future__ import annotations
 
-import http.server
-import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ham_rows, image_bytes_for, write_ham_folder, zip_bytes
+from conftest import ham_rows, image_bytes_for, serving, write_ham_folder, zip_bytes
 from PIL import Image
 
 from pskinlib.cli import main
@@ -127,21 +125,6 @@ def test_an_unknown_derm7pt_diagnosis_or_a_broken_image_stops_the_import_before_
     assert not (tmp_path / "d7" / "labels.csv").exists()
 
 
-class _Files(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        data = self.server.files.get(self.path.rsplit("/", 1)[-1])
-        if data is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def isic2017_server():
     """Fake ISIC 2017 Part 3 archives and ground truths: two validation and three test images (plus superpixel
@@ -163,11 +146,8 @@ def isic2017_server():
         name = f"ISIC-2017_{'Validation' if part == 'val' else 'Test_v2'}_Part3_GroundTruth.csv"
         files[name] = ("image_id,melanoma,seborrheic_keratosis\n"
                        + "".join(f"{i},{m}.0,{k}.0\n" for i, m, k in truth[part])).encode()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    server.files = files
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server, f"http://127.0.0.1:{server.server_address[1]}/2017"
-    server.shutdown()
+    with serving(files) as server:
+        yield server, f"http://127.0.0.1:{server.server_address[1]}/2017"
 
 
 def test_the_isic2017_download_becomes_a_labelled_folder_with_nevus_for_neither_flag(isic2017_server, tmp_path):

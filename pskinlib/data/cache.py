@@ -60,14 +60,20 @@ class Preprocessing:
         return "" if self == Preprocessing() else f"|{self.resize}|{self.colour_constancy}"
 
 
+def illuminant(pixels: np.ndarray, p: float = 6.0) -> np.ndarray:
+    """Shades of Gray's estimate of the light an RGB image was taken under: each channel's Minkowski p-mean
+    (p=1: grey world, p=inf: max-RGB), shape ``(3,)``."""
+    values = pixels.astype(np.result_type(pixels.dtype, np.float32), copy=False)  # floats keep their precision
+    return np.power(np.mean(np.power(values, p), axis=(0, 1)), 1 / p)
+
+
 def shades_of_gray(pixels: np.ndarray, p: float = 6.0) -> np.ndarray:
-    """Shades of Gray colour constancy of an RGB uint8 image: each channel's illuminant is estimated as the
-    Minkowski p-mean of its values and divided out, so the estimate becomes neutral grey (p=1: grey world, p=inf:
-    max-RGB). Returns uint8."""
+    """Shades of Gray colour constancy of an RGB uint8 image: the :func:`illuminant` is divided out, so the
+    estimate becomes neutral grey. Returns uint8."""
     image = pixels.astype(np.float32)
-    illuminant = np.power(np.mean(np.power(image, p), axis=(0, 1)), 1 / p)
-    illuminant = illuminant / max(float(np.linalg.norm(illuminant)), 1e-6)
-    gains = 1.0 / (np.maximum(illuminant, 1e-6) * np.sqrt(3))
+    light = illuminant(image, p)
+    light = light / max(float(np.linalg.norm(light)), 1e-6)
+    gains = 1.0 / (np.maximum(light, 1e-6) * np.sqrt(3))
     return np.clip(image * gains + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from .cache import illuminant
 from .ham10000 import open_image
 
 # Each image is measured at this size (its longer side): enough for means, cheap for thousands of images.
@@ -31,7 +32,7 @@ def image_statistics(paths: Iterable[str], sources: Iterable[str]) -> pd.DataFra
             image = image.convert("RGB")
             image.thumbnail((MEASURE_SIDE, MEASURE_SIDE))
             pixels = np.asarray(image, dtype=np.float64)
-        light = np.power(np.mean(np.power(pixels, 6), axis=(0, 1)), 1 / 6)
+        light = illuminant(pixels, 6.0)
         grey = pixels.mean(axis=2)
         h, w = grey.shape
         ch, cw = max(1, int(h * CORNER)), max(1, int(w * CORNER))

@@ -74,9 +74,7 @@ def evaluate_external(run_dir: str | os.PathLike, folders, *, name: str = "exter
     labels = table["dx"].map({c: i for i, c in enumerate(classes)}).to_numpy()
 
     calibration = _calibration(record, classes, sensitivities)
-    internal = record.predictions("test")
-    groups = {INTERNAL: (internal["true"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
-                         internal[[f"p_{c}" for c in classes]].to_numpy())}
+    groups = {INTERNAL: _recorded_scores(record, "test", classes)}
     for source in dict.fromkeys(table["source_dataset"]):
         keep = (table["source_dataset"] == source).to_numpy()
         groups[source] = (labels[keep], probs[keep])
@@ -99,11 +97,16 @@ def evaluate_external(run_dir: str | os.PathLike, folders, *, name: str = "exter
     return metrics
 
 
+def _recorded_scores(record: RunRecord, part: str, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The run's recorded predictions of ``part`` as class indices and an ``(N, K)`` probability array."""
+    table = record.predictions(part)
+    return (table["true"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
+            table[[f"p_{c}" for c in classes]].to_numpy())
+
+
 def _calibration(record: RunRecord, classes: tuple[str, ...], sensitivities) -> dict:
     """The temperature and the melanoma thresholds, from the run's HAM10000 validation predictions."""
-    val = record.predictions("val")
-    y = val["true"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    p = val[[f"p_{c}" for c in classes]].to_numpy()
+    y, p = _recorded_scores(record, "val", classes)
     thresholds = {}
     if "mel" in classes:
         mel = classes.index("mel")

@@ -29,7 +29,7 @@ from PIL import Image
 from ..data.batches import BatchConstants, normalise, to_float
 from ..data.cache import Preprocessing, resize_image
 from ..data.ham10000 import LesionImages, load_ham10000, load_image
-from ..errors import ParameterError
+from ..errors import ParameterError, check_int
 from ..evaluate.predict import TrainedModel, load_trained
 from ..info import CLASSES
 from ..runs import RunRecord
@@ -46,11 +46,6 @@ CORRECTNESS = {ALL: None, "correct": True, "wrong": False}
 
 # ---------------------------------------------------------------------------------------------------------------
 # The table of predictions
-
-
-def _check_int(name: str, value, low: int, types: type | tuple[type, ...] = (int, np.integer)) -> None:
-    if not isinstance(value, types) or isinstance(value, bool) or value < low:
-        raise ParameterError(f"{name}: expected an integer >= {low}, got {value!r}.")
 
 
 def prediction_classes(predictions: pd.DataFrame) -> tuple[str, ...]:
@@ -175,7 +170,7 @@ def n_pages(n_rows: int, per_page: int) -> int:
 
 def page(predictions: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
     """Rows of page ``page`` (counted from 0) with ``per_page`` rows a page."""
-    _check_int("per_page", per_page, 1)
+    check_int("per_page", per_page, 1)
     last = n_pages(len(predictions), per_page) - 1
     if not isinstance(page, (int, np.integer)) or isinstance(page, bool) or not 0 <= page <= last:
         raise ParameterError(f"page: expected an integer from 0 to {last}, got {page!r}.")
@@ -184,7 +179,7 @@ def page(predictions: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
 
 def most_confident_errors(predictions: pd.DataFrame, per_class: int = 4) -> pd.DataFrame:
     """Up to ``per_class`` wrong predictions of each true class, the most confident first."""
-    _check_int("per_class", per_class, 1)
+    check_int("per_class", per_class, 1)
     classes = prediction_classes(predictions)
     errors = sort_predictions(filter_predictions(predictions, correct=False), "confidence")
     chosen = errors.groupby("true", sort=False).head(per_class)
@@ -293,7 +288,7 @@ class PredictionBrowser(_Displayable):
         self.classes = _check_predictions(predictions)
         for name, value, low in (("per_page", per_page, 1), ("thumbnail_size", thumbnail_size, 16),
                                  ("detail_size", detail_size, 32)):
-            _check_int(name, value, low, int)
+            check_int(name, value, low, int)
         self.predictions, self.trained = predictions, trained
         self.per_page, self.thumbnail_size, self.detail_size = per_page, thumbnail_size, detail_size
         self.page_index, self.selected = 0, None
