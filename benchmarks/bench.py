@@ -889,6 +889,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+RATIOS = {"trainer_vs_raw": "trainer / raw model", "trainer_vs_usual": "trainer / usual pipeline",
+          "trainer_vs_typical": "trainer / typical fp32 script", "input_speedup": "cache / JPEG decoding (input only)"}
+
+
+def ratio_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The side-by-side ratios of :func:`summarize`, one row per (figure, case); empty without results."""
+    return [{"figure": label, "case": case, "value": value}
+            for name, label in RATIOS.items() for case, value in summary.get(name, {}).items()]
+
+
+def ratio_ranges(summary: dict[str, Any]) -> dict[str, float]:
+    """``<ratio>_low`` and ``<ratio>_high`` of each ratio over its cases (NaN without results)."""
+    ranges = {}
+    for name in RATIOS:
+        values = list(summary.get(name, {}).values()) or [float("nan")]
+        ranges.update({f"{name}_low": min(values), f"{name}_high": max(values)})
+    return ranges
+
+
+def plot_efficiency(results: dict[str, Any]):
+    """Training images per second of each case: the raw model, pskin's trainer, the usual pipeline and the
+    typical fp32 script, as horizontal bars."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    cases = pd.DataFrame(results["sections"]["training_efficiency"]["cases"])
+    cases["case"] = cases["model"] + " " + cases["size"].astype(str) + " px"
+    columns = [c for c in ("raw_images_per_second", "trainer_images_per_second", "usual_images_per_second",
+                           "typical_images_per_second") if c in cases]
+    ax = cases.set_index("case")[columns].rename(columns=lambda c: c.replace("_images_per_second", "")).plot.barh(
+        figsize=(8, 3.4))
+    ax.set_xlabel("training images per second")
+    ax.set_ylabel("")
+    ax.set_title("raw model, pskin's trainer, the usual pipeline, the typical fp32 script", fontsize=10)
+    ax.figure.tight_layout()
+    plt.close(ax.figure)
+    return ax.figure
+
+
 def load_results(path: str | os.PathLike = DEFAULT_OUT) -> dict[str, Any]:
     """Read a results file written by :func:`run_benchmarks` (for the book's appendix)."""
     path = Path(path)

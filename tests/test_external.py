@@ -23,7 +23,7 @@ from pskinlib.data.statistics import image_statistics, shift_table
 from pskinlib.errors import DataError, OutputExistsError
 from pskinlib.evaluate.external import INTERNAL, POOLED, evaluate_external
 from pskinlib.explain.inspector import load_evaluation_predictions
-from pskinlib.report.tables import methods_table
+from pskinlib.report.external import methods_table
 from pskinlib.runs import RunRecord
 from pskinlib.train.config import make_config
 from pskinlib.train.trainer import train

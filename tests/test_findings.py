@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from pskinlib.report.findings import external_bar, method_choice, seeds_finding
+from pskinlib.report.external import external_bar, method_choice
+from pskinlib.report.findings import seeds_finding
 
 
 def method_row(method, val, internal, low, *, evaluation="external", extra="", test=0.5, sensitivity=0.5):

@@ -4,7 +4,8 @@ For each image (the file as it is, before any resizing): its size and aspect rat
 0-255); the colour of the light, as Shades of Gray estimates it (the Minkowski p = 6 mean of each channel, as
 chromaticity r, g, b summing to 1: a neutral light is 1/3 each); and the dark vignetting of the dermatoscope's
 round field, as the mean brightness of the four corners over that of the centre (1: even; near 0: black corners).
-:func:`shift_table` summarises them per ``source_dataset``.
+:func:`shift_table` summarises them per ``source_dataset``; :func:`collection_statistics` does both for HAM10000
+and labelled folders.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import illuminant
+from .external import read_labelled_folder
 from .ham10000 import open_image
 
 # Each image is measured at this size (its longer side): enough for means, cheap for thousands of images.
@@ -58,3 +60,11 @@ def shift_table(statistics: pd.DataFrame) -> pd.DataFrame:
     table.insert(3, "aspect", grouped["aspect"].median())
     table["dark_corners"] = grouped["corner_ratio"].apply(lambda r: float((r < 0.5).mean()))
     return table.reset_index()
+
+
+def collection_statistics(table: pd.DataFrame, folders=()) -> pd.DataFrame:
+    """:func:`shift_table` of the images of a HAM10000 table (``path``, ``source_dataset``) and of each labelled
+    folder in ``folders``."""
+    tables = [table, *(read_labelled_folder(folder).table for folder in folders)]
+    return shift_table(pd.concat([image_statistics(t["path"], t["source_dataset"]) for t in tables],
+                                 ignore_index=True))

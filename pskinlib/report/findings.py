@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 from IPython.display import Markdown
 
 from ..info import CLASSES, PAPER_REPORTED
@@ -95,65 +96,59 @@ def cost(runs) -> Markdown:
                     "(a run already made with the same configuration is reused, not trained again).")
 
 
-# The bar a from-scratch HAM10000 model is held to on ISIC 2017's test set: balanced accuracy, and melanoma
-# sensitivity at the threshold chosen on HAM10000 validation for 80 %; and the internal floor it must keep.
-EXTERNAL_BAR = {"balanced_accuracy": 0.65, "melanoma_sensitivity": 0.60, "internal_balanced_accuracy": 0.70}
+def ablation_verdicts(runs: dict, tests, scheme: str) -> dict[str, Any]:
+    """``verdicts``: for each network, what ``scheme`` changed and McNemar's verdict (``report.tables
+    .ablation_tests``); in the unweighted chapter (``scheme`` "none"), each run's balanced accuracy and melanoma
+    recall."""
+    if scheme != "none":
+        phrases = [f"for {row['network']} the {scheme} weights changed test balanced accuracy by {row['gain']:+.3f}; "
+                   f"on the images only one of the two runs got right, {row['verdict']}" for _, row in tests.iterrows()]
+    else:
+        phrases = []
+        for (model, track, _), run in runs.items():
+            numbers = run_numbers(run)
+            phrases.append(f"{model} ({track}) without weights reached a test balanced accuracy of "
+                           f"{numbers['balanced_accuracy_ci'].data}, with recall {numbers['recall_mel']:.3f} for "
+                           "melanoma")
+    return {"verdicts": Markdown("; ".join(phrases) + ".")}
 
 
-def method_choice(methods, baseline: str = "baseline", choose_on: str = "ISIC2017_val",
-                  internal: str = "HAM10000 test", evaluation: str = "external") -> dict[str, Any]:
-    """The rule that adopts a method (``report.tables.methods_table``'s rows of one evaluation): it *helps* when
-    its balanced accuracy on ``choose_on`` beats the baseline's, and it *costs* when its internal balanced accuracy
-    falls below the lower end of the baseline's interval. The choice is the best on ``choose_on`` among those that
-    help and cost nothing, else the baseline. Nothing is chosen on ISIC2017_test."""
-    rows = (methods[(methods["evaluation"] == evaluation) & (methods["extra_sources"] == "")]
-            if len(methods) else methods)
-    if not len(rows) or baseline not in set(rows["method"]):
-        return {"method_verdicts": [], "chosen_method": Markdown("not measured (no baseline record)"),
-                "methods_finding": Markdown("No method record with a baseline is in this checkout.")}
-    base = rows[rows["method"] == baseline].iloc[0]
-    verdicts = []
-    for _, row in rows.iterrows():
-        helps = row[f"{choose_on} balanced_accuracy"] > base[f"{choose_on} balanced_accuracy"]
-        costs = row[f"{internal} balanced_accuracy"] < base[f"{internal} low"]
-        verdicts.append({"method": row["method"], "helps": bool(helps) and row["method"] != baseline,
-                         "costs": bool(costs), choose_on: row[f"{choose_on} balanced_accuracy"],
-                         internal: row[f"{internal} balanced_accuracy"]})
-    eligible = [v for v in verdicts if v["helps"] and not v["costs"]]
-    chosen = max(eligible, key=lambda v: v[choose_on]) if eligible else next(v for v in verdicts
-                                                                               if v["method"] == baseline)
-    helping = [v["method"] for v in verdicts if v["helps"]]
-    sentence = (f"On {choose_on}, the baseline scored {base[f'{choose_on} balanced_accuracy']:.3f}; "
-                + (f"{', '.join(helping)} scored higher" if helping else "no method scored higher")
-                + (f", and {chosen['method']} is adopted ({chosen[choose_on]:.3f} there, {chosen[internal]:.3f} on "
-                   f"{internal} against the baseline's {base[f'{internal} balanced_accuracy']:.3f})"
-                   if chosen["method"] != baseline else ", so the baseline stays")
-                + ".")
-    return {"method_verdicts": verdicts, "chosen_method": Markdown(chosen["method"]),
-            "methods_finding": Markdown(sentence)}
+def time_to_accuracy(times) -> dict[str, Any]:
+    """``time_to_accuracy``: per run of ``report.tables.time_to_accuracy``, its minutes to 0.70 and to 0.75
+    validation balanced accuracy, or that it never got there (with its best)."""
+    if not len(times):
+        return {"time_to_accuracy": Markdown("not measured: no reference records")}
+
+    def reached(row, threshold: float) -> str:
+        minutes = row[f"minutes to {threshold:.2f}"]
+        return (f"{minutes:.1f} min to {threshold:.2f}" if pd.notna(minutes)
+                else f"never {threshold:.2f} (best {row['best validation balanced accuracy']:.3f})")
+
+    return {"time_to_accuracy": Markdown("; ".join(f"{row['run']}: {reached(row, 0.70)}, {reached(row, 0.75)}"
+                                                   for _, row in times.iterrows()))}
 
 
-def external_bar(methods, test_set: str = "ISIC2017_test", internal: str = "HAM10000 test",
-                 bar: dict | None = None) -> dict[str, Any]:
-    """The mean over split seeds of a recipe's rows (``methods_table``, one evaluation, HAM10000-only training)
-    against :data:`EXTERNAL_BAR`, as numbers and a phrase that says which parts are met."""
-    bar = bar or EXTERNAL_BAR
-    if not len(methods):
-        return {"bar_finding": Markdown("not measured: no reference record of the adopted recipe")}
-    seeds = len(methods)
-    values = {"balanced_accuracy": float(methods[f"{test_set} balanced_accuracy"].mean()),
-              "melanoma_sensitivity": float(methods[f"{test_set} sensitivity_at_80"].mean()),
-              "internal_balanced_accuracy": float(methods[f"{internal} balanced_accuracy"].mean())}
-    parts = [f"{test_set} balanced accuracy {values['balanced_accuracy']:.3f} (bar {bar['balanced_accuracy']:.2f}"
-             f", {'met' if values['balanced_accuracy'] >= bar['balanced_accuracy'] else 'not met'})",
-             f"melanoma sensitivity {values['melanoma_sensitivity']:.3f} at the HAM10000-validation threshold (bar "
-             f"{bar['melanoma_sensitivity']:.2f}, "
-             f"{'met' if values['melanoma_sensitivity'] >= bar['melanoma_sensitivity'] else 'not met'})",
-             f"{internal} balanced accuracy {values['internal_balanced_accuracy']:.3f} (floor "
-             f"{bar['internal_balanced_accuracy']:.2f}, "
-             f"{'kept' if values['internal_balanced_accuracy'] >= bar['internal_balanced_accuracy'] else 'lost'})"]
-    return {"bar_seeds": seeds, **{f"bar_{k}": v for k, v in values.items()},
-            "bar_finding": Markdown(f"over {seeds} split seed(s): " + "; ".join(parts))}
+def pretraining(comparisons) -> dict[str, Any]:
+    """``pretraining``: what pretraining changed in each set of ``report.tables.track_comparisons``: test balanced
+    accuracy, melanoma recall and training minutes, with McNemar's verdict."""
+    phrases = [f"in {row['origin']}, pretraining moved test balanced accuracy from "
+               f"{row['scratch balanced_accuracy']:.3f} to {row['pretrained balanced_accuracy']:.3f} and melanoma "
+               f"recall from {row['scratch recall_mel']:.3f} to {row['pretrained recall_mel']:.3f}, for "
+               f"{row['pretrained train_minutes']:.1f} instead of {row['scratch train_minutes']:.1f} training "
+               f"minutes; {row['verdict']}"
+               for _, row in comparisons.iterrows()]
+    return {"pretraining": Markdown("; ".join(phrases) + "." if phrases else
+                                    "no set of runs here holds both tracks on the same test images.")}
+
+
+def fusion_gain(fused) -> dict[str, Any]:
+    """``fusion``: the range of what age, sex and body site added over the refitted image-only head
+    (``report.tables.fusion_table``)."""
+    if not len(fused):
+        return {"fusion": Markdown("no run of this build was fused")}
+    gain = fused["+ metadata"] - fused["head refitted, images"]
+    return {"fusion": Markdown(f"the metadata moved test balanced accuracy by {gain.min():+.3f} to {gain.max():+.3f} "
+                               f"over the refitted image-only head ({len(fused)} run(s))")}
 
 
 # What a pretrained run of at most 15 CPU minutes is held to: mean over split seeds of the lesion-grouped test

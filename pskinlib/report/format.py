@@ -26,6 +26,11 @@ def interval(value: float | None, low: float | None, high: float | None, digits:
     return f"{value:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
 
+def intervals(table: pd.DataFrame, value: str, low: str, high: str, digits: int = 3) -> list[str]:
+    """:func:`interval` of each row of ``table``, from its columns ``value``, ``low`` and ``high``."""
+    return [interval(v, lo, hi, digits) for v, lo, hi in table[[value, low, high]].itertuples(index=False)]
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 

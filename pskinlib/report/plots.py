@@ -205,6 +205,41 @@ def reliability_diagram(groups: dict[str, list[dict]], title: str = "") -> plt.F
     return _finished(fig)
 
 
+def patients(images: LesionImages) -> plt.Figure:
+    """Age at diagnosis (density per class) and sex (share of each class's images), side by side."""
+    named = images.table.assign(diagnosis=images.table["dx"].map(lambda c: CLASSES[c].name))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    sns.histplot(named, x="age", hue="diagnosis", element="step", stat="density", common_norm=False, bins=18,
+                 palette=[CLASSES[c].colour for c in images.classes],
+                 hue_order=[CLASSES[c].name for c in images.classes], ax=axes[0])
+    axes[0].set_title("age at diagnosis", fontsize=10)
+    axes[0].set_xlabel("age (years)")
+    axes[0].set_ylabel("density")
+    pd.crosstab(named["diagnosis"], named["sex"], normalize="index").plot.barh(stacked=True, ax=axes[1])
+    axes[1].set_title("sex, as a share of each class", fontsize=10)
+    axes[1].set_xlabel("share of the class's images")
+    fig.tight_layout()
+    return _finished(fig)
+
+
+def shift_bars(shift: pd.DataFrame) -> plt.Figure:
+    """Two panels of a ``data.statistics.shift_table``: the light's chromaticity per collection (1/3 each is
+    neutral) and the corner-to-centre brightness (vignetting)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    by_source = shift.set_index("source_dataset")
+    by_source[["light_r", "light_g", "light_b"]].plot.bar(ax=axes[0], color=["#c44", "#4a4", "#44c"])
+    axes[0].axhline(1 / 3, color="grey", ls=":", lw=1)
+    axes[0].set_ylabel("light chromaticity (fraction)")
+    axes[0].set_title("the colour of the light", fontsize=10)
+    by_source["corner_ratio"].plot.bar(ax=axes[1], color="#777")
+    axes[1].set_ylabel("corner / centre brightness")
+    axes[1].set_title("vignetting", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("")
+    fig.tight_layout()
+    return _finished(fig)
+
+
 def placeholder(text: str = "not measured in this build") -> plt.Figure:
     """A small figure that says why a chapter has no figure here (a glued figure must exist for the page)."""
     fig, ax = plt.subplots(figsize=(6, 0.6))  # with an axes: IPython renders a figure without one as text

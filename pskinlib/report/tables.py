@@ -14,11 +14,12 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ParameterError
-from ..info import PAPER_REPORTED
+from ..info import PAPER_REPORTED, PUBLISHED_ANCHORS
 from ..metrics import mcnemar_test, pairwise_accuracy
 from ..runs import GPU_RUN_SUMMARY, QUALITY_BAR_SUMMARY, RunRecord, default_runs_dir, find_runs
 from ..train.config import TrainConfig, make_config
 from ..train.models import validate_model_name
+from .format import interval, intervals
 
 
 def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
@@ -213,87 +214,300 @@ def run_to_inspect(run_dir: str | os.PathLike | None = None, *, runs_dir: str | 
                                      quiet=True), runs_dir)
 
 
-def paper_comparison() -> pd.DataFrame:
-    """The paper's reported figures, for the results table."""
-    return pd.DataFrame([
-        {"source": "paper (reported)", "what": "average accuracy over the three classes",
-         "value": PAPER_REPORTED["average_accuracy"]},
-        {"source": "paper (reported)", "what": "nevus vs seborrheic keratosis accuracy",
-         "value": PAPER_REPORTED["nv_vs_bkl_accuracy"]},
-    ])
+def run_settings(run) -> pd.DataFrame:
+    """What a run was: network, track, size, epochs, batch, optimiser, class weights, how its epoch was kept, its
+    precision and training minutes, as ``setting, value`` rows."""
+    run = RunRecord.open(run, finished=True)
+    config, history = run.recorded["config"], run.history
+    track = "fine-tuned from ImageNet weights" if config.get("pretrained") else "trained from scratch"
+    settings = {"network": config["model"], "track": track, "image size (px)": config["image_size"],
+                "epochs run": len(history), "batch": config["batch_size"],
+                "optimiser": f"{config['optimizer']}, lr {config['lr']:g}", "class weights": config["class_weights"],
+                "epoch kept by": f"validation {config['select_metric']}",
+                "precision": run.recorded["environment"]["precision"],
+                "training minutes": history["seconds"].sum() / 60}
+    return pd.DataFrame(list(settings.items()), columns=["setting", "value"])
 
 
+def class_weights_table(runs) -> pd.DataFrame:
+    """The loss's weight of each class (by name) that training computed: one row for a run, or one per labelled
+    run of a dict ``{label: run}`` (then with a ``run`` column)."""
+    from ..info import CLASSES
 
-
-
-def external_table(runs, evaluation: str = "external") -> pd.DataFrame:
-    """One row per (run, group) of each run's external evaluation (``pskin evaluate RUN --external``): balanced
-    accuracy with its interval, melanoma recall and AUC, the melanoma sensitivity and specificity at the
-    HAM10000-validation threshold for 80 % sensitivity, and the calibration error before and after temperature
-    scaling. Runs without that evaluation are left out."""
-    rows = []
-    for run in map(RunRecord, runs):
-        result = run.evaluations().get(evaluation)
-        if result is None:
-            continue
-        metrics = result.metrics
-        for group, report in metrics["groups"].items():
-            boot = report["bootstrap"]
-            point = report.get("melanoma_operating_points", {}).get("80%", {})
-            rows.append({
-                "run": run.name, "path": str(run.path), "model": run.recorded["config"]["model"], "group": group,
-                "images": report["n"],
-                "pretrained": run.recorded["config"].get("pretrained", False),
-                "class_weights": run.recorded["config"].get("class_weights"),
-                "split_seed": run.recorded["config"].get("split_seed", 0),
-                "extra_sources": ",".join(run.recorded["config"].get("extra_sources", ())),
-                "balanced_accuracy": report["balanced_accuracy"],
-                "balanced_accuracy_low": boot["balanced_accuracy"]["low"],
-                "balanced_accuracy_high": boot["balanced_accuracy"]["high"],
-                "recall_mel": report["per_class"]["mel"]["recall"] if "mel" in report["per_class"] else None,
-                "auc_mel": report["roc_auc_ovr"]["per_class"].get("mel"), "macro_auc": report["roc_auc_ovr"]["macro"],
-                "sensitivity_at_80": (point.get("sensitivity") or {}).get("estimate"),
-                "specificity_at_80": (point.get("specificity") or {}).get("estimate"),
-                "ece": report["calibration"]["ece"], "ece_calibrated": report["calibration"]["ece_calibrated"],
-                **{f"recall_{code}": v["recall"] for code, v in report["per_class"].items()},
-            })
+    labelled = runs if isinstance(runs, dict) else {None: runs}
+    rows = [{**({"run": label} if label is not None else {}),
+             **{CLASSES[c].name: v for c, v in RunRecord.open(run).recorded["class_weights"].items()}}
+            for label, run in labelled.items()]
     return pd.DataFrame(rows)
 
 
-def methods_table(runs, evaluations: tuple[str, ...] = ("external", "external-dihedral"),
-                  sets: tuple[str, ...] = ("HAM10000 test", "ISIC2017_val", "ISIC2017_test")) -> pd.DataFrame:
-    """The methods against another collection's images, one row per (run, evaluation): the method (a run's notes
-    up to their first colon, as ``experiments/external_methods.py`` writes them) and its description, the
-    test-time views, the split seed, and for each set of ``sets``: balanced accuracy with its interval, melanoma
-    recall and the melanoma sensitivity at the HAM10000-validation threshold for 80 %; the calibration error on the
-    last set before and after temperature scaling."""
+def test_summary(run) -> pd.DataFrame:
+    """A run's test accuracy, balanced accuracy and macro F1 with their intervals, and the majority baseline's
+    accuracy and balanced accuracy, as ``metric, value`` rows."""
+    metrics = RunRecord.open(run, finished=True).metrics
+    test, boot, baseline = metrics["test"], metrics["test"]["bootstrap"], metrics["majority_baseline"]
+    scores = (("accuracy", test["accuracy"], "accuracy"),
+              ("balanced accuracy", test["balanced_accuracy"], "balanced_accuracy"),
+              ("macro F1", test["macro"]["f1"], "macro_f1"))
+    return pd.DataFrame([*({"metric": name, "value": interval(value, boot[key]["low"], boot[key]["high"])}
+                           for name, value, key in scores),
+                         {"metric": "always the majority class: accuracy", "value": f"{baseline['accuracy']:.3f}"},
+                         {"metric": "always the majority class: balanced accuracy",
+                          "value": f"{baseline['balanced_accuracy']:.3f}"}])
+
+
+TRACKS = {False: "from scratch", True: "ImageNet-pretrained"}
+
+
+def ablation_runs(scheme: str, *, data_dir: str | os.PathLike, runs_dir: str | os.PathLike, models=(),
+                  profile: str = "quick", train_overrides: dict | None = None, pretrained_models=(),
+                  pretrained_profile: str = "transfer", pretrained_overrides: dict | None = None) -> dict:
+    """The class-weight ablation's runs, ``{(model, track, weights): RunRecord}``: each network of ``models``
+    (from scratch, ``profile``) and of ``pretrained_models`` (``pretrained_profile``) without weights and with
+    ``scheme``, reused when already trained (:func:`find_or_train`)."""
+    tracks = [(m, TRACKS[False], profile, train_overrides or {}) for m in models]
+    tracks += [(m, TRACKS[True], pretrained_profile, pretrained_overrides or {}) for m in pretrained_models]
+    return {(model, track, weights): find_or_train(make_config(track_profile, data_dir=data_dir, model=model,
+                                                               class_weights=weights, quiet=True, **overrides),
+                                                   runs_dir)
+            for model, track, track_profile, overrides in tracks for weights in dict.fromkeys(["none", scheme])}
+
+
+def ablation_scores(runs: dict) -> pd.DataFrame:
+    """Test accuracy, balanced accuracy with its interval and macro F1 of each :func:`ablation_runs` run."""
     rows = []
-    for name in evaluations:
-        table = external_table(runs, evaluation=name)
+    for (model, track, weights), run in runs.items():
+        test = run.metrics["test"]
+        ci = test["bootstrap"]["balanced_accuracy"]
+        rows.append({"network": f"{model} ({track})", "weights": weights, "accuracy": test["accuracy"],
+                     "balanced accuracy": interval(test["balanced_accuracy"], ci["low"], ci["high"]),
+                     "macro F1": test["macro"]["f1"]})
+    return pd.DataFrame(rows)
+
+
+def ablation_tests(runs: dict, scheme: str) -> pd.DataFrame:
+    """McNemar's test of each network's run without weights against its run with ``scheme``, with the change in
+    test balanced accuracy and the verdict phrase."""
+    from .findings import comparison
+
+    rows = []
+    for model, track in dict.fromkeys((m, t) for m, t, _ in runs):
+        without, with_scheme = runs[(model, track, "none")], runs[(model, track, scheme)]
+        result = compare_runs(without, with_scheme)
+        rows.append({"network": f"{model} ({track})", "right only without weights": result["b"],
+                     f"right only with {scheme}": result["c"], "p-value": f"{result['p_value']:.3g}",
+                     "test": result["method"],
+                     "gain": with_scheme.metrics["test"]["balanced_accuracy"]
+                     - without.metrics["test"]["balanced_accuracy"],
+                     "verdict": comparison(result, "without weights", f"with {scheme} weights")["verdict"].data})
+    return pd.DataFrame(rows)
+
+
+def reported_figures() -> pd.DataFrame:
+    """The paper's reported figures, the majority baseline and the published anchors, for the results chapter."""
+    return pd.DataFrame([
+        {"source": "paper (reported)", "figure": "average accuracy over the three classes",
+         "value": PAPER_REPORTED["average_accuracy"]},
+        {"source": "paper (reported)", "figure": "nevus vs seborrheic keratosis accuracy",
+         "value": PAPER_REPORTED["nv_vs_bkl_accuracy"]},
+        {"source": "always 'nevus'", "figure": "balanced accuracy on three classes", "value": 1 / 3},
+        *[{"source": a["source"], "figure": a["what"], "value": a["value"]} for a in PUBLISHED_ANCHORS]])
+
+
+def labelled_runs(table: pd.DataFrame, origin: str) -> pd.DataFrame:
+    """The newest run of each configuration in ``table``, with its ``origin`` and a ``label``: origin, model,
+    track and class weights, and the split seed where the same recipe ran on several."""
+    table = latest_runs(table)
+    if not len(table):
+        return table
+    track = table["pretrained"].map({True: "pretrained", False: "scratch"})
+    label = origin + ": " + table["model"] + " (" + track + "), " + table["class_weights"]
+    repeated = label.duplicated(keep=False)
+    label = label.where(~repeated, label + ", split " + table["split_seed"].astype(str))
+    return table.assign(origin=origin, label=label)
+
+
+def book_runs(runs_dir: str | os.PathLike, reference_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """:func:`labelled_runs` of this build (``"this build"``, first) and of each reference folder of
+    ``reference_dir`` (``"reference <folder>"``) but the external ones, which the external chapter shows."""
+    sets = {"this build": labelled_runs(runs_table(runs_dir), "this build")}
+    for folder in sorted(Path(reference_dir).glob("*")):
+        if folder.is_dir() and not folder.name.startswith("external"):
+            sets[f"reference {folder.name}"] = labelled_runs(runs_table(folder), f"reference {folder.name}")
+    return sets
+
+
+def runs_view(table: pd.DataFrame) -> pd.DataFrame:
+    """Every run as the results chapter lists it: size and epochs, minutes, test balanced accuracy with its
+    interval, each class's test recall."""
+    return pd.DataFrame({
+        "run": table["label"], "px x epochs": table["image_size"].astype(str) + " x " + table["epochs"].astype(str),
+        "minutes": table["train_minutes"],
+        "balanced accuracy (95 % CI)": intervals(table, "balanced_accuracy", "balanced_accuracy_low",
+                                                 "balanced_accuracy_high"),
+        "melanoma": table["recall_mel"], "nevus": table["recall_nv"], "keratosis": table["recall_bkl"]})
+
+
+def paper_procedures(built: pd.DataFrame) -> dict[str, RunRecord]:
+    """This build's runs of the paper's two procedures (no class weights, inverse weights), by label without the
+    origin: the runs of its Figures 3 and 4."""
+    pairs = built[built["class_weights"].isin(["none", "inverse"])] if len(built) else built
+    return {row.label.removeprefix("this build: "): RunRecord(row.path) for row in pairs.itertuples()}
+
+
+def _best(table: pd.DataFrame, rows, by: str = "balanced_accuracy"):
+    part = table[rows] if len(table) else table
+    return part.loc[part[by].idxmax()] if len(part) else None
+
+
+def track_comparisons(sets: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """For each set of runs holding both tracks: its best run from scratch against its best pretrained run (best
+    test balanced accuracy), with McNemar's test on their test images; sets tested on other images are left out."""
+    from .findings import comparison
+
+    rows = []
+    for origin, table in sets.items():
         if not len(table):
             continue
-        for run, group in table.groupby("run", sort=False):
-            record = RunRecord(group["path"].iloc[0])
-            config = record.recorded["config"]
-            method, _, described = config.get("notes", "").partition(":")
-            by_set = group.set_index("group")
-            row = {"run": run, "method": method.strip() or run, "description": described.strip(),
-                   "evaluation": name, "views": record.evaluation(name).metrics["tta"] or "none",
-                   "split_seed": config.get("split_seed", 0), "extra_sources": group["extra_sources"].iloc[0]}
-            for part in sets:
-                if part not in by_set.index:
-                    continue
-                values = by_set.loc[part]
-                row.update({f"{part} balanced_accuracy": values["balanced_accuracy"],
-                            f"{part} low": values["balanced_accuracy_low"],
-                            f"{part} high": values["balanced_accuracy_high"],
-                            f"{part} recall_mel": values["recall_mel"],
-                            f"{part} sensitivity_at_80": values["sensitivity_at_80"]})
-            last = sets[-1]
-            if last in by_set.index:
-                row.update({"ece": by_set.loc[last, "ece"], "ece_calibrated": by_set.loc[last, "ece_calibrated"]})
-            rows.append(row)
+        scratch, pretrained = _best(table, table["pretrained"].eq(False)), _best(table, table["pretrained"].eq(True))
+        if scratch is None or pretrained is None:
+            continue
+        try:
+            test = compare_runs(scratch["path"], pretrained["path"])
+        except ValueError:  # other test images: no paired test
+            continue
+        rows.append({"origin": origin, **{f"{track} {key}": row[key] for track, row in (("scratch", scratch),
+                     ("pretrained", pretrained)) for key in ("model", "balanced_accuracy", "recall_mel",
+                                                             "train_minutes")},
+                     "p_value": test["p_value"],
+                     "verdict": comparison(test, "the run from scratch", "the pretrained run")["verdict"].data})
     return pd.DataFrame(rows)
+
+
+def track_comparisons_view(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """:func:`track_comparisons` as the results chapter shows it."""
+    def pair(key: str, digits: int) -> list[str]:
+        return [f"{a:.{digits}f} → {b:.{digits}f}" for a, b in zip(comparisons[f"scratch {key}"],
+                                                                   comparisons[f"pretrained {key}"])]
+
+    return pd.DataFrame({
+        "runs": comparisons["origin"],
+        **{name: [f"{m}, {v:.3f}" for m, v in zip(comparisons[f"{track} model"],
+                                                  comparisons[f"{track} balanced_accuracy"])]
+           for name, track in (("from scratch", "scratch"), ("pretrained", "pretrained"))},
+        "melanoma recall": pair("recall_mel", 3), "minutes": pair("train_minutes", 1),
+        "p-value": [f"{p:.3g}" for p in comparisons["p_value"]]})
+
+
+def quality_bar_view(quality_bar: pd.DataFrame) -> pd.DataFrame:
+    """The headline result of each quality-bar setting: minutes, balanced accuracy with its interval, recalls."""
+    headline = quality_bar[quality_bar["headline"]]
+    return pd.DataFrame({"setting": headline["setting"], "minutes": headline["wall_minutes"],
+                         "balanced accuracy (95 % CI)": intervals(headline, "balanced_accuracy",
+                                                                  "balanced_accuracy_low", "balanced_accuracy_high"),
+                         "melanoma": headline["recall_mel"], "nevus": headline["recall_nv"],
+                         "keratosis": headline["recall_bkl"]})
+
+
+def split_seed_runs(folder: str | os.PathLike, summary: str = "transfer.json") -> tuple[pd.DataFrame, dict]:
+    """The runs of one recipe on several split seeds (``experiments/transfer.py``'s folder) and each run's wall
+    minutes from the folder's summary (empty without one)."""
+    from ..io import read_json
+
+    path = Path(folder) / summary
+    walls = {r["run"]: r["wall_minutes"] for r in read_json(path)["runs"]} if path.is_file() else {}
+    return runs_table(folder), walls
+
+
+def split_seeds_view(table: pd.DataFrame, walls: dict) -> pd.DataFrame:
+    """:func:`split_seed_runs` as the results chapter shows it: a row per split seed."""
+    return pd.DataFrame({
+        "split seed": table["split_seed"], "best epoch": table["best_epoch"],
+        "wall minutes": [walls.get(r) for r in table["run"]],
+        "balanced accuracy (95 % CI)": intervals(table, "balanced_accuracy", "balanced_accuracy_low",
+                                                 "balanced_accuracy_high"),
+        "macro AUC (95 % CI)": intervals(table, "macro_auc", "macro_auc_low", "macro_auc_high"),
+        "melanoma": table["recall_mel"], "nevus": table["recall_nv"], "keratosis": table["recall_bkl"]})
+
+
+def paper_weighted(built: pd.DataFrame) -> pd.DataFrame:
+    """This build's runs of the paper's weighted procedure: inverse class weights, plain shuffling, cross-entropy."""
+    if not len(built):
+        return built
+    return built[(built["class_weights"] == "inverse") & (built["sampler"] == "shuffle")
+                 & (built["loss"] == "cross_entropy")]
+
+
+def headline(runs_dir: str | os.PathLike, reference_dir: str | os.PathLike) -> pd.DataFrame:
+    """The front page's rows (``what, value, low, high, detail, chapter``): the paper's reported accuracy, the
+    majority baseline, the published anchors, and this book's best real-data runs of each track and outside
+    HAM10000. Every best run is chosen on validation (HAM10000's, or ISIC2017_val) and reported on test."""
+    from .external import best_outside, external_table, reference_runs
+
+    references = Path(reference_dir)
+    folders = sorted({p.parent.parent for p in references.rglob("*/metrics.json")} - {references})
+    tables = [t for t in [runs_table(runs_dir), *map(runs_table, folders)] if len(t)]
+    runs = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    real = runs[~runs["synthetic"].astype(bool)] if len(runs) else runs
+    rows = [{"what": "the paper: average accuracy (reported)", "value": PAPER_REPORTED["average_accuracy"],
+             "detail": "ResNet101 / EfficientNet, Table 1 split", "chapter": "04_results"},
+            {"what": "always answering 'nevus'", "value": 1 / 3, "detail": "balanced accuracy of the majority class",
+             "chapter": "01_data_exploration"},
+            *[{"what": "published anchor", "value": a["value"], "detail": a["what"], "chapter": "04_results"}
+              for a in PUBLISHED_ANCHORS]]
+    for pretrained, what in ((False, "from scratch"), (True, "ImageNet-pretrained")):
+        best = _best(real, real["pretrained"] == pretrained, "val_balanced_accuracy") if len(real) else None
+        if best is not None:
+            rows.append({"what": f"this book, {what} (HAM10000 test)", "value": best["balanced_accuracy"],
+                         "low": best["balanced_accuracy_low"], "high": best["balanced_accuracy_high"],
+                         "detail": f"{best['model']}, {best['image_size']} px, {best['class_weights']} weights",
+                         "chapter": "04_results"})
+    outside = best_outside(external_table(reference_runs(reference_dir)))
+    if outside is not None:
+        rows.append({"what": "this book on ISIC 2017's test set (another collection)",
+                     "value": outside["balanced_accuracy"], "low": outside["balanced_accuracy_low"],
+                     "high": outside["balanced_accuracy_high"],
+                     "detail": f"{outside['model']}, trained on HAM10000 only", "chapter": "05_external"})
+    return pd.DataFrame(rows).reindex(columns=["what", "value", "low", "high", "detail", "chapter"])
+
+
+def headline_view(rows: pd.DataFrame) -> pd.DataFrame:
+    """:func:`headline` as the front page shows it, each row linked to its chapter."""
+    return pd.DataFrame({
+        "": rows["what"], "balanced accuracy (95 % CI)": intervals(rows, "value", "low", "high"),
+        "what it is": rows["detail"],
+        "chapter": [f'<a href="{c}.html">{c.split("_", 1)[1].replace("_", " ")}</a>' for c in rows["chapter"]]})
+
+
+def reference_tracks(reference_dir: str | os.PathLike) -> tuple[dict[str, RunRecord], dict[str, Path]]:
+    """The reference records the Performance appendix times, by label: the from-scratch and the pretrained
+    track's first runs, and the plain-loop yardstick's folder; those missing from the checkout are left out."""
+    references = Path(reference_dir)
+    tracks = {}
+    for folder, label in ((references / "quality-bar" / "1x18-64px" / "member-0", "ResNet18 from scratch, 64 px"),
+                          (references / "transfer", "EfficientNet-Lite0, ImageNet-pretrained")):
+        found = find_runs(folder)
+        if found:
+            tracks[label] = found[0]
+    loops = {"the plain loop, 64 px": references / "quality-bar" / "plain-loop-8x64px"}
+    return tracks, {label: folder for label, folder in loops.items() if folder.is_dir()}
+
+
+def precision_check(reference_dir: str | os.PathLike) -> pd.DataFrame:
+    """The same quality-bar recipe in bf16 and in fp32 (the full-length precision check), as :func:`runs_table`
+    rows, bf16 first; fewer than two rows when the check is not in the checkout."""
+    references = Path(reference_dir)
+    return pd.concat([runs_table(references / "quality-bar" / "1x16-64px" / "member-0"),
+                      runs_table(references / "precision-check")], ignore_index=True)
+
+
+def precision_view(pair: pd.DataFrame) -> pd.DataFrame:
+    """:func:`precision_check` as the appendix shows it."""
+    return pd.DataFrame({"precision": pair["precision"], "best epoch": pair["best_epoch"],
+                         "minutes": pair["train_minutes"], "validation": pair["val_balanced_accuracy"],
+                         "test balanced accuracy (95 % CI)": intervals(pair, "balanced_accuracy",
+                                                                       "balanced_accuracy_low",
+                                                                       "balanced_accuracy_high")})
 
 
 def time_to_accuracy(runs: dict[str, Any], plain_loops: dict[str, Any] | None = None,
@@ -321,6 +535,9 @@ def time_to_accuracy(runs: dict[str, Any], plain_loops: dict[str, Any] | None = 
 
 
 
-__all__ = ["compare_runs", "external_table", "find_or_train", "fusion_table", "gpu_run_table", "latest_runs",
-           "methods_table", "paper_comparison", "quality_bar_table", "recall_table", "run_to_inspect", "runs_table",
-           "time_to_accuracy"]
+__all__ = ["ablation_runs", "ablation_scores", "ablation_tests", "book_runs", "class_weights_table", "compare_runs",
+           "find_or_train", "fusion_table", "gpu_run_table", "headline", "headline_view", "labelled_runs",
+           "latest_runs", "paper_procedures", "paper_weighted", "precision_check", "precision_view",
+           "quality_bar_table", "quality_bar_view", "recall_table", "reference_tracks", "reported_figures",
+           "run_settings", "run_to_inspect", "runs_table", "runs_view", "split_seed_runs", "split_seeds_view",
+           "test_summary", "time_to_accuracy", "track_comparisons", "track_comparisons_view"]

@@ -1,0 +1,134 @@
+"""The chapters' tables and findings, on the committed reference records: what the book states follows its rules
+(best runs chosen on validation, two-source runs never counted as external) and its numbers come from the records."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.bench import ratio_ranges, ratio_table
+from pskinlib.data.ham10000 import load_ham10000
+from pskinlib.data.splits import make_split, split_summary
+from pskinlib.info import PAPER_TABLE1
+from pskinlib.report import dataset, external, findings, tables
+from pskinlib.runs import find_runs
+
+REFERENCES = Path(__file__).resolve().parents[1] / "book" / "results"
+
+
+@pytest.fixture(scope="module")
+def side():
+    return external.inside_outside([], REFERENCES)
+
+
+def test_the_front_page_picks_each_track_s_best_run_on_validation_and_reports_its_test_score(tmp_path):
+    headline = tables.headline(tmp_path / "no-runs", REFERENCES)
+    folders = {p.parent.parent for p in REFERENCES.rglob("*/metrics.json")} - {REFERENCES}
+    runs = pd.concat([tables.runs_table(f) for f in folders], ignore_index=True)
+    for pretrained, what in ((False, "from scratch"), (True, "ImageNet-pretrained")):
+        track = runs[runs["pretrained"] == pretrained]
+        chosen = track.loc[track["val_balanced_accuracy"].idxmax()]
+        row = headline[headline["what"].str.contains(what)].iloc[0]
+        assert row["value"] == chosen["balanced_accuracy"] and row["low"] == chosen["balanced_accuracy_low"]
+    outside = headline[headline["chapter"] == "05_external"].iloc[0]
+    table = external.external_table(external.reference_runs(REFERENCES))
+    alone = table[table["extra_sources"] == ""]
+    val = alone[alone["group"] == "ISIC2017_val"]
+    chosen = val.loc[val["balanced_accuracy"].idxmax(), "run"]
+    expected = alone[(alone["run"] == chosen) & (alone["group"] == "ISIC2017_test")]["balanced_accuracy"].iloc[0]
+    assert outside["value"] == expected
+    view = tables.headline_view(headline)
+    assert view["chapter"].str.startswith("<a href=").all() and len(view) == len(headline)
+
+
+def test_the_external_gap_counts_only_runs_trained_on_ham10000_alone(side):
+    alone = side[side["extra_sources"] == ""]
+    outside = alone[alone["group"] == "ISIC2017_test"]
+    assert len(outside) < len(side[side["group"] == "ISIC2017_test"])  # the two-source runs are left out
+    gap = external.gap_finding(side)
+    assert f"over the {len(outside)} HAM10000-only runs" in gap["gap"].data
+    assert f"{outside['balanced_accuracy'].median():.3f}" in gap["gap"].data
+    assert "reference runs" in gap["build_gap"].data  # no run of this build here
+    shown = external.sets_table(side)
+    assert len(shown) == side["who"].nunique() and shown["ISIC2017_test"].str.contains(r"\(0\.\d{3}–0\.\d{3}\)").all()
+    dots = external.gap_dots(side, REFERENCES)
+    assert set(dots["group"]) == {"HAM10000 test", "ISIC2017_test"}
+    assert not set(dots["run"]) & {r.name for r in find_runs(REFERENCES / external.METHODS)} - {
+        r.name for r in find_runs(REFERENCES / external.ADOPTED)}
+
+
+def test_melanoma_fates_are_shares_of_each_set_s_melanomas(side):
+    fates = external.melanoma_fates(external.reference_runs(REFERENCES))
+    shares = fates.filter(like="called ")
+    assert np.allclose(shares.sum(axis=1), 1.0) and (fates["melanomas"] > 0).all()
+    found = fates[fates["images"] != "HAM10000 test"]["called melanoma"].mean()
+    assert f"on average {found:.0%} of the melanomas" in external.melanoma_fate_finding(fates)["melanoma_fate"].data
+    assert "no run" in external.melanoma_fate_finding(pd.DataFrame())["melanoma_fate"].data
+    points = external.operating_points(external.reference_runs(REFERENCES))
+    assert set(points["target on validation"]) == {"80%", "90%"}
+
+
+def test_the_methods_views_keep_every_method_and_the_views_finding_compares_both_evaluations():
+    methods = external.reference_methods(REFERENCES, external.METHODS)
+    shown = external.methods_view(methods)
+    assert len(shown) == len(methods) and "ISIC2017_val (chooses)" in shown.columns
+    views = methods.pivot_table(index="method", columns="evaluation", values="ISIC2017_val balanced_accuracy")
+    gain = (views["external-dihedral"] - views["external"]).mean()
+    assert f"{gain:+.3f}" in external.views_finding(methods)["tta_finding"].data
+    two = external.reference_methods(REFERENCES, external.TWO_SOURCE, evaluations=("external",))
+    assert "only ISIC 2017" in external.unseen_finding(two, REFERENCES)["two_source_note"].data
+    assert external.views_finding(pd.DataFrame())["tta_finding"].data.startswith("Test-time views were not")
+
+
+def test_the_results_tables_label_every_reference_run_and_compare_the_tracks_on_the_same_images(tmp_path):
+    sets = tables.book_runs(tmp_path / "no-runs", REFERENCES)
+    assert not len(sets["this build"]) and not any(name.startswith("reference external") for name in sets)
+    everything = pd.concat([t for t in sets.values() if len(t)], ignore_index=True)
+    assert everything["label"].is_unique
+    comparisons = tables.track_comparisons(sets)
+    for _, row in comparisons.iterrows():  # each set's best of each track, by test balanced accuracy
+        table = sets[row["origin"]]
+        assert row["pretrained balanced_accuracy"] == table[table["pretrained"]]["balanced_accuracy"].max()
+    phrase = findings.pretraining(comparisons)["pretraining"].data
+    assert phrase.count("pretraining moved") == len(comparisons)
+    transfer, walls = tables.split_seed_runs(REFERENCES / "transfer")
+    assert len(walls) == len(transfer) == len(tables.split_seeds_view(transfer, walls))
+
+
+def test_time_to_accuracy_says_when_a_run_never_got_there():
+    times = pd.DataFrame([{"run": "a", "minutes to 0.70": 4.6, "minutes to 0.75": None,
+                           "best validation balanced accuracy": 0.722}])
+    text = findings.time_to_accuracy(times)["time_to_accuracy"].data
+    assert text == "a: 4.6 min to 0.70, never 0.75 (best 0.722)"
+    tracks, loops = tables.reference_tracks(REFERENCES)
+    assert len(tracks) == 2 and len(loops) == 1
+    assert len(tables.precision_check(REFERENCES)) == 2
+
+
+def test_benchmark_ratios_are_listed_and_ranged():
+    summary = {"trainer_vs_raw": {"a": 0.8, "b": 0.9}}
+    assert [r["case"] for r in ratio_table(summary)] == ["a", "b"]
+    ranges = ratio_ranges(summary)
+    assert ranges["trainer_vs_raw_low"] == 0.8 and ranges["trainer_vs_raw_high"] == 0.9
+    assert np.isnan(ranges["input_speedup_low"])
+
+
+def test_the_data_chapter_tables_add_up(tiny_ham):
+    images = load_ham10000(tiny_ham)
+    classes = dataset.class_table(images)
+    assert classes["images"].sum() == len(images)
+    sizes = dataset.lesion_sizes(images)
+    assert (sizes["images of the lesion"] * sizes["lesions"]).sum() == len(images)
+    split = make_split(images, "grouped", seed=0)
+    baseline = dataset.split_baseline(split, images.classes)
+    assert baseline["class"] == "nv" and abs(baseline["balanced_accuracy"] - 1 / 3) < 1e-9
+
+
+def test_table1_is_set_beside_the_paper_protocol_s_draw(real_data_dir):
+    images = load_ham10000(real_data_dir)
+    split = make_split(images, "paper", seed=0)
+    table = dataset.table1_comparison(split, images.classes)
+    assert len(table) == 9
+    assert table["Table 1 (paper)"].sum() == sum(sum(v.values()) for v in PAPER_TABLE1.values())
+    assert table["drawn here"].sum() == split_summary(split, images.classes)["images"].sum()
