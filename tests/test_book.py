@@ -96,14 +96,14 @@ def _tiny_book(tmp_path, monkeypatch, body="print('hello')"):
         return build_dir / "html"
 
     monkeypatch.setattr(book, "render_html", fake_render)
-    return notebooks, book_dir, build, rendered
+    data = tmp_path / "data"  # a data folder the chapters are given (they do not read it)
+    data.mkdir()
+    return notebooks, book_dir, build, data
 
 
 @pytest.mark.slow
 def test_a_failing_chapter_is_named_and_the_previous_book_stays(tmp_path, monkeypatch):
-    notebooks, book_dir, build, rendered = _tiny_book(tmp_path, monkeypatch)
-    data = tmp_path / "data"
-    data.mkdir()
+    notebooks, book_dir, build, data = _tiny_book(tmp_path, monkeypatch)
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=lambda m: None)
     before = (build / "html" / "index.html").read_text()
     executed_before = (book_dir / "02_two.ipynb").read_text()
@@ -118,9 +118,7 @@ def test_a_failing_chapter_is_named_and_the_previous_book_stays(tmp_path, monkey
 
 @pytest.mark.slow
 def test_unchanged_chapters_are_not_run_again(tmp_path, monkeypatch):
-    notebooks, book_dir, build, rendered = _tiny_book(tmp_path, monkeypatch)
-    data = tmp_path / "data"
-    data.mkdir()
+    notebooks, book_dir, build, data = _tiny_book(tmp_path, monkeypatch)
     logs = []
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
     logs.clear()
@@ -138,9 +136,7 @@ def test_unchanged_chapters_are_not_run_again(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_changed_reference_record_runs_the_chapters_again(tmp_path, monkeypatch):
     """The chapters read the committed records in book/results/: a record added there is not met with a stale page."""
-    _, _, build, _ = _tiny_book(tmp_path, monkeypatch)
-    data = tmp_path / "data"
-    data.mkdir()
+    _, _, build, data = _tiny_book(tmp_path, monkeypatch)
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=lambda m: None)
     record = tmp_path / "book" / "results" / "quick" / "a-run"
     record.mkdir(parents=True)

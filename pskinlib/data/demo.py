@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import OutputExistsError, ParameterError
+from ..errors import OutputExistsError, ParameterError, check_int
 from ..info import ALL_CLASSES, HAM10000, PAPER_CLASSES, SYNTHETIC_MARKER, SYNTHETIC_WARNING
+from .ham10000 import validate_classes
 
 # Colours are RGB in 0..255 floats while painting.
 _SKIN_TONES = np.array([[236, 200, 186], [224, 178, 158], [214, 160, 138], [228, 172, 168], [196, 140, 112]],
@@ -396,24 +397,6 @@ def _take_view(scene: Image.Image, rng: np.random.Generator, camera: dict, heigh
 # Parameters, metadata and the dataset on disk
 
 
-def _check_int(name: str, value, minimum: int, unit: str = "") -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ParameterError(f"{name} must be an integer of at least {minimum}{unit}, got {value!r}")
-    return int(value)
-
-
-def _check_classes(classes) -> tuple[str, ...]:
-    if isinstance(classes, str) or not isinstance(classes, (tuple, list)) or len(classes) == 0:
-        raise ParameterError(f"classes must be a non-empty tuple of class codes such as {PAPER_CLASSES}, "
-                             f"got {classes!r}")
-    unknown = [c for c in classes if c not in ALL_CLASSES]
-    if unknown:
-        raise ParameterError(f"classes contains unknown codes {unknown}; known codes are {ALL_CLASSES}")
-    if len(set(classes)) != len(classes):
-        raise ParameterError(f"classes must not repeat a code, got {classes!r}")
-    return tuple(classes)
-
-
 def _check_fractions(class_fractions, classes: tuple[str, ...]) -> dict[str, float]:
     if class_fractions is None:
         return ham10000_fractions(classes)
@@ -438,13 +421,13 @@ def render_lesion(dx: str, rng: np.random.Generator, height: int = 150, width: i
         raise ParameterError(f"dx must be one of {ALL_CLASSES}, got {dx!r}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), got {rng!r}")
-    height, width = _check_int("height", height, _MIN_SIZE, " pixels"), _check_int("width", width, _MIN_SIZE, " pixels")
+    height, width = check_int("height", height, _MIN_SIZE), check_int("width", width, _MIN_SIZE)
     return _photographs(dx, rng, height, width, 1)[0]
 
 
 def ham10000_fractions(classes: tuple[str, ...]) -> dict[str, float]:
     """HAM10000's class shares among ``classes`` (for the paper's three: nv 0.75, mel 0.12, bkl 0.12)."""
-    classes = _check_classes(classes)
+    classes = validate_classes(classes)
     counts = HAM10000["images_per_class"]
     total = sum(counts[c] for c in classes)
     return {c: counts[c] / total for c in classes}
@@ -493,14 +476,14 @@ def make_demo_dataset(root: Path, *, n_lesions: int = 600, classes: tuple[str, .
     other folder. Files go to a temporary sibling renamed to ``root`` at the end: an interrupted run leaves nothing.
     """
     root = Path(root)
-    classes = _check_classes(classes)
-    n_lesions = _check_int("n_lesions", n_lesions, 2 * len(classes))  # at least two lesions per class
+    classes = validate_classes(classes)
+    n_lesions = check_int("n_lesions", n_lesions, 2 * len(classes))  # at least two lesions per class
     class_fractions = _check_fractions(class_fractions, classes)
     if not isinstance(images_per_lesion, (int, np.integer)) or images_per_lesion not in (1, 2, 3):
         raise ParameterError(f"images_per_lesion must be 1, 2 or 3, got {images_per_lesion!r}")
-    seed = _check_int("seed", seed, 0)
-    height, width = _check_int("height", height, _MIN_SIZE, " pixels"), _check_int("width", width, _MIN_SIZE, " pixels")
-    workers = min(os.cpu_count() or 1, 4) if workers is None else _check_int("workers", workers, 1)
+    seed = check_int("seed", seed, 0)
+    height, width = check_int("height", height, _MIN_SIZE), check_int("width", width, _MIN_SIZE)
+    workers = min(os.cpu_count() or 1, 4) if workers is None else check_int("workers", workers, 1)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         if not overwrite:
             raise OutputExistsError(f"{root} exists and is not empty; choose another folder or pass overwrite=True")
