@@ -19,23 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from pskinlib.cli import name_value
+
 SUMMARY = "transfer.json"
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    """``NAME=VALUE`` with VALUE read as YAML (numbers, true/false, null, lists)."""
-    import yaml
-
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    return name.strip(), yaml.safe_load(value)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--set", action="append", type=parse_setting, default=[], metavar="NAME=VALUE",
+    parser.add_argument("--set", action="append", type=name_value, default=[], metavar="NAME=VALUE",
                         help="a TrainConfig field on top of the transfer profile (repeatable)")
     parser.add_argument("--data-dir", default=None, help="HAM10000 folder (default: $PSKIN_DATA, data/ham10000)")
     parser.add_argument("--isic2017", default=os.environ.get("PSKIN_ISIC2017"),

@@ -273,7 +273,7 @@ def cmd_fuse(args) -> int:
     return 0
 
 
-def _parameter(text: str) -> tuple[str, object]:
+def name_value(text: str) -> tuple[str, object]:
     """``NAME=VALUE`` with VALUE read as YAML, so ``-p epochs=3`` gives an int and ``-p models=[a,b]`` a list."""
     import yaml
 
@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "else the synthetic demo set)")
     book.add_argument("--runs-dir", default=None, help="where the chapters' runs go (default: runs/book/PROFILE)")
     book.add_argument("--build-dir", default=None, help="where the HTML is built (default: _build)")
-    book.add_argument("-p", "--parameter", action="append", type=_parameter, metavar="NAME=VALUE",
+    book.add_argument("-p", "--parameter", action="append", type=name_value, metavar="NAME=VALUE",
                       help="a notebook parameter for every chapter that declares it (repeatable)")
     book.add_argument("--force", action="store_true", help="run every chapter, even unchanged ones")
     book.add_argument("--screenshots", default=None, metavar="DIR",

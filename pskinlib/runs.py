@@ -29,6 +29,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .errors import CheckpointError, DataError, OutputExistsError, ParameterError
@@ -127,6 +128,13 @@ class ResultRecord(os.PathLike):
             return table.astype(dict.fromkeys(columns, float))
         except ValueError:
             raise DataError(f"{path}: its probability columns {columns} must hold numbers.") from None
+
+    def scores(self, part: str | None, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The recorded predictions as the true classes' indices into ``classes`` and an ``(N, K)`` array of
+        probabilities in that column order: what :func:`predictions_table` was given."""
+        table = self.predictions(part)
+        return (table["true"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
+                table[[f"p_{c}" for c in classes]].to_numpy())
 
     def write_predictions(self, table: pd.DataFrame, part: str | None = None) -> None:
         write_csv(self.predictions_path(part), table)

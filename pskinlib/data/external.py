@@ -105,14 +105,10 @@ def read_labelled_folder(root: str | os.PathLike, *, sources: tuple[str, ...] | 
     return LabelledFolder(root, table.assign(path=[str(files[i]) for i in table["image_id"]]))
 
 
-def find_isic2017(folder: str | os.PathLike | None = None) -> Path:
-    """The ISIC 2017 labelled folder: ``folder``, else ``$PSKIN_ISIC2017``; a :class:`DataError` says how to get
-    it when neither holds one."""
-    path = Path(folder) if folder else Path(os.environ[ISIC2017_ENV]) if os.environ.get(ISIC2017_ENV) else None
-    if path is None or not (path / LABELS_FILE).is_file():
-        raise DataError(f"No ISIC 2017 labelled folder at {path or f'${ISIC2017_ENV} (unset)'}. Get it with `pskin "
-                        f"data download isic2017 --data-dir DIR` and point {ISIC2017_ENV} at DIR.")
-    return path
+def read_labelled_folders(folders) -> pd.DataFrame:
+    """The tables of one or more labelled folders (a path, or several), one after the other."""
+    folders = [folders] if isinstance(folders, (str, os.PathLike)) else folders
+    return pd.concat([read_labelled_folder(f).table for f in folders], ignore_index=True)
 
 
 def extra_training_images(names: tuple[str, ...], classes: tuple[str, ...]) -> pd.DataFrame:

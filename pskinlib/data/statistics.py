@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import illuminant
-from .external import read_labelled_folder
+from .external import read_labelled_folders
 from .ham10000 import open_image
 
 # Each image is measured at this size (its longer side): enough for means, cheap for thousands of images.
@@ -65,6 +65,6 @@ def shift_table(statistics: pd.DataFrame) -> pd.DataFrame:
 def collection_statistics(table: pd.DataFrame, folders=()) -> pd.DataFrame:
     """:func:`shift_table` of the images of a HAM10000 table (``path``, ``source_dataset``) and of each labelled
     folder in ``folders``."""
-    tables = [table, *(read_labelled_folder(folder).table for folder in folders)]
+    tables = [table, read_labelled_folders(folders)] if folders else [table]
     return shift_table(pd.concat([image_statistics(t["path"], t["source_dataset"]) for t in tables],
                                  ignore_index=True))

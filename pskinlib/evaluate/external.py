@@ -24,9 +24,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from ..data.external import EXTRA_SOURCES, read_labelled_folder
+from ..data.external import EXTRA_SOURCES, read_labelled_folders
 from ..errors import DataError, ParameterError
 from ..metrics import (
     apply_temperature,
@@ -60,7 +59,7 @@ def evaluate_external(run_dir: str | os.PathLike, folders, *, name: str = "exter
     if tta_views is not None:
         trained.config = dataclasses.replace(trained.config, tta=True, tta_views=tta_views)
     classes = trained.classes
-    table = pd.concat([read_labelled_folder(f).table for f in folders], ignore_index=True)
+    table = read_labelled_folders(folders)
     if table["image_id"].duplicated().any():
         raise DataError(f"the folders {[f.name for f in folders]} share image ids: "
                         f"{table.loc[table['image_id'].duplicated(), 'image_id'].tolist()[:10]}.")
@@ -74,7 +73,7 @@ def evaluate_external(run_dir: str | os.PathLike, folders, *, name: str = "exter
     labels = table["dx"].map({c: i for i, c in enumerate(classes)}).to_numpy()
 
     calibration = _calibration(record, classes, sensitivities)
-    groups = {INTERNAL: _recorded_scores(record, "test", classes)}
+    groups = {INTERNAL: record.scores("test", classes)}
     for source in dict.fromkeys(table["source_dataset"]):
         keep = (table["source_dataset"] == source).to_numpy()
         groups[source] = (labels[keep], probs[keep])
@@ -97,16 +96,9 @@ def evaluate_external(run_dir: str | os.PathLike, folders, *, name: str = "exter
     return metrics
 
 
-def _recorded_scores(record: RunRecord, part: str, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The run's recorded predictions of ``part`` as class indices and an ``(N, K)`` probability array."""
-    table = record.predictions(part)
-    return (table["true"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
-            table[[f"p_{c}" for c in classes]].to_numpy())
-
-
 def _calibration(record: RunRecord, classes: tuple[str, ...], sensitivities) -> dict:
     """The temperature and the melanoma thresholds, from the run's HAM10000 validation predictions."""
-    y, p = _recorded_scores(record, "val", classes)
+    y, p = record.scores("val", classes)
     thresholds = {}
     if "mel" in classes:
         mel = classes.index("mel")

@@ -109,15 +109,13 @@ def load_predictions(source: str | os.PathLike | pd.DataFrame, split: str = "tes
 def load_evaluation_predictions(run_dir: str | os.PathLike, evaluation: str, folders) -> pd.DataFrame:
     """An external evaluation's predictions (``pskin evaluate RUN --external``) joined with their images in the
     labelled ``folders``, as :func:`load_predictions` gives a run's own."""
-    from ..data.external import read_labelled_folder
+    from ..data.external import read_labelled_folders
 
     result = RunRecord.open(run_dir).evaluations().get(evaluation)
     if result is None:
         raise ParameterError(f"run_dir: {run_dir} has no finished evaluation {evaluation!r}; make it with "
                              f"`pskin evaluate {run_dir} --external DIR --name {evaluation}`.")
-    folders = [folders] if isinstance(folders, (str, os.PathLike)) else folders
-    images = pd.concat([read_labelled_folder(f).table for f in folders], ignore_index=True)
-    return _with_metadata(result.predictions(), images)
+    return _with_metadata(result.predictions(), read_labelled_folders(folders))
 
 
 def _with_metadata(predictions: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:

@@ -393,9 +393,11 @@ def screenshot_book(html: str | os.PathLike, out_dir: str | os.PathLike, chapter
         raise ParameterError(f"screenshots: no Chromium at {chromium}; install Debian's chromium.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(html))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # one line per request on stderr otherwise
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(html)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     written = []
     try:

@@ -10,14 +10,14 @@ import pandas as pd
 
 from ..data.ham10000 import LesionImages
 from ..data.splits import split_summary
-from ..info import CLASSES, PAPER_TABLE1
+from ..info import CLASSES, PAPER_TABLE1, class_names
 from ..metrics import majority_baseline
 
 
 def class_table(images: LesionImages) -> pd.DataFrame:
     """Images per class, by name, with each class's share."""
     counts = images.class_counts()
-    return pd.DataFrame({"class": [CLASSES[c].name for c in counts.index], "images": counts.to_numpy(),
+    return pd.DataFrame({"class": class_names(counts.index), "images": counts.to_numpy(),
                          "share": [f"{v:.1%}" for v in counts / counts.sum()]})
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from IPython.display import Markdown
 
-from ..data.external import ISIC2017_ENV, read_labelled_folder
+from ..data.external import ISIC2017_ENV, read_labelled_folders
 from ..evaluate.external import INTERNAL, POOLED, evaluate_external
 from ..info import CLASSES
 from ..runs import RunRecord, find_runs
@@ -50,8 +50,18 @@ def evaluate_missing(run_dirs, folders, n_boot: int = 500) -> list[RunRecord]:
 
 def image_counts(folders) -> pd.DataFrame:
     """Images per collection (rows) and class (columns) of labelled folders."""
-    table = pd.concat([read_labelled_folder(f).table for f in folders], ignore_index=True)
-    return table.groupby(["source_dataset", "dx"]).size().unstack(fill_value=0).reset_index()
+    return read_labelled_folders(folders).groupby(["source_dataset", "dx"]).size().unstack(fill_value=0).reset_index()
+
+
+def images_note(evaluated, counts: pd.DataFrame | None) -> dict[str, Any]:
+    """``external_note``: how many of this build's runs were evaluated on how many external images of how many
+    sets (:func:`image_counts`), or that the build had none and the reference results stand alone."""
+    if counts is None:
+        return {"external_note": Markdown("This build had no external images; the reference results below were made "
+                                          "on ISIC 2017 with the committed runs.")}
+    images = int(counts.drop(columns="source_dataset").to_numpy().sum())
+    return {"external_note": Markdown(f"This build evaluated its {len(evaluated)} runs on {images} external images "
+                                      f"of {len(counts)} set(s).")}
 
 
 def reference_runs(reference_dir: str | os.PathLike) -> list[Path]:
@@ -75,7 +85,8 @@ def external_table(runs, evaluation: str = EVALUATION) -> pd.DataFrame:
             boot = report["bootstrap"]
             point = report.get("melanoma_operating_points", {}).get("80%", {})
             rows.append({
-                "run": run.name, "path": str(run.path), "model": config["model"], "group": group,
+                "run": run.name, "path": str(run.path), "model": config["model"], "method": _method(run),
+                "group": group,
                 "images": report["n"], "pretrained": config.get("pretrained", False),
                 "class_weights": config.get("class_weights"), "split_seed": config.get("split_seed", 0),
                 "extra_sources": ",".join(config.get("extra_sources", ())),
@@ -108,9 +119,8 @@ def inside_outside(built, reference_dir: str | os.PathLike) -> pd.DataFrame:
         return side
 
     def who(row) -> str:
-        method = _method(RunRecord(row.path))
-        if row.origin == "reference" and method:
-            return f"reference: {method}, split {row.split_seed}"
+        if row.origin == "reference" and row.method:
+            return f"reference: {row.method}, split {row.split_seed}"
         return f"{row.origin}: {row.model} ({'pretrained' if row.pretrained else 'scratch'}), {row.class_weights}"
 
     return side.assign(who=[who(row) for row in side.itertuples()])
@@ -119,14 +129,13 @@ def inside_outside(built, reference_dir: str | os.PathLike) -> pd.DataFrame:
 def sets_table(side: pd.DataFrame) -> pd.DataFrame:
     """One row per run of :func:`inside_outside`, a column per set with balanced accuracy and its interval, and
     the pooled melanoma recall."""
-    value = side.pivot_table(index="who", columns="group", values="balanced_accuracy", sort=False)
-    low = side.pivot_table(index="who", columns="group", values="balanced_accuracy_low", sort=False)
-    high = side.pivot_table(index="who", columns="group", values="balanced_accuracy_high", sort=False)
+    columns = ["balanced_accuracy", "balanced_accuracy_low", "balanced_accuracy_high"]
+    wide = side.pivot_table(index="who", columns="group", values=columns, sort=False)
     pooled = side[side["group"] == POOLED].set_index("who")
-    shown = pd.DataFrame({"run": value.index})
-    for group in (g for g in SETS if g in value.columns):
-        shown[group] = intervals(pd.DataFrame({"v": value[group], "l": low[group], "h": high[group]}), "v", "l", "h")
-    shown[f"melanoma recall ({POOLED})"] = [pooled["recall_mel"].get(w) for w in value.index]
+    shown = pd.DataFrame({"run": wide.index})
+    for group in (g for g in SETS if g in set(wide.columns.get_level_values("group"))):
+        shown[group] = intervals(wide.xs(group, axis=1, level="group"), *columns)
+    shown[f"melanoma recall ({POOLED})"] = [pooled["recall_mel"].get(w) for w in wide.index]
     return shown
 
 
@@ -397,6 +406,6 @@ def best_outside(external: pd.DataFrame) -> pd.Series | None:
 
 __all__ = ["EXTERNAL_BAR", "best_outside", "calibration_table", "evaluate_missing", "external_bar",
            "external_folders", "external_table", "first_evaluated", "gap_dots", "gap_finding", "image_counts",
-           "inside_outside", "melanoma_fate_finding", "melanoma_fates", "method_choice", "methods_table",
-           "methods_view", "operating_points", "reference_methods", "reference_runs", "seeds_view", "sets_table",
-           "two_source_view", "unseen_finding", "views_finding"]
+           "images_note", "inside_outside", "melanoma_fate_finding", "melanoma_fates", "method_choice",
+           "methods_table", "methods_view", "operating_points", "reference_methods", "reference_runs", "seeds_view",
+           "sets_table", "two_source_view", "unseen_finding", "views_finding"]

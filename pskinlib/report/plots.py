@@ -16,7 +16,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from ..data.ham10000 import LesionImages, load_image
-from ..info import CLASSES, class_colours
+from ..info import CLASSES, class_colours, class_names
 
 
 def _finished(fig: plt.Figure) -> plt.Figure:
@@ -47,7 +47,7 @@ def count_bars(counts: pd.Series, title: str, ax=None) -> plt.Figure:
     """Bars of a count per class code (index), coloured by class."""
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     codes = list(counts.index)
-    ax.bar([CLASSES[c].name for c in codes], counts.to_numpy(), color=class_colours(codes))
+    ax.bar(class_names(codes), counts.to_numpy(), color=class_colours(codes))
     for i, value in enumerate(counts.to_numpy()):
         ax.annotate(f"{value:,}", (i, value), ha="center", va="bottom", fontsize=9)
     ax.set_title(title, fontsize=10)
@@ -210,8 +210,7 @@ def patients(images: LesionImages) -> plt.Figure:
     named = images.table.assign(diagnosis=images.table["dx"].map(lambda c: CLASSES[c].name))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     sns.histplot(named, x="age", hue="diagnosis", element="step", stat="density", common_norm=False, bins=18,
-                 palette=[CLASSES[c].colour for c in images.classes],
-                 hue_order=[CLASSES[c].name for c in images.classes], ax=axes[0])
+                 palette=class_colours(images.classes), hue_order=class_names(images.classes), ax=axes[0])
     axes[0].set_title("age at diagnosis", fontsize=10)
     axes[0].set_xlabel("age (years)")
     axes[0].set_ylabel("density")

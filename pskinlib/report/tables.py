@@ -130,11 +130,10 @@ def fusion_table(run_dirs, data_dir: str | os.PathLike | None = None) -> pd.Data
 
 def _test_labels(run: RunRecord) -> tuple:
     """A run's test labels and predictions as indices into its classes, its probabilities and image ids."""
-    classes = list(run.classes)
     predictions = run.predictions("test")
-    index = {c: i for i, c in enumerate(classes)}
-    return (predictions["true"].map(index).to_numpy(), predictions["predicted"].map(index).to_numpy(),
-            predictions[[f"p_{c}" for c in classes]].to_numpy(), predictions["image_id"])
+    y_true, probs = run.scores("test", run.classes)
+    predicted = predictions["predicted"].map({c: i for i, c in enumerate(run.classes)}).to_numpy()
+    return y_true, predicted, probs, predictions["image_id"]
 
 
 def _nv_vs_bkl(run: RunRecord) -> float | None:

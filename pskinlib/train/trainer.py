@@ -297,12 +297,13 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
     counts = torch.bincount(train_tensors.labels, minlength=len(classes))
     weights = class_weights(counts.numpy(), config.class_weights, beta=config.effective_beta,
                             manual=config.manual_weights)
+    # The collection each training image comes from: HAM10000, or a second source (extra_sources).
+    train_sources = data.images.table.set_index("image_id").loc[list(train_tensors.image_ids), "source_dataset"]
     sampler_weights = None
     if config.sampler == "balanced":
         sampler_weights = balanced_sampler_weights(train_tensors.labels, len(classes))
     elif config.sampler == "balanced_sources":  # every (collection, class) pair drawn equally often
-        sources = data.images.table.set_index("image_id").loc[list(train_tensors.image_ids), "source_dataset"]
-        groups = pd.factorize(sources.to_numpy() + "|" + train_tensors.labels.numpy().astype(str))[0]
+        groups = pd.factorize(train_sources.to_numpy() + "|" + train_tensors.labels.numpy().astype(str))[0]
         sampler_weights = balanced_sampler_weights(torch.from_numpy(groups), int(groups.max()) + 1)
     channels_last = use_channels_last(config, device)
     loader_options = dict(device=device, channels_last=channels_last, seed=config.seed,
@@ -338,8 +339,7 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
         record.write_config({
             "config": config.to_dict(),
             "data": {**data.images.describe(), "classes": list(classes), "images": len(data.images),
-                     "train_sources": data.images.table.set_index("image_id").loc[
-                         list(train_tensors.image_ids), "source_dataset"].value_counts().to_dict(),
+                     "train_sources": train_sources.value_counts().to_dict(),
                      "skipped_images": list(data.images.skipped), "split_hash": split_hash(data.split),
                      "split_counts": split_summary(data.split, classes).reset_index().to_dict("records")},
             "class_weights": dict(zip(classes, weights.tolist())),
