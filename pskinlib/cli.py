@@ -8,19 +8,19 @@ Failures the user can fix (:class:`~pskinlib.errors.PskinError`) end in one line
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
 from pathlib import Path
 
-from .info import PAPER_CLASSES
+from .info import PAPER_CLASSES, SYNTHETIC_WARNING
 
 DEBUG_ENV = "PSKIN_DEBUG"
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=None,
-                        help="folder holding HAM10000 (default: $PSKIN_DATA, else data/ham10000)")
+    parser.add_argument("--data-dir", help="folder holding HAM10000 (default: $PSKIN_DATA, else data/ham10000)")
     parser.add_argument("--classes", default=",".join(PAPER_CLASSES),
                         help="comma-separated dx codes, or 'all' for the seven (default: mel,nv,bkl)")
     parser.add_argument("--skip-missing", action="store_true", help="leave out images absent from disk")
@@ -54,9 +54,7 @@ def cmd_data_summary(args) -> int:
     summary = split_summary(split, images.classes)
     print(f"\n{args.protocol} split (seed {args.seed}); no lesion is in two splits:")
     print(summary.to_string())
-    totals = summary.groupby(level="split", sort=False).sum()
-    print("\ntotals:")
-    print(totals.to_string())
+    print(f"\ntotals:\n{summary.groupby(level='split', sort=False).sum().to_string()}")
     return 0
 
 
@@ -103,8 +101,8 @@ def cmd_data_download(args) -> int:
 def cmd_data_import(args) -> int:
     from .data.external import import_derm7pt, import_ph2
 
-    counts = {"ph2": import_ph2, "derm7pt": import_derm7pt}[args.dataset](args.folder, args.out,
-                                                                         overwrite=args.overwrite)
+    importer = {"ph2": import_ph2, "derm7pt": import_derm7pt}[args.dataset]
+    counts = importer(args.folder, args.out, overwrite=args.overwrite)
     left_out = counts.pop("left_out", {})
     print(f"{args.dataset}: wrote {sum(counts.values())} images ({counts}) to {args.out}"
           + (f"; left out {sum(left_out.values())} of other diagnoses ({left_out})" if left_out else ""))
@@ -126,39 +124,35 @@ def _parse_value(text: str, annotation: str):
         return tuple(float(t) for t in items) if "float" in annotation else tuple(items)
     if text.lower() == "none" and "None" in annotation:
         return None
-    for kind in ("int", "float"):
-        if annotation.startswith(kind):
+    for kind in (int, float):
+        if annotation.startswith(kind.__name__):
             try:
-                return int(text) if kind == "int" else float(text)
+                return kind(text)
             except ValueError:
-                raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+                raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
     return text
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, so every parameter can be set from the command line."""
-    import dataclasses
-
     from .train.config import PROFILES, TrainConfig
 
     parser.add_argument("--profile", choices=list(PROFILES), default="quick",
                         help="named defaults: smoke (seconds), quick (CPU minutes), paper (the study, GPU)")
-    parser.add_argument("--config", default=None, help="YAML file of parameters (flags override it)")
+    parser.add_argument("--config", help="YAML file of parameters (flags override it)")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "profile":
             continue
         flag = "--" + f.name.replace("_", "-")
         annotation = str(f.type)
         if annotation.startswith("bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction)
         else:
-            parser.add_argument(flag, dest=f.name, default=None,
+            parser.add_argument(flag, dest=f.name,
                                 type=lambda text, a=annotation: _parse_value(text, a), metavar=f.name.upper())
 
 
 def _config_from_args(args):
-    import dataclasses
-
     from .train.config import TrainConfig, load_yaml_config, make_config
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
@@ -169,18 +163,6 @@ def _config_from_args(args):
     return make_config(args.profile, **overrides)
 
 
-def cmd_train(args) -> int:
-    from .runs import RunRecord
-    from .train.trainer import resume, train
-
-    if args.resume:
-        run_dir = resume(args.resume)
-    else:
-        run_dir = train(_config_from_args(args), runs_dir=args.runs_dir)
-    _print_run(RunRecord.open(run_dir))
-    return 0
-
-
 def _result_line(report: dict) -> str:
     """Accuracy, balanced accuracy with its bootstrap CI, and per-class recall of a metrics report."""
     ci = report["bootstrap"]["balanced_accuracy"]
@@ -189,7 +171,12 @@ def _result_line(report: dict) -> str:
             f"(95% CI {ci['low']:.3f}-{ci['high']:.3f}); recall {recalls}")
 
 
-def _print_run(run) -> None:
+def cmd_train(args) -> int:
+    from .runs import RunRecord
+    from .train.trainer import resume, train
+
+    run_dir = resume(args.resume) if args.resume else train(_config_from_args(args), runs_dir=args.runs_dir)
+    run = RunRecord.open(run_dir)
     metrics = run.metrics
     print(f"run: {run.path}")
     print(f"best epoch {metrics['best_epoch']} (by validation {metrics['select_metric']}); test: "
@@ -198,27 +185,26 @@ def _print_run(run) -> None:
         print(metrics["stopped"])
     if metrics.get("warning"):
         print(f"WARNING: {metrics['warning']}")
+    return 0
 
 
 def cmd_evaluate(args) -> int:
-    if args.external:
-        from .evaluate.external import evaluate_external
+    from .evaluate.evaluate import evaluate_folder
+    from .evaluate.external import evaluate_external
 
+    if args.external:
         if args.images or args.labels or args.metadata:
             raise_usage("evaluate: --external takes labelled folders; leave out --images, --labels and --metadata.")
         metrics = evaluate_external(args.run_dir, args.external, name=args.name or "external", device=args.device,
                                     tta_views=args.tta_views)
         for group, report in metrics["groups"].items():
             line = f"{group}: {report['n']} images, {_result_line(report)}"
-            points = report.get("melanoma_operating_points", {})
-            if "80%" in points:
-                point = points["80%"]
+            point = report.get("melanoma_operating_points", {}).get("80%")
+            if point is not None:
                 line += (f"; melanoma at the HAM10000-validation threshold for 80 %: sensitivity "
                          f"{point['sensitivity']['estimate']:.3f}, specificity {point['specificity']['estimate']:.3f}")
             print(line)
         return 0
-    from .evaluate.evaluate import evaluate_folder
-
     if not (args.images and args.labels):
         raise_usage("evaluate: give --images DIR --labels CSV, or --external DIR [DIR ...].")
     metrics = evaluate_folder(args.run_dir, args.images, args.labels, out_dir=args.out, device=args.device,
@@ -266,8 +252,6 @@ def cmd_fuse(args) -> int:
     for key in ("test", "test_by_lesion"):
         print(f"fused {key.replace('_', ' ')}: {_result_line(metrics[key])}")
     if metrics.get("synthetic"):
-        from .info import SYNTHETIC_WARNING
-
         print(f"WARNING: {SYNTHETIC_WARNING}")
     print(f"wrote {out}")
     return 0
@@ -284,15 +268,13 @@ def name_value(text: str) -> tuple[str, object]:
 
 
 def cmd_book(args) -> int:
-    from .report.build import build_book
+    from .report.build import book_chapters, build_book, screenshot_book
 
     html = build_book(args.profile, root=args.root, data_dir=args.data_dir, parameters=dict(args.parameter or []),
                       runs_dir=args.runs_dir, build_dir=args.build_dir, force=args.force,
                       warnings_are_errors=args.warnings_are_errors)
     print(f"The book is at {html / 'index.html'}")
     if args.screenshots:
-        from .report.build import book_chapters, screenshot_book
-
         chapters = book_chapters(args.profile, "DATA", "RUNS", root=args.root)
         shots = screenshot_book(html, args.screenshots, chapters)
         print(f"{len(shots)} screenshots at 1400 px in {args.screenshots}")
@@ -338,6 +320,13 @@ def cmd_bench(args) -> int:
     return inner.func(inner)
 
 
+def _command(commands, name: str, func, help: str, **kwargs) -> argparse.ArgumentParser:
+    """Add the subcommand ``name``, run by ``func``."""
+    parser = commands.add_parser(name, help=help, **kwargs)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pskin", description="Pigmented skin lesion recognition on HAM10000.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -345,117 +334,104 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="the dataset: summary, split, prepare, download, demo")
     data_commands = data.add_subparsers(dest="data_command", required=True)
 
-    summary = data_commands.add_parser("summary", help="images, lesions and repeats per class and split")
+    summary = _command(data_commands, "summary", cmd_data_summary, "images, lesions and repeats per class and split")
     _add_data_arguments(summary)
     _add_split_arguments(summary)
-    summary.set_defaults(func=cmd_data_summary)
 
-    split = data_commands.add_parser("split", help="write a split as CSV (image_id,lesion_id,dx,split)")
+    split = _command(data_commands, "split", cmd_data_split, "write a split as CSV (image_id,lesion_id,dx,split)")
     _add_data_arguments(split)
     _add_split_arguments(split)
     split.add_argument("--out", required=True, help="CSV file to write")
-    split.set_defaults(func=cmd_data_split)
 
-    prepare = data_commands.add_parser("prepare", help="decode and resize every image once into the cache")
+    prepare = _command(data_commands, "prepare", cmd_data_prepare, "decode and resize every image once into the cache")
     _add_data_arguments(prepare)
     prepare.add_argument("--size", type=int, default=128, help="image side in pixels")
-    prepare.add_argument("--cache-dir", default=None, help="default: $PSKIN_CACHE or ~/.cache/pskin")
+    prepare.add_argument("--cache-dir", help="default: $PSKIN_CACHE or ~/.cache/pskin")
     prepare.add_argument("--skip-unreadable", action="store_true", help="leave out images that do not decode")
     prepare.add_argument("--quiet", action="store_true")
-    prepare.set_defaults(func=cmd_data_prepare)
 
-    download = data_commands.add_parser("download", help="fetch HAM10000 (ISIC 2018 Task 3) or ISIC 2017 Part 3")
+    download = _command(data_commands, "download", cmd_data_download,
+                        "fetch HAM10000 (ISIC 2018 Task 3) or ISIC 2017 Part 3")
     download.add_argument("dataset", nargs="?", choices=["ham10000", "isic2017"], default="ham10000")
-    download.add_argument("--data-dir", default=None, help="target folder (default: data/ham10000, data/isic2017)")
+    download.add_argument("--data-dir", help="target folder (default: data/ham10000, data/isic2017)")
     download.add_argument("--overwrite", action="store_true", help="replace an earlier labelled folder (isic2017)")
-    download.add_argument("--base-url", default=None, help="mirror to download from instead of the official one")
+    download.add_argument("--base-url", help="mirror to download from instead of the official one")
     download.add_argument("--quiet", action="store_true")
-    download.set_defaults(func=cmd_data_download)
 
-    import_ = data_commands.add_parser("import", help="turn PH2 or derm7pt, as unpacked, into a labelled folder")
+    import_ = _command(data_commands, "import", cmd_data_import,
+                       "turn PH2 or derm7pt, as unpacked, into a labelled folder")
     import_.add_argument("dataset", choices=["ph2", "derm7pt"])
     import_.add_argument("folder", help="the official distribution, unpacked")
     import_.add_argument("--out", required=True, help="the labelled folder to write (labels.csv and images/)")
     import_.add_argument("--overwrite", action="store_true", help="replace an earlier labelled folder in --out")
-    import_.set_defaults(func=cmd_data_import)
 
-    demo = data_commands.add_parser("demo", help="write the synthetic demo set (not real data)")
+    demo = _command(data_commands, "demo", cmd_data_demo, "write the synthetic demo set (not real data)")
     demo.add_argument("--out", required=True)
     demo.add_argument("--lesions", type=int, default=600)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo set in --out")
-    demo.set_defaults(func=cmd_data_demo)
 
-    train = commands.add_parser("train", help="train a model and write its run folder")
+    train = _command(commands, "train", cmd_train, "train a model and write its run folder")
     _add_config_arguments(train)
-    train.add_argument("--runs-dir", default=None, help="where run folders go (default: $PSKIN_RUNS or runs/)")
-    train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
-    train.set_defaults(func=cmd_train)
+    train.add_argument("--runs-dir", help="where run folders go (default: $PSKIN_RUNS or runs/)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a trained run on labelled images from anywhere")
+    evaluate = _command(commands, "evaluate", cmd_evaluate, "evaluate a trained run on labelled images from anywhere")
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--external", nargs="+", default=None, metavar="DIR",
+    evaluate.add_argument("--external", nargs="+", metavar="DIR",
                           help="labelled folders (labels.csv with image_id,dx,source_dataset and images/): per "
                                "source and pooled, with intervals, calibration and melanoma operating points")
-    evaluate.add_argument("--name", default=None, help="the evaluation's name in the run (default: external)")
-    evaluate.add_argument("--tta-views", default=None, choices=["flips", "dihedral", "dihedral_zoom"],
+    evaluate.add_argument("--name", help="the evaluation's name in the run (default: external)")
+    evaluate.add_argument("--tta-views", choices=["flips", "dihedral", "dihedral_zoom"],
                           help="with --external: predict with these test-time views instead of the run's own")
-    evaluate.add_argument("--images", default=None, help="folder of <image_id>.jpg/.png files, any size")
-    evaluate.add_argument("--labels", default=None, help="CSV with columns image_id,dx")
-    evaluate.add_argument("--out", default=None, help="default: RUN_DIR/eval-<images folder name>")
+    evaluate.add_argument("--images", help="folder of <image_id>.jpg/.png files, any size")
+    evaluate.add_argument("--labels", help="CSV with columns image_id,dx")
+    evaluate.add_argument("--out", help="default: RUN_DIR/eval-<images folder name>")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--metadata", action="store_true",
                           help="use the run's fusion head (pskin fuse) with the CSV's age,sex,localization columns")
-    evaluate.set_defaults(func=cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="print class probabilities for image files")
+    predict = _command(commands, "predict", cmd_predict, "print class probabilities for image files")
     predict.add_argument("run_dir")
     predict.add_argument("images", nargs="+")
     predict.add_argument("--device", default="auto")
-    predict.add_argument("--age", type=float, default=None, help="patient's age in years (uses the fusion head)")
-    predict.add_argument("--sex", default=None, help="male or female (uses the fusion head)")
-    predict.add_argument("--site", default=None, help="body site as HAM10000 spells it, e.g. back, face, "
+    predict.add_argument("--age", type=float, help="patient's age in years (uses the fusion head)")
+    predict.add_argument("--sex", help="male or female (uses the fusion head)")
+    predict.add_argument("--site", help="body site as HAM10000 spells it, e.g. back, face, "
                          "'lower extremity' (uses the fusion head)")
-    predict.set_defaults(func=cmd_predict)
 
-    export = commands.add_parser("export", help="copy a run record without checkpoints (e.g. into book/results)")
+    export = _command(commands, "export", cmd_export, "copy a run record without checkpoints (e.g. into book/results)")
     export.add_argument("run_dir")
     export.add_argument("destination")
-    export.set_defaults(func=cmd_export)
 
-    ensemble = commands.add_parser("ensemble", help="average the predictions of runs trained on the same split")
+    ensemble = _command(commands, "ensemble", cmd_ensemble, "average the predictions of runs trained on the same split")
     ensemble.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     ensemble.add_argument("--out", required=True, help="folder for the ensemble's predictions and ensemble.json")
-    ensemble.set_defaults(func=cmd_ensemble)
 
-    fuse = commands.add_parser("fuse", help="refit a run's head on its image features plus age, sex and body site")
+    fuse = _command(commands, "fuse", cmd_fuse, "refit a run's head on its image features plus age, sex and body site")
     fuse.add_argument("run_dir")
-    fuse.add_argument("--data-dir", default=None, help="HAM10000 folder (default: the run's, or $PSKIN_DATA)")
+    fuse.add_argument("--data-dir", help="HAM10000 folder (default: the run's, or $PSKIN_DATA)")
     fuse.add_argument("--image-only", action="store_true",
                       help="refit on the image features alone (the control for what the metadata adds)")
     fuse.add_argument("--device", default="auto")
-    fuse.set_defaults(func=cmd_fuse)
 
-    bench = commands.add_parser("bench", add_help=False, help="run the CPU benchmarks (from a checkout's "
-                                "benchmarks/) into book/results/benchmarks.json; pskin bench --help for its flags")
-    bench.set_defaults(func=cmd_bench)
+    _command(commands, "bench", cmd_bench, "run the CPU benchmarks (from a checkout's benchmarks/) into "
+             "book/results/benchmarks.json; pskin bench --help for its flags", add_help=False)
 
-    book = commands.add_parser("book", help="execute the notebooks with papermill and render the Jupyter Book")
+    book = _command(commands, "book", cmd_book, "execute the notebooks with papermill and render the Jupyter Book")
     book.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
                       help="smoke: CI minutes; quick: the default, ~15 CPU minutes; paper: the study, for a GPU")
-    book.add_argument("--root", default=None, help="the pskin checkout to build (default: the one the current "
-                      "folder is in)")
-    book.add_argument("--data-dir", default=None, help="HAM10000 folder (default: $PSKIN_DATA, data/ham10000, "
-                      "else the synthetic demo set)")
-    book.add_argument("--runs-dir", default=None, help="where the chapters' runs go (default: runs/book/PROFILE)")
-    book.add_argument("--build-dir", default=None, help="where the HTML is built (default: _build)")
+    book.add_argument("--root", help="the pskin checkout to build (default: the one the current folder is in)")
+    book.add_argument("--data-dir",
+                      help="HAM10000 folder (default: $PSKIN_DATA, data/ham10000, else the synthetic demo set)")
+    book.add_argument("--runs-dir", help="where the chapters' runs go (default: runs/book/PROFILE)")
+    book.add_argument("--build-dir", help="where the HTML is built (default: _build)")
     book.add_argument("-p", "--parameter", action="append", type=name_value, metavar="NAME=VALUE",
                       help="a notebook parameter for every chapter that declares it (repeatable)")
     book.add_argument("--force", action="store_true", help="run every chapter, even unchanged ones")
-    book.add_argument("--screenshots", default=None, metavar="DIR",
+    book.add_argument("--screenshots", metavar="DIR",
                       help="then write a full-page PNG of each chapter at 1400 px into DIR (needs Chromium)")
     book.add_argument("--warnings-are-errors", action="store_true", help="fail on any Sphinx warning")
-    book.set_defaults(func=cmd_book)
     return parser
 
 

@@ -2,14 +2,15 @@
 
 Inputs are integer labels ``y_true`` ``(N,)`` (values ``0..K-1`` in the order of ``classes``) and probabilities
 ``y_prob`` ``(N, K)`` (rows sum to 1, e.g. a softmax); the prediction is ``argmax(y_prob)``. Results are plain
-numbers, dicts or a pandas table, ready for JSON. Scikit-learn computes every metric it has; this module adds input
-checks, specificity, calibration (error, reliability bins, temperature scaling), percentile-bootstrap intervals
-(on a few hundred test images an accuracy of 0.65 is only known to about +/- 0.045), McNemar's test, the majority
-baseline and clinical operating points.
+numbers, dicts or a pandas table, ready for JSON. Scikit-learn computes the report's metrics (the bootstrap counts
+confusion matrices, to the same numbers); this module adds input checks, specificity, calibration (error,
+reliability bins, temperature scaling), percentile-bootstrap intervals (on a few hundred test images an accuracy of
+0.65 is only known to about +/- 0.045), McNemar's test, the majority baseline and clinical operating points.
 """
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import warnings
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
+from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 from sklearn import metrics as skm
 
@@ -81,13 +83,6 @@ def _check_probabilities(values, name: str, n_rows: int) -> np.ndarray:
     return array / sums[:, None]
 
 
-def _check_pair(y_true, y_prob, in_range: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and probabilities of the same images; labels must index the columns when ``in_range``."""
-    y_true = _check_labels(y_true, "y_true")
-    y_prob = _check_probabilities(y_prob, "y_prob", len(y_true))
-    return (_check_labels(y_true, "y_true", y_prob.shape[1]) if in_range else y_true), y_prob
-
-
 def _check_classes(classes, n_classes: int | None = None) -> tuple[str, ...]:
     """``classes`` as a tuple of distinct known dx codes, ``n_classes`` of them when given."""
     if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
@@ -99,11 +94,14 @@ def _check_classes(classes, n_classes: int | None = None) -> tuple[str, ...]:
     return classes
 
 
-def _check_report_inputs(y_true, y_prob, classes) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Labels, probabilities and class codes that agree with each other."""
-    y_true, y_prob = _check_pair(y_true, y_prob, in_range=False)
-    classes = _check_classes(classes, y_prob.shape[1])
-    return _check_labels(y_true, "y_true", y_prob.shape[1]), y_prob, classes
+def _check_inputs(y_true, y_prob, classes=None, in_range: bool = True) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """Labels and probabilities of the same images, and one class code per column when ``classes`` is given;
+    labels must index the columns when ``in_range``."""
+    y_true = _check_labels(y_true, "y_true")
+    y_prob = _check_probabilities(y_prob, "y_prob", len(y_true))
+    if classes is not None:
+        classes = _check_classes(classes, y_prob.shape[1])
+    return (_check_labels(y_true, "y_true", y_prob.shape[1]) if in_range else y_true), y_prob, classes
 
 
 def _check_bootstrap_args(n_boot, confidence, seed) -> tuple[int, float, int]:
@@ -114,25 +112,6 @@ def _check_bootstrap_args(n_boot, confidence, seed) -> tuple[int, float, int]:
 
 
 # ---------- Single metrics
-
-
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    with warnings.catch_warnings():
-        # Predictions of a class absent from y_true are expected; balanced accuracy ignores that class.
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        return float(skm.balanced_accuracy_score(y_true, y_pred))
-
-
-def _full_sample_metric(metric: str, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int,
-                        class_index: int | None = None) -> float:
-    """A named metric on the whole test set, computed by scikit-learn (macro F1 over all ``n_classes``)."""
-    if class_index is not None:
-        return float(skm.recall_score(y_true, y_pred, labels=[class_index], average="macro", zero_division=0))
-    if metric == "accuracy":
-        return float(skm.accuracy_score(y_true, y_pred))
-    if metric == "macro_f1":
-        return float(skm.f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
-    return _balanced_accuracy(y_true, y_pred)
 
 
 def specificity_per_class(confusion: ArrayLike) -> np.ndarray:
@@ -160,7 +139,7 @@ def _confidence_bins(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int):
 def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = ECE_BINS) -> float:
     """Expected calibration error of the top-label confidence (Guo et al. 2017): over ``n_bins`` equal-width bins,
     |accuracy - mean confidence| weighted by the bin's share of images; in [0, 1]."""
-    y_true, y_prob = _check_pair(y_true, y_prob)
+    y_true, y_prob, _ = _check_inputs(y_true, y_prob)
     n_bins = check_int("n_bins", n_bins, 1)
     confidence, correct, bins = _confidence_bins(y_true, y_prob, n_bins)
     counts = np.bincount(bins, minlength=n_bins)
@@ -179,7 +158,7 @@ def classification_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[s
     ``confusion_matrix`` (rows true), ``roc_auc_ovr`` (``{"per_class": {code: AUC or None}, "macro"}``, None for a
     class absent from ``y_true`` or covering it), ``ece`` (15 bins) and ``log_loss`` (nats).
     """
-    y_true, y_prob, classes = _check_report_inputs(y_true, y_prob, classes)
+    y_true, y_prob, classes = _check_inputs(y_true, y_prob, classes)
     y_pred = y_prob.argmax(axis=1)
     labels = list(range(y_prob.shape[1]))
     # labels=range(K): a class absent from y_true and y_pred still gets a row, column and per-class entry.
@@ -200,7 +179,8 @@ def classification_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[s
     return {
         "n": len(y_true), "classes": list(classes),
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
+        # scikit-learn's balanced accuracy: the mean recall over the classes present in y_true.
+        "balanced_accuracy": float(recall[support > 0].mean()),
         "per_class": {code: {"precision": float(precision[k]), "recall": float(recall[k]),
                              "specificity": float(specificity[k]), "f1": float(f1[k]), "support": int(support[k])}
                       for k, code in enumerate(classes)},
@@ -256,19 +236,6 @@ def summary_row(name: str, report: dict) -> dict:
 # ---------- Uncertainty: bootstrap confidence intervals
 
 
-def _predictions(y_true: np.ndarray, y_prob_or_pred, name: str) -> tuple[np.ndarray, int | None]:
-    """Predicted labels from probabilities ``(N, K)`` (argmax) or labels ``(N,)``; K when it is known."""
-    array = np.asarray(y_prob_or_pred)
-    if array.ndim == 2:
-        y_prob = _check_probabilities(array, name, len(y_true))
-        return y_prob.argmax(axis=1), y_prob.shape[1]
-    y_pred = _check_labels(array, name)
-    if len(y_pred) != len(y_true):
-        raise ParameterError(f"{name}: has {len(y_pred)} entries but y_true has {len(y_true)}; "
-                             f"they must describe the same images.")
-    return y_pred, None
-
-
 def _resampled_indices(n: int, n_boot: int, seed: int):
     """Yield blocks of bootstrap index rows (each row: n indices drawn with replacement), n_boot rows in all."""
     rng = np.random.default_rng(seed)
@@ -277,18 +244,19 @@ def _resampled_indices(n: int, n_boot: int, seed: int):
         yield rng.integers(0, n, size=(min(rows_per_block, n_boot - start), n))
 
 
-def _bootstrap_confusions(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: int,
-                          seed: int) -> np.ndarray:
-    """Confusion matrices ``(n_boot, K, K)`` of the bootstrap resamples, counted without a Python loop."""
+def _bootstrap_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: int,
+                      seed: int) -> dict[str, np.ndarray]:
+    """:func:`_metrics_from_confusions` of the test set itself (row 0, the estimates) and of its ``n_boot``
+    bootstrap resamples (rows 1 on), their confusion matrices counted without a Python loop."""
     pair = y_true * n_classes + y_pred  # one code per (true, predicted) cell
     cells = n_classes * n_classes
     blocks = []
-    for indices in _resampled_indices(len(y_true), n_boot, seed):
+    for indices in itertools.chain([np.arange(len(y_true))[None]], _resampled_indices(len(y_true), n_boot, seed)):
         # Offset each resample's codes so one bincount counts all resamples of the block at once.
         codes = pair[indices] + (np.arange(len(indices)) * cells)[:, None]
         blocks.append(np.bincount(codes.ravel(), minlength=len(indices) * cells)
                       .reshape(len(indices), n_classes, n_classes))
-    return np.concatenate(blocks)
+    return _metrics_from_confusions(np.concatenate(blocks))
 
 
 def _metrics_from_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
@@ -312,8 +280,8 @@ def _interval(estimate: float | None, samples: np.ndarray, confidence: float, n_
     """Percentile interval of the finite bootstrap samples around ``estimate``."""
     finite = samples[np.isfinite(samples)]
     alpha = 1 - confidence
-    if estimate is not None and not np.isfinite(estimate):
-        estimate = None  # an undefined metric; None keeps the result valid JSON
+    if estimate is not None:
+        estimate = float(estimate) if np.isfinite(estimate) else None  # None (undefined) keeps the result valid JSON
     if estimate is None or finite.size == 0:
         low = high = None
     else:
@@ -345,7 +313,15 @@ def bootstrap_ci(y_true: ArrayLike, y_prob_or_pred: ArrayLike, metric: str | Cal
     if not isinstance(metric, str) or not (metric in BOOTSTRAP_METRICS[:3] or metric.startswith("recall:")):
         raise ParameterError(f"metric: unknown {metric!r}; choose from {list(BOOTSTRAP_METRICS)} or pass a "
                              f"function metric(y_true, y_prob_or_pred) -> float.")
-    y_pred, n_classes = _predictions(y_true, y_prob_or_pred, "y_prob_or_pred")
+    values = np.asarray(y_prob_or_pred)
+    if values.ndim == 2:
+        y_prob = _check_probabilities(values, "y_prob_or_pred", len(y_true))
+        y_pred, n_classes = y_prob.argmax(axis=1), y_prob.shape[1]
+    else:
+        y_pred, n_classes = _check_labels(values, "y_prob_or_pred"), None
+        if len(y_pred) != len(y_true):
+            raise ParameterError(f"y_prob_or_pred: has {len(y_pred)} entries but y_true has {len(y_true)}; "
+                                 f"they must describe the same images.")
     if classes is not None:
         classes = _check_classes(classes, n_classes)
         n_classes = len(classes)
@@ -364,10 +340,9 @@ def bootstrap_ci(y_true: ArrayLike, y_prob_or_pred: ArrayLike, metric: str | Cal
     if class_index is not None and not np.any(y_true == class_index):
         raise ParameterError(f"metric: {metric!r} is undefined, y_true holds no image of class "
                              f"{classes[class_index]!r}.")
-    estimate = _full_sample_metric(metric, y_true, y_pred, n_classes, class_index)
-    resampled = _metrics_from_confusions(_bootstrap_confusions(y_true, y_pred, n_classes, n_boot, seed))
-    samples = resampled["recall"][:, class_index] if class_index is not None else resampled[metric]
-    return _interval(estimate, samples, confidence, n_boot)
+    scores = _bootstrap_scores(y_true, y_pred, n_classes, n_boot, seed)
+    samples = scores["recall"][:, class_index] if class_index is not None else scores[metric]
+    return _interval(samples[0], samples[1:], confidence, n_boot)
 
 
 def bootstrap_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, ...], n_boot: int = 1000,
@@ -375,16 +350,12 @@ def bootstrap_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, .
     """Bootstrap intervals of the headline metrics from the same resamples: ``{"accuracy", "balanced_accuracy",
     "macro_f1": ci, "recall": {code: ci or None}}`` (:func:`bootstrap_ci` dicts; None for a class absent)."""
     n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
-    y_true, y_prob, classes = _check_report_inputs(y_true, y_prob, classes)
-    n_classes = y_prob.shape[1]
-    y_pred = y_prob.argmax(axis=1)
+    y_true, y_prob, classes = _check_inputs(y_true, y_prob, classes)
     # One set of resamples for every metric: the intervals then describe the same hypothetical test sets.
-    resampled = _metrics_from_confusions(_bootstrap_confusions(y_true, y_pred, n_classes, n_boot, seed))
-    report = {name: _interval(_full_sample_metric(name, y_true, y_pred, n_classes), resampled[name], confidence,
-                              n_boot) for name in BOOTSTRAP_METRICS[:3]}
-    report["recall"] = {code: _interval(_full_sample_metric("recall", y_true, y_pred, n_classes, k),
-                                        resampled["recall"][:, k], confidence, n_boot) if np.any(y_true == k) else None
-                        for k, code in enumerate(classes)}
+    scores = _bootstrap_scores(y_true, y_prob.argmax(axis=1), len(classes), n_boot, seed)
+    report = {name: _interval(scores[name][0], scores[name][1:], confidence, n_boot) for name in BOOTSTRAP_METRICS[:3]}
+    report["recall"] = {code: _interval(scores["recall"][0, k], scores["recall"][1:, k], confidence, n_boot)
+                        if np.any(y_true == k) else None for k, code in enumerate(classes)}
     return report
 
 
@@ -425,9 +396,10 @@ def majority_baseline(y_train: ArrayLike, y_test: ArrayLike, n_classes: int,
     if classes is not None:
         classes = _check_classes(classes, n_classes)
     majority = int(np.argmax(np.bincount(y_train, minlength=n_classes)))
-    y_pred = np.full_like(y_test, majority)
+    confusion = skm.confusion_matrix(y_test, np.full_like(y_test, majority), labels=list(range(n_classes)))
+    scores = _metrics_from_confusions(confusion[None])
     return {"class_index": majority, "class": classes[majority] if classes is not None else None, "n": len(y_test),
-            **{name: _full_sample_metric(name, y_test, y_pred, n_classes) for name in BOOTSTRAP_METRICS[:3]}}
+            **{name: float(scores[name][0]) for name in BOOTSTRAP_METRICS[:3]}}
 
 
 def pairwise_accuracy(y_true: ArrayLike, y_prob: ArrayLike, a: int, b: int) -> dict:
@@ -466,7 +438,7 @@ def bootstrap_scores(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, .
     """Bootstrap intervals of each class's precision and one-vs-rest ROC AUC and of the macro AUC (over classes
     present): ``{"precision": {code: ci}, "roc_auc": {code: ci}, "macro_auc": ci}``, None where undefined."""
     n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
-    y_true, y_prob, classes = _check_report_inputs(y_true, y_prob, classes)
+    y_true, y_prob, classes = _check_inputs(y_true, y_prob, classes)
     y_pred = y_prob.argmax(axis=1)
     k, n = len(classes), len(y_true)
     rows = np.concatenate(list(_resampled_indices(n, n_boot, seed)))  # (n_boot, n)
@@ -486,7 +458,7 @@ def bootstrap_scores(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, .
     ovr = full["roc_auc_ovr"]["per_class"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # resamples without a class give NaN columns
-        macro_samples = np.nanmean(auc[:, present], axis=1) if present else np.full(n_boot, np.nan)
+        macro_samples = np.nanmean(auc[:, present], axis=1)
     return {
         "precision": {code: _interval(full["per_class"][code]["precision"], precision[:, c], confidence, n_boot)
                       if np.any(y_pred == c) else None for c, code in enumerate(classes)},
@@ -499,7 +471,7 @@ def bootstrap_scores(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, .
 def reliability_bins(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = ECE_BINS) -> list[dict]:
     """Reliability-diagram data: per equal-width confidence bin its ``low``/``high`` edges, image count ``n``, mean
     ``confidence`` and ``accuracy`` (None in an empty bin)."""
-    y_true, y_prob = _check_pair(y_true, y_prob, in_range=False)
+    y_true, y_prob, _ = _check_inputs(y_true, y_prob, in_range=False)
     n_bins = check_int("n_bins", n_bins, 1)
     confidence, correct, bins = _confidence_bins(y_true, y_prob, n_bins)
     return [{"low": b / n_bins, "high": (b + 1) / n_bins, "n": int(np.sum(bins == b)),
@@ -510,14 +482,11 @@ def reliability_bins(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = ECE_BIN
 def fit_temperature(y_true: ArrayLike, y_prob: ArrayLike) -> float:
     """Temperature scaling (Guo et al. 2017): the T > 0 minimising the log loss of ``softmax(log p / T)`` (fit on
     validation, carried unchanged; T > 1 softens overconfidence, argmax never changes)."""
-    from scipy.optimize import minimize_scalar
-
-    y_true, y_prob = _check_pair(y_true, y_prob, in_range=False)
-    logits = np.log(np.clip(y_prob, 1e-12, 1.0))
+    y_true, y_prob, _ = _check_inputs(y_true, y_prob, in_range=False)
+    labels = list(range(y_prob.shape[1]))
 
     def loss(log_t: float) -> float:
-        return float(skm.log_loss(y_true, apply_temperature_to_logits(logits, np.exp(log_t)),
-                              labels=list(range(logits.shape[1]))))
+        return float(skm.log_loss(y_true, apply_temperature(y_prob, np.exp(log_t)), labels=labels))
 
     return float(np.exp(minimize_scalar(loss, bounds=(-3, 3), method="bounded").x))
 
@@ -552,16 +521,15 @@ def operating_point(positive: ArrayLike, scores: ArrayLike, threshold: float, n_
     n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
     positive = np.asarray(positive, dtype=bool)
     flagged = np.asarray(scores, dtype=np.float64) >= threshold
-    rows = np.concatenate(list(_resampled_indices(len(positive), n_boot, seed)))
+    # Row 0 is the test set itself (its rates are the estimates), the others the resamples.
+    rows = np.concatenate([np.arange(len(positive))[None], *_resampled_indices(len(positive), n_boot, seed)])
     pos, flag = positive[rows], flagged[rows]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN in a row without positives (negatives)
         sensitivity = (pos & flag).sum(1) / pos.sum(1)
         specificity = (~pos & ~flag).sum(1) / (~pos).sum(1)
     return {"threshold": float(threshold), "n": int(len(positive)), "positives": int(positive.sum()),
-            "sensitivity": _interval(float(flagged[positive].mean()) if positive.any() else None, sensitivity,
-                                     confidence, n_boot),
-            "specificity": _interval(float((~flagged[~positive]).mean()) if (~positive).any() else None,
-                                     specificity, confidence, n_boot)}
+            "sensitivity": _interval(sensitivity[0], sensitivity[1:], confidence, n_boot),
+            "specificity": _interval(specificity[0], specificity[1:], confidence, n_boot)}
 
 
 __all__ = [

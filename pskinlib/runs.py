@@ -20,6 +20,7 @@ file is written atomically (:mod:`pskinlib.io`): a run killed at any moment leav
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -79,11 +80,10 @@ class ResultRecord(os.PathLike):
     def __fspath__(self) -> str:
         return str(self.path)
 
+    __str__ = __fspath__
+
     def __truediv__(self, name: str) -> Path:
         return self.path / name
-
-    def __str__(self) -> str:
-        return str(self.path)
 
     @property
     def name(self) -> str:
@@ -193,11 +193,9 @@ class RunRecord(ResultRecord):
         base = f"{time.strftime('%Y%m%d-%H%M%S')}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}"
         for n in range(1000):
             path = root / (base if n == 0 else f"{base}-{n}")
-            try:
+            with contextlib.suppress(FileExistsError):
                 path.mkdir()
                 return cls(path)
-            except FileExistsError:
-                continue
         raise OutputExistsError(f"Could not create a new run folder under {root}.")
 
     # -- what the run was ------------------------------------------------------------------------------------------

@@ -120,8 +120,7 @@ def augment_batch(images: torch.Tensor, augmentation: Augmentation, generator: t
     height, width = images.shape[2], images.shape[3]
     angle = _uniform(n, -1, 1, generator, device) * math.radians(augmentation.rotation_degrees)
     area = _uniform(n, *augmentation.crop_scale, generator, device)
-    log_ratio = _uniform(n, math.log(augmentation.aspect[0]), math.log(augmentation.aspect[1]), generator, device)
-    ratio = torch.exp(log_ratio)
+    ratio = torch.exp(_uniform(n, *map(math.log, augmentation.aspect), generator, device))
     # Half-widths of the crop in normalised coordinates (the full image spans [-1, 1]).
     sx, sy = torch.sqrt(area * ratio).clamp(max=1), torch.sqrt(area / ratio).clamp(max=1)
     tx = _uniform(n, -1, 1, generator, device) * (1 - sx)
@@ -159,11 +158,11 @@ def augment_batch(images: torch.Tensor, augmentation: Augmentation, generator: t
     if augmentation.hue or augmentation.channel_gain:  # also linear: they join the same matrix, applied first
         matrix = matrix @ _hue_and_gains(n, augmentation, generator, constants)
     offset = ((1 - contrast) * brightness * out.mean(dim=(1, 2, 3))).view(n, 1, 1).expand(n, 3, 1)
-    low, high = torch.zeros(1, 3, 1, 1, device=device), torch.ones(1, 3, 1, 1, device=device)
+    low, high = 0.0, 1.0
     if normalised:
         mean, std = constants.mean.view(1, 3, 1), constants.std.view(1, 3, 1)
         matrix, offset = matrix / std, (offset - mean) / std
-        low, high = (-mean / std).view(1, 3, 1, 1), ((1 - mean) / std).view(1, 3, 1, 1)
+        low, high = -constants.mean / constants.std, (1 - constants.mean) / constants.std
     out = torch.baddbmm(offset, matrix, out.reshape(n, 3, height * width)).view(n, 3, height, width)
     return torch.clamp(out, low, high)
 
@@ -235,14 +234,12 @@ class BatchLoader:
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
-        if self.world_size > 1:
-            # Every process gets the same number of batches, or a collective would wait forever.
-            per_rank = n // self.world_size
-            order = order[self.rank::self.world_size][:per_rank]
-        return order
+        # Each process takes every world_size-th image, and all get the same number of batches, or a collective would
+        # wait forever.
+        return order[self.rank::self.world_size][:n // self.world_size]
 
     def __len__(self) -> int:
-        n = len(self.labels) // self.world_size if self.world_size > 1 else len(self.labels)
+        n = len(self.labels) // self.world_size
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):

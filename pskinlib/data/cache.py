@@ -1,16 +1,15 @@
 """The prepared image cache: every image decoded and resized once, kept as a memory-mapped uint8 array.
 
 Decoding a JPEG costs more than a small CNN's forward pass on it, so no epoch should decode one. The first
-:func:`prepare_images` call for a data folder and size decodes every image (in parallel), resizes the whole field
-of view to ``size`` x ``size`` (the 4:3 frame is squashed the same way for every image, so no lesion border is cut
-off) and writes an ``(N, size, size, 3)`` uint8 ``.npy`` file; later calls memory-map it in milliseconds.
+:func:`prepare_images` call for a data folder and size decodes every image (in parallel), resizes it to ``size`` x
+``size`` and writes an ``(N, size, size, 3)`` uint8 ``.npy`` file; later calls memory-map it in milliseconds.
 
 :class:`Preprocessing` says what happens to an image before it is stored: the whole 4:3 field of view squashed to
-a square (``resize="squash"``, the default) or its centre square cropped so the aspect ratio is kept
-(``resize="crop"``), and optionally Shades of Gray colour constancy (Finlayson & Trezzi 2004; ``colour_constancy=p``,
-6 in the ISIC winners' recipes), which divides out the illuminant that a Minkowski p-norm of each channel estimates,
-so that images from dermatoscopes with other lights look alike. Training, prediction and evaluation all decode
-through :func:`resize_image` with the run's preprocessing.
+a square the same way for every image, so no lesion border is cut off (``resize="squash"``, the default), or its
+centre square cropped so the aspect ratio is kept (``resize="crop"``), and optionally Shades of Gray colour
+constancy (Finlayson & Trezzi 2004; ``colour_constancy=p``, 6 in the ISIC winners' recipes), which divides out the
+illuminant that a Minkowski p-norm of each channel estimates, so that images from dermatoscopes with other lights
+look alike. Training, prediction and evaluation all decode through :func:`resize_image` with the run's preprocessing.
 
 The cache is keyed by the data folder, the list of files (name, byte size, modification time), the size and the
 preprocessing, so it is rebuilt when any of them changes. It lives in ``$PSKIN_CACHE`` or ``~/.cache/pskin``,
@@ -24,7 +23,9 @@ import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -169,8 +170,7 @@ def prepare_images(
     """
     if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or not 8 <= size <= 1024:
         raise ParameterError(f"size: need an integer number of pixels from 8 to 1024, got {size!r}.")
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()  # made by the first build
     key = cache_key(images, size, preprocessing)
     npy_path, info_path = folder / f"{key}.npy", folder / f"{key}.json"
     if not (npy_path.is_file() and info_path.is_file()):
@@ -190,43 +190,34 @@ def prepare_images(
 
 def _build(images: LesionImages, size: int, npy_path: Path, info_path: Path, workers: int | None,
            progress: bool, preprocessing: Preprocessing) -> None:
+    from tqdm.auto import tqdm
+
     start = time.perf_counter()
     paths = images.table["path"].tolist()
     workers = workers or min(os.cpu_count() or 1, 8)
     chunk = max(64, len(paths) // (workers * 8) + 1)
-    starts = range(0, len(paths), chunk)
+    chunks = [range(s, min(s + chunk, len(paths))) for s in range(0, len(paths), chunk)]
     failures: list[tuple[str, str]] = []
     # Written under a temporary name and renamed at the end: a killed build never leaves a half-filled cache.
     with atomic_path(npy_path) as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3)).flush()
-        bar = _progress_bar(len(paths), f"preparing {len(paths)} images at {size}px", progress)
-        if workers == 1:
-            for s in starts:
-                failures += _fill_rows(str(tmp), range(s, min(s + chunk, len(paths))), paths[s:s + chunk], size,
-                                       preprocessing)
-                bar.update(min(chunk, len(paths) - s))
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                jobs = [(s, pool.submit(_fill_rows, str(tmp), range(s, min(s + chunk, len(paths))),
-                                        paths[s:s + chunk], size, preprocessing)) for s in starts]
-                for s, job in jobs:
-                    failures += job.result()
-                    bar.update(min(chunk, len(paths) - s))
+        bar = tqdm(total=len(paths), desc=f"preparing {len(paths)} images at {size}px", unit="img",
+                   disable=not progress)
+        fill = partial(_fill_rows, str(tmp), size=size, preprocessing=preprocessing)
+        with nullcontext() if workers == 1 else ProcessPoolExecutor(workers) as pool:
+            mapper = map if pool is None else pool.map
+            for rows, failed in zip(chunks, mapper(fill, chunks, [paths[c.start:c.stop] for c in chunks])):
+                failures += failed
+                bar.update(len(rows))
         bar.close()
-        failed_paths = {p for p, _ in failures}
-        ids = images.table["image_id"].tolist()
-        info = {
-            "image_ids": ids,
-            "size": size,
-            "root": str(images.root),
-            "unreadable": [i for i, p in zip(ids, paths) if p in failed_paths],
-            "errors": failures,
-            "seconds": round(time.perf_counter() - start, 3),
-        }
-    write_json(info_path, info)  # after the pixels: an info file always describes a complete array
-
-
-def _progress_bar(total: int, description: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="img", disable=not enabled)
+    failed_paths = {p for p, _ in failures}
+    ids = images.table["image_id"].tolist()
+    # After the pixels: an info file always describes a complete array.
+    write_json(info_path, {
+        "image_ids": ids,
+        "size": size,
+        "root": str(images.root),
+        "unreadable": [i for i, p in zip(ids, paths) if p in failed_paths],
+        "errors": failures,
+        "seconds": round(time.perf_counter() - start, 3),
+    })

@@ -10,7 +10,6 @@ every parameter varies and the classes' ranges overlap, so a small CNN gets roug
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import math
@@ -22,10 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from ..errors import OutputExistsError, ParameterError, check_int
 from ..info import ALL_CLASSES, HAM10000, PAPER_CLASSES, SYNTHETIC_MARKER, SYNTHETIC_WARNING
+from ..io import write_csv
 from .ham10000 import validate_classes
 
 # Colours are RGB in 0..255 floats while painting.
@@ -100,8 +101,6 @@ def _dots(shape: tuple[int, int], ys, xs, rs, soft: float = 1.0) -> np.ndarray:
     for y, x, r in zip(ys, xs, rs):
         y0, y1 = max(0, int(y - r - soft - 1)), min(shape[0], int(y + r + soft + 2))
         x0, x1 = max(0, int(x - r - soft - 1)), min(shape[1], int(x + r + soft + 2))
-        if y0 >= y1 or x0 >= x1:
-            continue
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         d = np.sqrt((yy - y) ** 2 + (xx - x) ** 2)
         np.maximum(out[y0:y1, x0:x1], _smoothstep((r - d) / soft + 0.5), out=out[y0:y1, x0:x1])
@@ -520,18 +519,14 @@ def make_demo_dataset(root: Path, *, n_lesions: int = 600, classes: tuple[str, .
             except BaseException:
                 pool.shutdown(cancel_futures=True)  # stop at the first error instead of painting the rest
                 raise
-        with open(tmp / HAM10000["metadata_file"], "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(HAM10000["metadata_columns"]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(tmp / HAM10000["metadata_file"], pd.DataFrame(rows, columns=list(HAM10000["metadata_columns"])))
         params = {"generator": "pskinlib.synthetic.make_demo_dataset", "seed": seed, "classes": list(classes),
                   "class_fractions": class_fractions, "n_lesions": n_lesions, "n_images": len(rows),
                   "lesions_per_class": dict(zip(classes, counts)),
                   "images_per_class": {c: sum(1 for r in rows if r["dx"] == c) for c in classes},
                   "images_per_lesion": int(images_per_lesion), "height": int(height), "width": int(width)}
-        (tmp / SYNTHETIC_MARKER).write_text(
-            SYNTHETIC_WARNING + "\n\nGeneration parameters:\n" + json.dumps(params, indent=2) + "\n", encoding="utf-8"
-        )
+        text = f"{SYNTHETIC_WARNING}\n\nGeneration parameters:\n{json.dumps(params, indent=2)}\n"
+        (tmp / SYNTHETIC_MARKER).write_text(text, encoding="utf-8")
         tmp.chmod(0o755)  # mkdtemp makes the folder private; the dataset is ordinary data
         if root.exists():
             shutil.rmtree(root)  # an empty folder, or a synthetic dataset with overwrite=True

@@ -25,8 +25,10 @@ from pathlib import Path, PurePosixPath
 
 from .. import __version__
 from ..errors import DownloadError, ParameterError, UnsafeArchiveError
-from ..info import DOWNLOAD_SOURCES
+from ..info import DOWNLOAD_SOURCES, HAM10000, ISIC2017
 from ..io import read_json, write_json
+from .external import isic2017_from_archives
+from .ham10000 import find_image_files, read_isic2018_labels
 
 logger = logging.getLogger(__name__)
 
@@ -293,9 +295,6 @@ def download_isic2017(target_dir: Path | str, *, progress: bool = True, base_url
                       overwrite: bool = False) -> Path:
     """ISIC 2017 Part 3's validation and test sets as a labelled folder (``labels.csv``, ``images/``; official files
     in ``official/``), verified against the published counts (from the official source; a mirror for consistency)."""
-    from ..info import ISIC2017
-    from .external import isic2017_from_archives
-
     target = Path(target_dir)
     official = download_dataset("isic2017", target / "official", progress=progress, base_url=base_url)
     counts = isic2017_from_archives(official, target, overwrite=overwrite)
@@ -308,9 +307,6 @@ def download_isic2017(target_dir: Path | str, *, progress: bool = True, base_url
 def verify_ham10000(root: Path | str, *, official: bool = True) -> None:
     """Check an ISIC 2018 Task 3 folder: labels and lesion groups read, every labelled image there with its lesion,
     and (``official``) the counts :data:`pskinlib.info.HAM10000` documents; else :class:`DownloadError`."""
-    from ..info import HAM10000
-    from .ham10000 import find_image_files, read_isic2018_labels
-
     root = Path(root)
     try:
         table = read_isic2018_labels(root)

@@ -85,20 +85,17 @@ def read_labelled_folder(root: str | os.PathLike, *, sources: tuple[str, ...] | 
     if table["image_id"].duplicated().any():
         raise DataError(f"{root / LABELS_FILE}: image_id listed more than once: "
                         f"{table.loc[table['image_id'].duplicated(), 'image_id'].tolist()[:10]}.")
-    unknown = sorted(set(table["dx"]) - set(ALL_CLASSES))
-    if unknown:
+    if unknown := sorted(set(table["dx"]) - set(ALL_CLASSES)):
         raise DataError(f"{root / LABELS_FILE}: dx value(s) {unknown} are not HAM10000 codes {list(ALL_CLASSES)}.")
     if sources is not None:
-        absent = sorted(set(sources) - set(table["source_dataset"]))
-        if absent:
+        if absent := sorted(set(sources) - set(table["source_dataset"])):
             raise ParameterError(f"sources: {absent} are not in {root / LABELS_FILE} (it holds "
                                  f"{sorted(set(table['source_dataset']))}).")
         table = table[table["source_dataset"].isin(sources)].reset_index(drop=True)
     folder = root / IMAGES_FOLDER
     files = {Path(n).stem: folder / n for n in (os.listdir(folder) if folder.is_dir() else ())
              if Path(n).suffix.lower() in EXTERNAL_SUFFIXES}
-    missing = [i for i in table["image_id"] if i not in files]
-    if missing:
+    if missing := [i for i in table["image_id"] if i not in files]:
         raise DataError(f"{len(missing)} image(s) of {root / LABELS_FILE} are not in {folder}: {missing[:10]}.")
     if "age" in table.columns:
         table["age"] = pd.to_numeric(table["age"], errors="coerce")
@@ -181,9 +178,8 @@ def import_ph2(folder: str | os.PathLike, target: str | os.PathLike, *, overwrit
     images = root / "PH2 Dataset images"
     if not images.is_dir():
         raise _missing(root, "the folder 'PH2 Dataset images'")
-    diagnoses = _ph2_diagnoses(root)
     rows = []
-    for name, code in sorted(diagnoses.items()):
+    for name, code in sorted(_ph2_diagnoses(root).items()):
         path = images / name / f"{name}_Dermoscopic_Image" / f"{name}.bmp"
         if not path.is_file():
             raise _missing(root, f"'PH2 Dataset images/{name}/{name}_Dermoscopic_Image/{name}.bmp'")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +94,7 @@ class LesionImages:
         drop = set(image_ids)
         table = self.table[~self.table["image_id"].isin(drop)].reset_index(drop=True)
         _check_no_empty_class(table, self.classes, self.root)
-        return LesionImages(self.root, table, self.classes, self.layout, self.synthetic,
-                            self.skipped + tuple(sorted(drop)))
+        return replace(self, table=table, skipped=self.skipped + tuple(sorted(drop)))
 
     def with_rows(self, rows: pd.DataFrame) -> LesionImages:
         """The same collection plus ``rows`` (images of other collections, with this table's columns; each its own
@@ -104,7 +103,7 @@ class LesionImages:
         if clash:
             raise DataError(f"images of other collections reuse HAM10000 image ids: {clash[:10]}.")
         table = pd.concat([self.table, rows.reindex(columns=self.table.columns)], ignore_index=True)
-        return LesionImages(self.root, table, self.classes, self.layout, self.synthetic, self.skipped)
+        return replace(self, table=table)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{c} {n}" for c, n in self.class_counts().items())
@@ -177,10 +176,16 @@ def read_metadata(path: Path) -> pd.DataFrame:
     two_dx = two_dx[two_dx > 1]
     if len(two_dx):
         raise DataError(f"{path}: lesion(s) with more than one dx: {', '.join(two_dx.index[:10])}.")
+    table = _with_metadata_columns(table)
+    table["age"] = pd.to_numeric(table["age"], errors="coerce").astype(float)  # NaN-able, whatever the values
+    return table
+
+
+def _with_metadata_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` given the HAM10000 metadata columns it lacks: blank, or NaN for ``age``."""
     for column in HAM10000["metadata_columns"]:
         if column not in table.columns:
-            table[column] = "" if column != "age" else np.nan
-    table["age"] = pd.to_numeric(table["age"], errors="coerce").astype(float)  # NaN-able, whatever the values
+            table[column] = np.nan if column == "age" else ""
     return table
 
 
@@ -250,7 +255,11 @@ def load_ham10000(
     if metadata_path.is_file():
         table = read_metadata(metadata_path)
     elif layout == "isic2018":
-        table = _normalise(read_isic2018_labels(root), root)
+        table = read_isic2018_labels(root)
+        absent = table.loc[table["lesion_id"] == "", "image_id"].head(10).tolist()
+        if absent:
+            raise DataError(f"{root}: images without a lesion_id in {ISIC2018_LESION_GROUPINGS}: {absent}.")
+        table = _with_metadata_columns(table)  # it has no age, sex or localisation
     else:
         raise DataError(f"{root} has image folders but no {HAM10000['metadata_file']}.")
     table = table[table["dx"].isin(classes)].reset_index(drop=True)
@@ -266,22 +275,11 @@ def load_ham10000(
         warnings.warn(message + "; they are left out.", stacklevel=2)
         table = table[table["path"] != ""].reset_index(drop=True)
     _check_no_empty_class(table, classes, root)
-    table["source_dataset"] = "synthetic demo set" if (root / SYNTHETIC_MARKER).is_file() else HAM10000["name"]
+    synthetic = (root / SYNTHETIC_MARKER).is_file()
+    table["source_dataset"] = "synthetic demo set" if synthetic else HAM10000["name"]
     columns = list(HAM10000["metadata_columns"]) + ["path", "source_dataset"]
     table = table[columns + [c for c in table.columns if c not in columns]]
-    return LesionImages(root, table, classes, layout, synthetic=(root / SYNTHETIC_MARKER).is_file(),
-                        skipped=tuple(missing))
-
-
-def _normalise(table: pd.DataFrame, root: Path) -> pd.DataFrame:
-    """Give an ISIC 2018 table the HAM10000 columns (it has no age, sex or localisation)."""
-    if (table["lesion_id"] == "").any():
-        absent = table.loc[table["lesion_id"] == "", "image_id"].head(10).tolist()
-        raise DataError(f"{root}: images without a lesion_id in {ISIC2018_LESION_GROUPINGS}: {absent}.")
-    for column in HAM10000["metadata_columns"]:
-        if column not in table.columns:
-            table[column] = np.nan if column == "age" else ""
-    return table
+    return LesionImages(root, table, classes, layout, synthetic, skipped=tuple(missing))
 
 
 def validate_classes(classes: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:

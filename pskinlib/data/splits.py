@@ -112,7 +112,7 @@ def paper_split(images: LesionImages, counts: dict[str, dict[str, int]],
         if total < need["test"] + 2:
             raise ParameterError(f"counts: the test split needs {need['test']} distinct {dx} images but only "
                              f"{total} exist.")
-        # Test is drawn without repeats, so its pool must hold enough distinct images; the rest is shared between
+        # Test is drawn without repeats, so its pool is dealt enough distinct images; the rest is shared between
         # train and validation in proportion to what they must draw, which spreads the unavoidable repeats evenly.
         test_lesions = sizes.index[: int(np.searchsorted(sizes.cumsum().to_numpy(), need["test"])) + 1]
         rest = sizes.drop(test_lesions)
@@ -123,20 +123,18 @@ def paper_split(images: LesionImages, counts: dict[str, dict[str, int]],
             pool = table[(table["dx"] == dx) & table["lesion_id"].isin(pools[name])]
             if pool.empty:
                 raise ParameterError(f"Too few {dx} lesions ({len(sizes)}) for three disjoint pools.")
-            picked = _draw(len(pool), need[name], rng, allow_repeats=(name != "test"))
+            picked = _draw(len(pool), need[name], rng)
             drawn = pool.iloc[picked][["image_id", "lesion_id", "dx"]].copy()
             drawn["split"] = name
             rows.append(drawn)
     return _ordered(pd.concat(rows, ignore_index=True))
 
 
-def _draw(pool_size: int, n: int, rng: np.random.Generator, *, allow_repeats: bool) -> np.ndarray:
+def _draw(pool_size: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of ``n`` images from a pool: without repeats when it is large enough, else every image
     ``n // pool_size`` times plus a random remainder, so no image is repeated more than once beyond the others."""
     if n <= pool_size:
         return rng.choice(pool_size, size=n, replace=False)
-    if not allow_repeats:
-        raise ParameterError(f"The test pool holds {pool_size} images but {n} are needed without repeats.")
     whole, remainder = divmod(n, pool_size)
     picked = np.concatenate([np.tile(np.arange(pool_size), whole), rng.choice(pool_size, remainder, replace=False)])
     return np.sort(picked)

@@ -52,13 +52,11 @@ def shift_table(statistics: pd.DataFrame) -> pd.DataFrame:
     """Per ``source_dataset``: images, the median size and aspect, the mean of each colour and light column, and
     the share of images whose corners are dark (corner ratio below 0.5: the round field of a contact dermatoscope
     seen inside a rectangular frame)."""
-    grouped = statistics.groupby("source_dataset", sort=False)
-    table = grouped[["mean_r", "mean_g", "mean_b", "light_r", "light_g", "light_b", "corner_ratio"]].mean()
-    table.insert(0, "images", grouped.size())
-    table.insert(1, "median_width", grouped["width"].median())
-    table.insert(2, "median_height", grouped["height"].median())
-    table.insert(3, "aspect", grouped["aspect"].median())
-    table["dark_corners"] = grouped["corner_ratio"].apply(lambda r: float((r < 0.5).mean()))
+    means = ("mean_r", "mean_g", "mean_b", "light_r", "light_g", "light_b", "corner_ratio")
+    table = statistics.groupby("source_dataset", sort=False).agg(
+        images=("width", "size"), median_width=("width", "median"), median_height=("height", "median"),
+        aspect=("aspect", "median"), **{c: (c, "mean") for c in means},
+        dark_corners=("corner_ratio", lambda r: float((r < 0.5).mean())))
     return table.reset_index()
 
 

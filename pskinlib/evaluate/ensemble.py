@@ -86,13 +86,11 @@ def evaluate_predictions(predictions: pd.DataFrame, n_boot: int = 1000, seed: in
     """The metrics of a predictions table (as a run's ``metrics.json`` has them), with bootstrap intervals."""
     columns = probability_columns(predictions)
     classes = tuple(c[2:] for c in columns)
-    index = {c: i for i, c in enumerate(classes)}
     unknown = sorted(set(predictions["true"]) - set(classes))
     if unknown:
         raise ParameterError(f"predictions: true labels {unknown} have no probability column.")
-    y_true = predictions["true"].map(index).to_numpy()
-    y_prob = predictions[columns].to_numpy()
-    return report_with_intervals(y_true, y_prob, classes, n_boot=n_boot, seed=seed)
+    y_true = predictions["true"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    return report_with_intervals(y_true, predictions[columns].to_numpy(), classes, n_boot=n_boot, seed=seed)
 
 
 def write_ensemble(run_dirs, out_dir: str | os.PathLike, n_boot: int = 1000) -> Path:

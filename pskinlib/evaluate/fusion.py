@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import softmax
 from torch import nn
 
 from ..data.batches import BatchLoader
@@ -117,10 +118,7 @@ class FusionHead:
         inputs = np.asarray(inputs, dtype=np.float64)
         if inputs.ndim != 2 or inputs.shape[1] != len(self.columns):
             raise ParameterError(f"inputs: expected shape (N, {len(self.columns)}), got {inputs.shape}.")
-        logits = ((inputs - self.mean) / self.scale) @ self.coef.T + self.intercept
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        return probs / probs.sum(axis=1, keepdims=True)
+        return softmax(((inputs - self.mean) / self.scale) @ self.coef.T + self.intercept, axis=1)
 
     def to_dict(self) -> dict:
         return {"classes": list(self.classes), "columns": list(self.columns), "mean": self.mean.tolist(),
@@ -194,8 +192,8 @@ def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None =
         if use_metadata:
             features = np.hstack([features, metadata_matrix(table.loc[list(tensors.image_ids)])])
         inputs[part], labels[part] = features, tensors.labels.numpy()
-    n_features = inputs["train"].shape[1] - (len(METADATA_COLUMNS) if use_metadata else 0)
-    columns = tuple(f"feature_{i}" for i in range(n_features)) + (METADATA_COLUMNS if use_metadata else ())
+    metadata_columns = METADATA_COLUMNS if use_metadata else ()
+    columns = tuple(f"feature_{i}" for i in range(inputs["train"].shape[1] - len(metadata_columns))) + metadata_columns
     weights = np.array([record.recorded["class_weights"][c] for c in classes])
     if config.sampler == "balanced":  # the run balanced its batches instead; the head gets the same balance
         counts = np.bincount(labels["train"], minlength=len(classes))
@@ -250,7 +248,7 @@ class FusedModel:
         if self.uses_metadata:
             if metadata is None or len(metadata) != len(paths):
                 raise ParameterError(f"metadata: this head uses age, sex and body site; give one row per image "
-                                 f"({len(paths)}), got {None if metadata is None else len(metadata)}.")
+                                     f"({len(paths)}), got {None if metadata is None else len(metadata)}.")
             inputs = np.hstack([inputs, metadata_matrix(metadata.reset_index(drop=True))])
         return self.head.predict_proba(inputs)
 

@@ -2,10 +2,10 @@
 
 Grad-CAM (Selvaraju et al., ICCV 2017) takes the activations ``A`` of the last convolutional block (for ResNets
 ``layer4``, for EfficientNets the last ``features`` block: the registry's ``gradcam`` entry,
-:func:`pskinlib.train.models.gradcam_layer`), weighs each
-channel by the mean gradient of the class score with respect to it, sums the channels and keeps the positive part:
-``relu(sum_k mean(dy_c / dA_k) * A_k)``. The map has the block's resolution (the input size / 32) and is upsampled
-bilinearly to the input size, then scaled to [0, 1] per image.
+:func:`pskinlib.train.models.gradcam_layer`), weighs each channel by the mean gradient of the class score with
+respect to it, sums the channels and keeps the positive part: ``relu(sum_k mean(dy_c / dA_k) * A_k)``. The map has
+the block's resolution (the input size / 32) and is upsampled bilinearly to the input size, then scaled to [0, 1]
+per image.
 
 A forward hook on the block records its output; the gradient is taken with ``torch.autograd.grad``, so the model's
 parameter gradients are not touched. No extra dependency is needed.
@@ -25,16 +25,15 @@ from ..train.models import gradcam_layer
 
 
 def _class_indices(class_index: int | torch.Tensor, batch: int, n_classes: int) -> torch.Tensor:
-    if isinstance(class_index, torch.Tensor):
-        indices = class_index.flatten().long()
-        if indices.numel() == 1:
-            indices = indices.expand(batch)
-        if indices.numel() != batch:
-            raise ParameterError(f"class_index: need one index per image ({batch}), got {class_index.numel()}.")
-    elif isinstance(class_index, (int, np.integer)) and not isinstance(class_index, bool):
-        indices = torch.full((batch,), int(class_index), dtype=torch.long)
-    else:
+    if isinstance(class_index, (int, np.integer)) and not isinstance(class_index, bool):
+        class_index = torch.tensor(int(class_index))
+    elif not isinstance(class_index, torch.Tensor):
         raise ParameterError(f"class_index: expected an int or a tensor of ints, got {type(class_index).__name__}.")
+    indices = class_index.flatten().long()
+    if indices.numel() == 1:
+        indices = indices.expand(batch)
+    if indices.numel() != batch:
+        raise ParameterError(f"class_index: need one index per image ({batch}), got {class_index.numel()}.")
     if indices.min() < 0 or indices.max() >= n_classes:
         raise ParameterError(f"class_index: indices must be in [0, {n_classes - 1}], got {indices.tolist()}.")
     return indices
@@ -70,8 +69,8 @@ def grad_cam(model: nn.Module, images: torch.Tensor, class_index: int | torch.Te
         weights = gradients.float().mean(dim=(2, 3), keepdim=True)
         cam = F.relu((weights * activations.float()).sum(dim=1, keepdim=True))
         cam = F.interpolate(cam, size=images.shape[2:], mode="bilinear", align_corners=False)[:, 0]
-        peak = cam.flatten(1).max(dim=1).values.view(-1, 1, 1)
-        cam = cam / torch.where(peak > 0, peak, torch.ones_like(peak))
+        peak = cam.amax(dim=(1, 2), keepdim=True)
+        cam = cam / torch.where(peak > 0, peak, 1.0)
     return cam.clamp(0, 1).cpu().numpy()
 
 

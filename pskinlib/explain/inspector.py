@@ -127,11 +127,9 @@ def _with_metadata(predictions: pd.DataFrame, table: pd.DataFrame) -> pd.DataFra
     if missing:
         raise ParameterError(f"images: {len(missing)} predicted image(s) are not in the images table: "
                              f"{missing[:10]}; pass data_dir= the folder the run was trained on.")
-    for column in METADATA_COLUMNS:
-        if column not in joined.columns:
-            joined[column] = np.nan
+    joined = joined.assign(**{c: np.nan for c in METADATA_COLUMNS if c not in joined.columns})
     probs = joined[[f"p_{c}" for c in classes]].to_numpy(np.float64)
-    p_true = probs[np.arange(len(joined)), joined["true"].map({c: i for i, c in enumerate(classes)}).to_numpy()]
+    p_true = probs[np.arange(len(joined)), joined["true"].map(classes.index).to_numpy()]
     joined["confidence"] = probs.max(axis=1)
     joined["loss"] = -np.log(np.clip(p_true, 1e-12, 1.0))
     joined["correct"] = joined["true"] == joined["predicted"]
@@ -181,16 +179,14 @@ def most_confident_errors(predictions: pd.DataFrame, per_class: int = 4) -> pd.D
     classes = prediction_classes(predictions)
     errors = sort_predictions(filter_predictions(predictions, correct=False), "confidence")
     chosen = errors.groupby("true", sort=False).head(per_class)
-    order = chosen["true"].map({c: i for i, c in enumerate(classes)})
-    return chosen.iloc[np.argsort(order.to_numpy(), kind="stable")]
+    return chosen.sort_values("true", key=lambda codes: codes.map(classes.index), kind="stable")
 
 
 def confusion_counts(predictions: pd.DataFrame) -> pd.DataFrame:
     """Images per (true, predicted) pair: rows true, columns predicted, in class order."""
     classes = list(prediction_classes(predictions))
-    counts = pd.crosstab(predictions["true"], predictions["predicted"])
-    return counts.reindex(index=classes, columns=classes, fill_value=0).rename_axis("true").rename_axis(
-        "predicted", axis=1)
+    counts = pd.crosstab(predictions["true"], predictions["predicted"])  # its axes are named true and predicted
+    return counts.reindex(index=classes, columns=classes, fill_value=0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -252,7 +248,7 @@ def metadata_html(row: pd.Series) -> str:
     cells = []
     for name in ("image_id", *METADATA_COLUMNS):
         value = row.get(name)
-        text = "—" if value is None or (isinstance(value, float) and math.isnan(value)) or value == "" else value
+        text = "—" if pd.isna(value) or value == "" else value
         if name == "age" and isinstance(text, float):
             text = f"{text:.0f}"
         cells.append(f"<tr><td style='padding:1px 6px;color:#555'>{name}</td>"
@@ -449,8 +445,7 @@ class ConfusionMatrixWidget(_Displayable):
                  on_select: Callable[[str, str], None] | None = None):
         self.classes = _check_predictions(predictions)
         self.counts = confusion_counts(predictions)
-        self.browser, self.selected = browser, None
-        self._callbacks = [on_select] if on_select is not None else []
+        self.browser, self._on_select, self.selected = browser, on_select, None
         share = self.counts.to_numpy() / self.counts.to_numpy().sum(axis=1, keepdims=True).clip(min=1)
         blues = matplotlib.colormaps["Blues"]
         self._buttons: list[list[widgets.Button]] = []
@@ -488,9 +483,8 @@ class ConfusionMatrixWidget(_Displayable):
         self.selected = None if true is None else (true, predicted)
         if self.browser is not None:
             self.browser.set_filters(true=true, predicted=predicted, correct=None)
-        if true is not None:
-            for callback in self._callbacks:
-                callback(true, predicted)
+        if true is not None and self._on_select is not None:
+            self._on_select(true, predicted)
 
 
 class NewImagePredictor(_Displayable):

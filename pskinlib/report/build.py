@@ -179,11 +179,10 @@ def notebook_parameters(notebook: Path) -> dict[str, dict]:
 
 
 def _accepts(type_name: str, value: Any) -> bool:
-    if type_name == "None":
-        return value is None
     if type_name in ("int", "float") and isinstance(value, bool):
         return False
-    kinds = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict, "list": (list, tuple)}
+    kinds = {"None": type(None), "str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict,
+             "list": (list, tuple)}
     return type_name not in kinds or isinstance(value, kinds[type_name])
 
 
@@ -198,13 +197,10 @@ def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
         raise ParameterError(f"{notebook.name}: unknown parameter(s) {unknown}; it declares {sorted(declared)}.")
     for name, value in parameters.items():
         annotation = declared[name].get("inferred_type_name") or "None"
-        optional = annotation.startswith("Optional[")
-        names = [t.strip() for t in (annotation[9:-1] if optional else annotation).split("|")]
-        if optional:
-            names.append("None")
-        if not any(_accepts(t, value) for t in names):
+        union = f"{annotation[9:-1]} | None" if annotation.startswith("Optional[") else annotation
+        if not any(_accepts(t.strip(), value) for t in union.split("|")):
             raise ParameterError(f"{notebook.name}: parameter {name} must be {annotation}, got {value!r} "
-                             f"({type(value).__name__}).")
+                                 f"({type(value).__name__}).")
 
 
 def _check_training_parameters(chapter: Chapter) -> None:
@@ -230,18 +226,12 @@ def _source_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def _data_fingerprint(data_dir: str) -> str:
-    path = Path(data_dir)
-    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.glob("*.csv"))]
-    return hashlib.sha256(repr((str(path.resolve()), stats)).encode()).hexdigest()[:16]
-
-
-def _results_fingerprint(root: Path) -> str:
-    """The committed reference records the chapters read: a record added, removed or remade reruns them."""
-    results = root / "book" / "results"
-    stats = [(str(p.relative_to(results)), p.stat().st_size, p.stat().st_mtime_ns)
-             for p in sorted(results.rglob("*")) if p.is_file()] if results.is_dir() else []
-    return hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
+def _files_fingerprint(folder: Path, pattern: str) -> str:
+    """The folder and the names, sizes and modification times of its files matching ``pattern``: a file added,
+    removed or remade changes it."""
+    stats = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+             for p in sorted(folder.glob(pattern)) if p.is_file()]
+    return hashlib.sha256(repr((str(folder.resolve()), stats)).encode()).hexdigest()[:16]
 
 
 def chapter_key(chapter: Chapter, notebooks: Path, source: str, data: str) -> str:
@@ -296,19 +286,19 @@ WIDGET_FONTS = "widgets_fonts"  # folder of the build mirrored into the HTML roo
 def widget_scripts(build_dir: Path, root: Path, log=print) -> dict[str, dict]:
     """The widget manager's scripts for ``nb_ipywidgets_js``: from npm into a static folder of the build, so the
     book's widgets work offline; the CDN (myst-nb's default) when npm is missing or fails."""
-    package = {"requirejs": "require.js", "@jupyter-widgets/html-manager": "dist/embed-amd.js"}
     modules = root / "node_modules"
-    if shutil.which("npm") and not all((modules / p / f).is_file() for p, f in package.items()):
+    scripts = [modules / "requirejs" / "require.js", modules / "@jupyter-widgets/html-manager/dist/embed-amd.js"]
+    if shutil.which("npm") and not all(f.is_file() for f in scripts):
         result = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=root,
                                 capture_output=True, text=True)
         if result.returncode != 0:
             log(f"npm install failed ({result.stderr.strip()[:300]}); widgets will load from the CDN")
-    if not all((modules / p / f).is_file() for p, f in package.items()):
+    if not all(f.is_file() for f in scripts):
         return {}
     static = build_dir / "widgets_js"
     static.mkdir(parents=True, exist_ok=True)
-    for name, file in package.items():
-        shutil.copy2(modules / name / file, static / Path(file).name)
+    for script in scripts:
+        shutil.copy2(script, static / script.name)
     # The manager's icon fonts: its stylesheets ask for them relative to the page, at "@jupyter-widgets/<file>" and
     # at "@jupyter-widgets/html-manager/dist/<file>", so they go there beside the chapters (html_extra_path copies
     # this folder into the HTML root). Without them the icons fall back to empty boxes.
@@ -344,8 +334,8 @@ def render_html(build_dir: Path, chapters: list[Chapter], root: Path, warnings_a
     sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
     if scripts:
         sphinx["nb_ipywidgets_js"] = scripts
-        sphinx["html_static_path"] = [*sphinx.get("html_static_path", []), os.path.relpath(build_dir / "widgets_js",
-                                                                                            root)]
+        sphinx["html_static_path"] = [*sphinx.get("html_static_path", []),
+                                      os.path.relpath(build_dir / "widgets_js", root)]
         sphinx["html_extra_path"] = [os.path.relpath(build_dir / WIDGET_FONTS, root)]
     generated = build_dir / "_config.generated.yml"
     generated.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -438,7 +428,9 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
     staging.mkdir(parents=True, exist_ok=True)
     manifest_path = build / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    source, data_print = _source_fingerprint(), _data_fingerprint(str(data)) + _results_fingerprint(root)
+    # The data's tables, and the committed reference records in book/results/ that the chapters read.
+    source = _source_fingerprint()
+    data_print = _files_fingerprint(data, "*.csv") + _files_fingerprint(book_dir / "results", "**/*")
     start = time.perf_counter()
     for chapter in chapters:
         key = chapter_key(chapter, notebooks, source, data_print)
@@ -457,6 +449,6 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
         if stale.name not in current:
             stale.unlink()
     html = render_html(build, chapters, root, warnings_are_errors, log)
-    (build / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    manifest_path.write_text(json.dumps(manifest, indent=1))
     log(f"Book built in {(time.perf_counter() - start) / 60:.1f} min: {html / 'index.html'}")
     return html

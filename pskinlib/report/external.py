@@ -76,23 +76,18 @@ def external_table(runs, evaluation: str = EVALUATION) -> pd.DataFrame:
     HAM10000-validation threshold for 80 % sensitivity, and the calibration error before and after temperature
     scaling. Runs without that evaluation are left out."""
     rows = []
-    for run in map(RunRecord, runs):
-        result = run.evaluations().get(evaluation)
-        if result is None:
-            continue
+    for run, result in _evaluated(runs, evaluation):
         config = run.recorded["config"]
         for group, report in result.metrics["groups"].items():
-            boot = report["bootstrap"]
+            ci = report["bootstrap"]["balanced_accuracy"]
             point = report.get("melanoma_operating_points", {}).get("80%", {})
             rows.append({
                 "run": run.name, "path": str(run.path), "model": config["model"], "method": _method(run),
-                "group": group,
-                "images": report["n"], "pretrained": config.get("pretrained", False),
+                "group": group, "images": report["n"], "pretrained": config.get("pretrained", False),
                 "class_weights": config.get("class_weights"), "split_seed": config.get("split_seed", 0),
                 "extra_sources": ",".join(config.get("extra_sources", ())),
-                "balanced_accuracy": report["balanced_accuracy"],
-                "balanced_accuracy_low": boot["balanced_accuracy"]["low"],
-                "balanced_accuracy_high": boot["balanced_accuracy"]["high"],
+                "balanced_accuracy": report["balanced_accuracy"], "balanced_accuracy_low": ci["low"],
+                "balanced_accuracy_high": ci["high"],
                 "recall_mel": report["per_class"]["mel"]["recall"] if "mel" in report["per_class"] else None,
                 "auc_mel": report["roc_auc_ovr"]["per_class"].get("mel"), "macro_auc": report["roc_auc_ovr"]["macro"],
                 "sensitivity_at_80": (point.get("sensitivity") or {}).get("estimate"),
@@ -157,9 +152,9 @@ def _median_gap(rows: pd.DataFrame) -> tuple[float, pd.Series]:
 def gap_finding(side: pd.DataFrame) -> dict[str, Any]:
     """``gap``: the median balanced accuracy inside HAM10000 and on ISIC 2017's test set over the HAM10000-only
     runs (ISIC 2017 is not external for a two-source run); ``build_gap``: the same for this build's runs."""
+    build = ", so the figures above are those of the committed reference runs"
     if not len(side):
-        return {"gap": Markdown("not measured in this build"),
-                "build_gap": Markdown(", so the figures above are those of the committed reference runs")}
+        return {"gap": Markdown("not measured in this build"), "build_gap": Markdown(build)}
     inside, outside = _median_gap(side[side["extra_sources"] == ""])
     gap = (f"from a median of {inside:.3f} on HAM10000 test lesions to {outside.median():.3f} on ISIC 2017's test "
            f"set, over the {len(outside)} HAM10000-only runs evaluated there" if len(outside)
@@ -169,8 +164,6 @@ def gap_finding(side: pd.DataFrame) -> dict[str, Any]:
         inside, outside = _median_gap(mine)
         build = (f"; their median went from {inside:.3f} on HAM10000 test lesions to {outside.median():.3f} on ISIC "
                  "2017's test set" if len(outside) else "; none of them on ISIC 2017's test set")
-    else:
-        build = ", so the figures above are those of the committed reference runs"
     return {"gap": Markdown(gap), "build_gap": Markdown(build)}
 
 
@@ -179,10 +172,10 @@ def _label(run: RunRecord) -> str:
     return _method(run) or run.recorded["config"]["model"]
 
 
-def _evaluated(runs):
-    """(run, its external evaluation) for the runs that have one."""
+def _evaluated(runs, evaluation: str = EVALUATION):
+    """(run, its ``evaluation``) for the runs that have one."""
     for run in map(RunRecord, runs):
-        result = run.evaluations().get(EVALUATION)
+        result = run.evaluations().get(evaluation)
         if result is not None:
             yield run, result
 
@@ -240,35 +233,31 @@ def first_evaluated(runs) -> RunRecord | None:
     return next((run for run, _ in _evaluated(runs)), None)
 
 
+# What methods_table keeps of each set: its column "<set> <key>" holds external_table's column of that name.
+_SET_COLUMNS = {"balanced_accuracy": "balanced_accuracy", "low": "balanced_accuracy_low",
+                "high": "balanced_accuracy_high", "recall_mel": "recall_mel", "sensitivity_at_80": "sensitivity_at_80"}
+
+
 def methods_table(runs, evaluations: tuple[str, ...] = ("external", "external-dihedral"),
                   sets: tuple[str, ...] = ("HAM10000 test", "ISIC2017_val", "ISIC2017_test")) -> pd.DataFrame:
-    """The methods against another collection's images, one row per (run, evaluation): the method (a run's notes
-    up to their first colon, as ``experiments/external_methods.py`` writes them) and its description, the
-    test-time views, the split seed, and for each set of ``sets``: balanced accuracy with its interval, melanoma
-    recall and the melanoma sensitivity at the HAM10000-validation threshold for 80 %; the calibration error on the
-    last set before and after temperature scaling."""
+    """The methods against another collection's images, one row per (run, evaluation): the method and its description (a
+    run's notes before and after their first colon), the test-time views, the split seed, and for each set of ``sets``:
+    balanced accuracy with its interval, melanoma recall and the melanoma sensitivity at the HAM10000-validation
+    threshold for 80 %; the last set's calibration error before and after temperature scaling."""
     rows = []
     for name in evaluations:
         table = external_table(runs, evaluation=name)
         if not len(table):
             continue
         for run, group in table.groupby("run", sort=False):
-            record = RunRecord(group["path"].iloc[0])
-            config = record.recorded["config"]
-            method, _, described = config.get("notes", "").partition(":")
-            by_set = group.set_index("group")
-            row = {"run": run, "method": method.strip() or run, "description": described.strip(),
+            first, by_set = group.iloc[0], group.set_index("group")
+            record = RunRecord(first["path"])
+            row = {"run": run, "method": first["method"] or run,
+                   "description": record.recorded["config"].get("notes", "").partition(":")[2].strip(),
                    "evaluation": name, "views": record.evaluation(name).metrics["tta"] or "none",
-                   "split_seed": config.get("split_seed", 0), "extra_sources": group["extra_sources"].iloc[0]}
-            for part in sets:
-                if part not in by_set.index:
-                    continue
-                values = by_set.loc[part]
-                row.update({f"{part} balanced_accuracy": values["balanced_accuracy"],
-                            f"{part} low": values["balanced_accuracy_low"],
-                            f"{part} high": values["balanced_accuracy_high"],
-                            f"{part} recall_mel": values["recall_mel"],
-                            f"{part} sensitivity_at_80": values["sensitivity_at_80"]})
+                   "split_seed": first["split_seed"], "extra_sources": first["extra_sources"]}
+            row.update({f"{part} {key}": by_set.loc[part, column] for part in sets if part in by_set.index
+                        for key, column in _SET_COLUMNS.items()})
             last = sets[-1]
             if last in by_set.index:
                 row.update({"ece": by_set.loc[last, "ece"], "ece_calibrated": by_set.loc[last, "ece_calibrated"]})
@@ -394,13 +383,14 @@ def external_bar(methods, test_set: str = "ISIC2017_test", internal: str = "HAM1
 def best_outside(external: pd.DataFrame) -> pd.Series | None:
     """The HAM10000-only run best on ISIC2017_val, as its ISIC2017_test row: the external figure a front page may
     quote, chosen without looking at the test set; None without both rows."""
-    alone = external[external["extra_sources"] == ""] if len(external) else external
-    chooser = alone[alone["group"] == "ISIC2017_val"] if len(alone) else alone
-    outside = alone[alone["group"] == "ISIC2017_test"] if len(alone) else alone
-    if not len(chooser) or not len(outside):
+    if not len(external):
+        return None
+    alone = external[external["extra_sources"] == ""]
+    chooser = alone[alone["group"] == "ISIC2017_val"]
+    if not len(chooser):
         return None
     chosen = chooser.loc[chooser["balanced_accuracy"].idxmax(), "run"]
-    rows = outside[outside["run"] == chosen]
+    rows = alone[(alone["group"] == "ISIC2017_test") & (alone["run"] == chosen)]
     return rows.iloc[0] if len(rows) else None
 
 

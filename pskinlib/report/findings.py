@@ -20,10 +20,6 @@ from .format import interval
 SIGNIFICANCE = 0.05
 
 
-def _name(code: str) -> str:
-    return CLASSES[code].name
-
-
 def run_numbers(run, prefix: str = "") -> dict[str, Any]:
     """A run's headline numbers: test balanced accuracy and its interval, accuracy, the majority baseline, the
     hardest class, per-class recall, the epoch kept, and what training cost (minutes, device)."""
@@ -39,7 +35,7 @@ def run_numbers(run, prefix: str = "") -> dict[str, Any]:
         "accuracy": test["accuracy"], "baseline_accuracy": metrics["majority_baseline"]["accuracy"],
         "baseline_balanced_accuracy": metrics["majority_baseline"]["balanced_accuracy"],
         "margin": test["balanced_accuracy"] - metrics["majority_baseline"]["balanced_accuracy"],
-        "hardest": Markdown(f"{_name(hardest)} (recall {recalls[hardest]:.3f})"),
+        "hardest": Markdown(f"{CLASSES[hardest].name} (recall {recalls[hardest]:.3f})"),
         "best_epoch": metrics["best_epoch"], "epochs": len(record.history),
         "minutes": float(record.history["seconds"].sum() / 60),
         "device": Markdown(recorded["environment"]["device_name"]), "test_images": test["n"],
@@ -77,7 +73,7 @@ def paper_claims(table) -> dict[str, Any]:
     hardest = (table["hardest_class"] == "mel").mean()
     hardest_phrase = (f"holds in {hardest:.0%} of the runs" if hardest >= 0.5 else
                       f"holds in only {hardest:.0%} of the runs; the hardest class was most often "
-                      f"{_name(table['hardest_class'].mode()[0])}")
+                      f"{CLASSES[table['hardest_class'].mode()[0]].name}")
     return {"claim_average": Markdown(average), "claim_nv_bkl": Markdown(pair),
             "claim_hardest": Markdown(hardest_phrase), "best_model": Markdown(best["model"]),
             "best_balanced_accuracy": best["balanced_accuracy"], "runs": len(table)}

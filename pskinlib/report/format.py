@@ -17,11 +17,15 @@ import pandas as pd
 DASH = "—"
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def interval(value: float | None, low: float | None, high: float | None, digits: int = 3) -> str:
     """``0.702 (0.667–0.737)``; the value alone when the interval is missing, a dash when the value is."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return DASH
-    if low is None or high is None or (isinstance(low, float) and math.isnan(low)):
+    if _missing(low) or high is None:
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
@@ -29,10 +33,6 @@ def interval(value: float | None, low: float | None, high: float | None, digits:
 def intervals(table: pd.DataFrame, value: str, low: str, high: str, digits: int = 3) -> list[str]:
     """:func:`interval` of each row of ``table``, from its columns ``value``, ``low`` and ``high``."""
     return [interval(v, lo, hi, digits) for v, lo, hi in table[[value, low, high]].itertuples(index=False)]
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _integral(values) -> bool:
@@ -80,11 +80,8 @@ def describe_path(value: str | os.PathLike | None, root: str | os.PathLike | Non
         from ..data.demo import is_synthetic
 
         return "the synthetic demo set" if is_synthetic(path) else "HAM10000 (from $PSKIN_DATA)"
-    if root is not None:
-        try:
-            return str(path.resolve().relative_to(Path(root).resolve()))
-        except ValueError:
-            pass
+    if root is not None and path.resolve().is_relative_to(Path(root).resolve()):
+        return str(path.resolve().relative_to(Path(root).resolve()))
     return f"…/{path.name}" if path.is_absolute() else str(path)
 
 

@@ -19,10 +19,12 @@ from ..data.ham10000 import LesionImages, load_image
 from ..info import CLASSES, class_colours, class_names
 
 
-def _finished(fig: plt.Figure) -> plt.Figure:
-    """Closed to pyplot, so a chapter shows it once, where it glues it (a returned figure still displays)."""
+def _finished(fig: plt.Figure, rect=None) -> plt.Figure:
+    """Laid out and closed to pyplot: a chapter shows it once, where it glues it (a returned figure still displays)."""
+    fig.tight_layout(rect=rect)
     plt.close(fig)
     return fig
+
 
 def sample_grid(images: LesionImages, per_class: int = 6, seed: int = 0) -> plt.Figure:
     """A few randomly chosen images of each class, one row per class."""
@@ -30,16 +32,14 @@ def sample_grid(images: LesionImages, per_class: int = 6, seed: int = 0) -> plt.
     classes = images.classes
     fig, axes = plt.subplots(len(classes), per_class, figsize=(1.9 * per_class, 1.6 * len(classes)),
                              squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
     for row, code in enumerate(classes):
         paths = images.table.loc[images.table["dx"] == code, "path"].to_numpy()
         chosen = rng.choice(paths, size=min(per_class, len(paths)), replace=False)
-        for col in range(per_class):
-            ax = axes[row, col]
-            ax.axis("off")
-            if col < len(chosen):
-                ax.imshow(load_image(chosen[col]))
+        for ax, path in zip(axes[row], chosen):
+            ax.imshow(load_image(path))
         axes[row, 0].set_title(CLASSES[code].name, loc="left", fontsize=10, color=CLASSES[code].colour)
-    fig.tight_layout()
     return _finished(fig)
 
 
@@ -47,14 +47,11 @@ def count_bars(counts: pd.Series, title: str, ax=None) -> plt.Figure:
     """Bars of a count per class code (index), coloured by class."""
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     codes = list(counts.index)
-    ax.bar(class_names(codes), counts.to_numpy(), color=class_colours(codes))
-    for i, value in enumerate(counts.to_numpy()):
-        ax.annotate(f"{value:,}", (i, value), ha="center", va="bottom", fontsize=9)
+    bars = ax.bar(class_names(codes), counts.to_numpy(), color=class_colours(codes))
+    ax.bar_label(bars, [f"{value:,}" for value in counts.to_numpy()], fontsize=9)
     ax.set_title(title, fontsize=10)
-    ax.set_ylabel("images")
-    ax.set_xlabel("diagnosis")
+    ax.set(xlabel="diagnosis", ylabel="images")
     ax.tick_params(axis="x", labelrotation=20)
-    ax.figure.tight_layout()
     return _finished(ax.figure)
 
 
@@ -75,15 +72,13 @@ def learning_curves(history: pd.DataFrame, classes: tuple[str, ...], title: str 
     for ax, name, unit in zip(axes, ("loss", "accuracy", "validation recall per class"),
                               ("cross-entropy (nats)", "fraction of images", "recall (fraction)")):
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(unit)
+        ax.set(xlabel="epoch", ylabel=unit)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     axes[1].set_ylim(0, 1)
     axes[2].set_ylim(0, 1)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     return _finished(fig)
 
 
@@ -96,12 +91,9 @@ def confusion_matrix(confusion, classes: tuple[str, ...], title: str = "", ax=No
     names = [textwrap.fill(CLASSES[c].name, 12) for c in classes]  # wrapped: long names overlap as columns
     sns.heatmap(share, annot=labels, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax,
                 xticklabels=names, yticklabels=names)
-    ax.tick_params(axis="x", labelrotation=0)
-    ax.tick_params(axis="y", labelrotation=0)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
+    ax.tick_params(axis="both", labelrotation=0)
+    ax.set(xlabel="predicted class", ylabel="true class")
     ax.set_title(title or "confusion matrix (counts and share of each true class)", fontsize=10)
-    ax.figure.tight_layout()
     return _finished(ax.figure)
 
 
@@ -117,27 +109,22 @@ def per_class_bars(table: pd.DataFrame, value: str = "recall", group: str = "run
     codes = list(dict.fromkeys(table["class"]))
     width = 0.8 / len(groups)
     palette = sns.color_palette("colorblind", len(groups))
+    has_ci = {"low", "high"} <= set(table.columns)
     for g, name in enumerate(groups):
         part = table[table[group] == name].set_index("class").reindex(codes)
         x = np.arange(len(codes)) + (g - (len(groups) - 1) / 2) * width
-        errors = None
-        if {"low", "high"} <= set(part.columns):
-            errors = np.vstack([part[value] - part["low"], part["high"] - part[value]]).clip(min=0)
+        errors = np.vstack([part[value] - part["low"], part["high"] - part[value]]).clip(min=0) if has_ci else None
         ax.bar(x, part[value], width, yerr=errors, capsize=2, label=name, color=palette[g])
     if paper_average is not None:
         ax.axhline(paper_average, color="grey", ls=":", lw=1, label="paper: average accuracy")
     ax.set_xticks(np.arange(len(codes)), [textwrap.fill(CLASSES[c].name, 16) for c in codes])
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("true class")
-    ax.set_ylabel(f"test {value} (fraction)")
+    ax.set(xlabel="true class", ylabel=f"test {value} (fraction)", ylim=(0, 1))
     ax.set_title(title, fontsize=10)
     # in a band of the figure below the axis label, two entries a row: long run names stay apart
     entries = len(groups) + (paper_average is not None)
     band = 0.03 + 0.06 * -(-entries // 2)
-    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, ncol=min(2, entries), loc="lower center",
-               frameon=False)
-    fig.tight_layout(rect=(0, band, 1, 1))
-    return _finished(fig)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, ncol=min(2, entries), loc="lower center", frameon=False)
+    return _finished(fig, rect=(0, band, 1, 1))
 
 
 def save(fig: plt.Figure, path: str | Path) -> Path:
@@ -160,12 +147,10 @@ def interval_dots(table: pd.DataFrame, label: str, value: str, low: str, high: s
     palette = sns.color_palette("colorblind", len(marks or {}))
     for colour, (text, where) in zip(palette, (marks or {}).items()):
         ax.axvline(where, ls="--", lw=1, color=colour, label=text)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel(xlabel)
+    ax.set(xlabel=xlabel, xlim=(0, 1))
     if marks:
         # above the axes: inside, the box would hide the dots near 1
         ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(marks), frameon=False)
-    fig.tight_layout()
     return _finished(fig)
 
 
@@ -183,7 +168,6 @@ def epoch_curves(histories: dict[str, pd.DataFrame], column: str = "val_balanced
     ax.set(xlabel="epoch", ylabel=ylabel, ylim=(0, 1))
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
     return _finished(fig)
 
 
@@ -195,13 +179,9 @@ def reliability_diagram(groups: dict[str, list[dict]], title: str = "") -> plt.F
     for name, bins in groups.items():
         points = [(b["confidence"], b["accuracy"]) for b in bins if b["n"]]
         ax.plot(*zip(*points), marker="o", ms=3, label=name)
-    ax.set_xlabel("confidence (largest probability)")
-    ax.set_ylabel("accuracy in the bin (fraction)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set(xlabel="confidence (largest probability)", ylabel="accuracy in the bin (fraction)", xlim=(0, 1), ylim=(0, 1))
     ax.set_title(title or "reliability", fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
     return _finished(fig)
 
 
@@ -212,12 +192,10 @@ def patients(images: LesionImages) -> plt.Figure:
     sns.histplot(named, x="age", hue="diagnosis", element="step", stat="density", common_norm=False, bins=18,
                  palette=class_colours(images.classes), hue_order=class_names(images.classes), ax=axes[0])
     axes[0].set_title("age at diagnosis", fontsize=10)
-    axes[0].set_xlabel("age (years)")
-    axes[0].set_ylabel("density")
+    axes[0].set(xlabel="age (years)", ylabel="density")
     pd.crosstab(named["diagnosis"], named["sex"], normalize="index").plot.barh(stacked=True, ax=axes[1])
     axes[1].set_title("sex, as a share of each class", fontsize=10)
     axes[1].set_xlabel("share of the class's images")
-    fig.tight_layout()
     return _finished(fig)
 
 
@@ -226,16 +204,12 @@ def shift_bars(shift: pd.DataFrame) -> plt.Figure:
     neutral) and the corner-to-centre brightness (vignetting)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     by_source = shift.set_index("source_dataset")
-    by_source[["light_r", "light_g", "light_b"]].plot.bar(ax=axes[0], color=["#c44", "#4a4", "#44c"])
+    by_source[["light_r", "light_g", "light_b"]].plot.bar(ax=axes[0], color=["#c44", "#4a4", "#44c"], xlabel="",
+                                                          ylabel="light chromaticity (fraction)")
     axes[0].axhline(1 / 3, color="grey", ls=":", lw=1)
-    axes[0].set_ylabel("light chromaticity (fraction)")
     axes[0].set_title("the colour of the light", fontsize=10)
-    by_source["corner_ratio"].plot.bar(ax=axes[1], color="#777")
-    axes[1].set_ylabel("corner / centre brightness")
+    by_source["corner_ratio"].plot.bar(ax=axes[1], color="#777", xlabel="", ylabel="corner / centre brightness")
     axes[1].set_title("vignetting", fontsize=10)
-    for ax in axes:
-        ax.set_xlabel("")
-    fig.tight_layout()
     return _finished(fig)
 
 
@@ -244,4 +218,5 @@ def placeholder(text: str = "not measured in this build") -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 0.6))  # with an axes: IPython renders a figure without one as text
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="#666", transform=ax.transAxes)
-    return _finished(fig)
+    plt.close(fig)  # as _finished, but not laid out: there are no labels to make room for
+    return fig

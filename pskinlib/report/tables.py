@@ -14,11 +14,16 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ParameterError
-from ..info import PAPER_REPORTED, PUBLISHED_ANCHORS
+from ..evaluate.fusion import ensure_fused
+from ..info import CLASSES, PAPER_REPORTED, PUBLISHED_ANCHORS
+from ..io import read_json
 from ..metrics import mcnemar_test, pairwise_accuracy
 from ..runs import GPU_RUN_SUMMARY, QUALITY_BAR_SUMMARY, RunRecord, default_runs_dir, find_runs
 from ..train.config import TrainConfig, make_config
 from ..train.models import validate_model_name
+from ..train.trainer import train
+from .external import best_outside, external_table, reference_runs
+from .findings import comparison
 from .format import interval, intervals
 
 
@@ -28,21 +33,20 @@ def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
     for run in find_runs(runs_dir):
         recorded, metrics = run.recorded, run.metrics
         c, test = recorded["config"], metrics["test"]
-        boot = test.get("bootstrap", {}).get("balanced_accuracy", {})
+        boot = test.get("bootstrap", {})
+        ci, auc_ci = boot.get("balanced_accuracy", {}), boot.get("macro_auc") or {}
         rows.append({
             "run": run.name, "path": str(run.path), "model": c["model"], "pretrained": c.get("pretrained", False),
-            "image_size": c["image_size"],
-            "epochs": c["epochs"], "class_weights": c["class_weights"], "sampler": c["sampler"],
-            "loss": c["loss"], "protocol": c["protocol"], "profile": c["profile"],
+            **{key: c[key] for key in ("image_size", "epochs", "class_weights", "sampler", "loss", "protocol",
+                                       "profile")},
             "synthetic": recorded["data"]["synthetic"], "device": recorded["environment"]["device_name"],
             "precision": recorded["environment"]["precision"],
             "val_balanced_accuracy": metrics["val"]["balanced_accuracy"],
             "best_epoch": metrics["best_epoch"], "train_minutes": run.history["seconds"].sum() / 60,
             "test_images": test["n"], "accuracy": test["accuracy"], "balanced_accuracy": test["balanced_accuracy"],
-            "balanced_accuracy_low": boot.get("low"), "balanced_accuracy_high": boot.get("high"),
-            "macro_auc": test["roc_auc_ovr"]["macro"],
-            "macro_auc_low": (test.get("bootstrap", {}).get("macro_auc") or {}).get("low"),
-            "macro_auc_high": (test.get("bootstrap", {}).get("macro_auc") or {}).get("high"),
+            "balanced_accuracy_low": ci.get("low"), "balanced_accuracy_high": ci.get("high"),
+            "macro_auc": test["roc_auc_ovr"]["macro"], "macro_auc_low": auc_ci.get("low"),
+            "macro_auc_high": auc_ci.get("high"),
             "split_seed": c.get("split_seed", 0), "notes": c.get("notes", ""),
             "macro_f1": test["macro"]["f1"], "nv_vs_bkl": _nv_vs_bkl(run),
             "hardest_class": min(test["per_class"], key=lambda code: test["per_class"][code]["recall"]),
@@ -56,8 +60,6 @@ def quality_bar_table(folder: str | os.PathLike) -> pd.DataFrame:
     """The CPU quality bars written by ``experiments/quality_bar.py`` (and the plain-loop yardstick of
     ``experiments/plain_loop.py``) under ``folder``, one subfolder per setting: one row per result (each member,
     the ensemble, the lesion-averaged decision, the fused ones); empty when there is none."""
-    from ..io import read_json
-
     rows = []
     for path in sorted(Path(folder).glob(f"*/{QUALITY_BAR_SUMMARY}")):
         summary = read_json(path)
@@ -79,8 +81,6 @@ def gpu_run_table(folder: str | os.PathLike) -> pd.DataFrame:
     (status, epochs, minutes against its budget and the 5-minute target, the trainer's and the raw step's images per
     second, the kernels of one step, test balanced accuracy alone and fused with the metadata); empty when there is
     no summary."""
-    from ..io import read_json
-
     path = Path(folder)
     path = path if path.name == GPU_RUN_SUMMARY else path / GPU_RUN_SUMMARY
     if not path.is_file():
@@ -111,8 +111,6 @@ def fusion_table(run_dirs, data_dir: str | os.PathLike | None = None) -> pd.Data
     """For each run: its test balanced accuracy from the images alone, with its head refitted on image features
     (the control), and with age, sex and body site fused in (:mod:`pskinlib.evaluate.fusion`), plain and
     lesion-averaged. Fits the heads that a run does not have yet (seconds to a minute per run on a CPU)."""
-    from ..evaluate.fusion import ensure_fused
-
     rows = []
     for run in map(RunRecord.open, run_dirs):
         reports = {use: ensure_fused(run, data_dir=data_dir, use_metadata=use).metrics for use in (False, True)}
@@ -172,8 +170,7 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike) -> dict:
     y_true, pred_a, _, ids_a = _test_labels(a)
     _, pred_b, _, ids_b = _test_labels(b)
     if not ids_a.equals(ids_b):
-        raise ParameterError(f"run_b: {b.path} was tested on other images than {a.path}; McNemar needs the same "
-                             "ones.")
+        raise ParameterError(f"run_b: {b.path} was tested on other images than {a.path}; McNemar needs the same ones.")
     return mcnemar_test(y_true, pred_a, pred_b)
 
 
@@ -182,8 +179,6 @@ def find_or_train(config: TrainConfig, runs_dir: str | os.PathLike) -> RunRecord
 
     Chapters share runs this way: the ablation's ``inverse`` chapter reuses the training chapter's runs.
     """
-    from ..train.trainer import train
-
     wanted = json.loads(json.dumps(config.to_dict(), default=str))
     for run in reversed(find_runs(runs_dir)):
         if run.recorded["config"] == wanted:
@@ -231,8 +226,6 @@ def run_settings(run) -> pd.DataFrame:
 def class_weights_table(runs) -> pd.DataFrame:
     """The loss's weight of each class (by name) that training computed: one row for a run, or one per labelled
     run of a dict ``{label: run}`` (then with a ``run`` column)."""
-    from ..info import CLASSES
-
     labelled = runs if isinstance(runs, dict) else {None: runs}
     rows = [{**({"run": label} if label is not None else {}),
              **{CLASSES[c].name: v for c, v in RunRecord.open(run).recorded["class_weights"].items()}}
@@ -248,11 +241,10 @@ def test_summary(run) -> pd.DataFrame:
     scores = (("accuracy", test["accuracy"], "accuracy"),
               ("balanced accuracy", test["balanced_accuracy"], "balanced_accuracy"),
               ("macro F1", test["macro"]["f1"], "macro_f1"))
-    return pd.DataFrame([*({"metric": name, "value": interval(value, boot[key]["low"], boot[key]["high"])}
-                           for name, value, key in scores),
-                         {"metric": "always the majority class: accuracy", "value": f"{baseline['accuracy']:.3f}"},
-                         {"metric": "always the majority class: balanced accuracy",
-                          "value": f"{baseline['balanced_accuracy']:.3f}"}])
+    rows = [(name, interval(value, boot[key]["low"], boot[key]["high"])) for name, value, key in scores]
+    rows += [(f"always the majority class: {key.replace('_', ' ')}", f"{baseline[key]:.3f}")
+             for key in ("accuracy", "balanced_accuracy")]
+    return pd.DataFrame(rows, columns=["metric", "value"])
 
 
 TRACKS = {False: "from scratch", True: "ImageNet-pretrained"}
@@ -287,8 +279,6 @@ def ablation_scores(runs: dict) -> pd.DataFrame:
 def ablation_tests(runs: dict, scheme: str) -> pd.DataFrame:
     """McNemar's test of each network's run without weights against its run with ``scheme``, with the change in
     test balanced accuracy and the verdict phrase."""
-    from .findings import comparison
-
     rows = []
     for model, track in dict.fromkeys((m, t) for m, t, _ in runs):
         without, with_scheme = runs[(model, track, "none")], runs[(model, track, scheme)]
@@ -321,8 +311,7 @@ def labelled_runs(table: pd.DataFrame, origin: str) -> pd.DataFrame:
         return table
     track = table["pretrained"].map({True: "pretrained", False: "scratch"})
     label = origin + ": " + table["model"] + " (" + track + "), " + table["class_weights"]
-    repeated = label.duplicated(keep=False)
-    label = label.where(~repeated, label + ", split " + table["split_seed"].astype(str))
+    label = label.mask(label.duplicated(keep=False), label + ", split " + table["split_seed"].astype(str))
     return table.assign(origin=origin, label=label)
 
 
@@ -336,14 +325,17 @@ def book_runs(runs_dir: str | os.PathLike, reference_dir: str | os.PathLike) -> 
     return sets
 
 
+def _ci(table: pd.DataFrame, metric: str = "balanced_accuracy") -> list[str]:
+    """:func:`~pskinlib.report.format.intervals` of a metric of :func:`runs_table` and its ``_low``, ``_high``."""
+    return intervals(table, metric, f"{metric}_low", f"{metric}_high")
+
+
 def runs_view(table: pd.DataFrame) -> pd.DataFrame:
     """Every run as the results chapter lists it: size and epochs, minutes, test balanced accuracy with its
     interval, each class's test recall."""
     return pd.DataFrame({
         "run": table["label"], "px x epochs": table["image_size"].astype(str) + " x " + table["epochs"].astype(str),
-        "minutes": table["train_minutes"],
-        "balanced accuracy (95 % CI)": intervals(table, "balanced_accuracy", "balanced_accuracy_low",
-                                                 "balanced_accuracy_high"),
+        "minutes": table["train_minutes"], "balanced accuracy (95 % CI)": _ci(table),
         "melanoma": table["recall_mel"], "nevus": table["recall_nv"], "keratosis": table["recall_bkl"]})
 
 
@@ -355,15 +347,13 @@ def paper_procedures(built: pd.DataFrame) -> dict[str, RunRecord]:
 
 
 def _best(table: pd.DataFrame, rows, by: str = "balanced_accuracy"):
-    part = table[rows] if len(table) else table
+    part = table[rows]
     return part.loc[part[by].idxmax()] if len(part) else None
 
 
 def track_comparisons(sets: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """For each set of runs holding both tracks: its best run from scratch against its best pretrained run (best
     test balanced accuracy), with McNemar's test on their test images; sets tested on other images are left out."""
-    from .findings import comparison
-
     rows = []
     for origin, table in sets.items():
         if not len(table):
@@ -402,17 +392,13 @@ def quality_bar_view(quality_bar: pd.DataFrame) -> pd.DataFrame:
     """The headline result of each quality-bar setting: minutes, balanced accuracy with its interval, recalls."""
     headline = quality_bar[quality_bar["headline"]]
     return pd.DataFrame({"setting": headline["setting"], "minutes": headline["wall_minutes"],
-                         "balanced accuracy (95 % CI)": intervals(headline, "balanced_accuracy",
-                                                                  "balanced_accuracy_low", "balanced_accuracy_high"),
-                         "melanoma": headline["recall_mel"], "nevus": headline["recall_nv"],
-                         "keratosis": headline["recall_bkl"]})
+                         "balanced accuracy (95 % CI)": _ci(headline), "melanoma": headline["recall_mel"],
+                         "nevus": headline["recall_nv"], "keratosis": headline["recall_bkl"]})
 
 
 def split_seed_runs(folder: str | os.PathLike, summary: str = "transfer.json") -> tuple[pd.DataFrame, dict]:
     """The runs of one recipe on several split seeds (``experiments/transfer.py``'s folder) and each run's wall
     minutes from the folder's summary (empty without one)."""
-    from ..io import read_json
-
     path = Path(folder) / summary
     walls = {r["run"]: r["wall_minutes"] for r in read_json(path)["runs"]} if path.is_file() else {}
     return runs_table(folder), walls
@@ -423,9 +409,7 @@ def split_seeds_view(table: pd.DataFrame, walls: dict) -> pd.DataFrame:
     return pd.DataFrame({
         "split seed": table["split_seed"], "best epoch": table["best_epoch"],
         "wall minutes": [walls.get(r) for r in table["run"]],
-        "balanced accuracy (95 % CI)": intervals(table, "balanced_accuracy", "balanced_accuracy_low",
-                                                 "balanced_accuracy_high"),
-        "macro AUC (95 % CI)": intervals(table, "macro_auc", "macro_auc_low", "macro_auc_high"),
+        "balanced accuracy (95 % CI)": _ci(table), "macro AUC (95 % CI)": _ci(table, "macro_auc"),
         "melanoma": table["recall_mel"], "nevus": table["recall_nv"], "keratosis": table["recall_bkl"]})
 
 
@@ -441,8 +425,6 @@ def headline(runs_dir: str | os.PathLike, reference_dir: str | os.PathLike) -> p
     """The front page's rows (``what, value, low, high, detail, chapter``): the paper's reported accuracy, the
     majority baseline, the published anchors, and this book's best real-data runs of each track and outside
     HAM10000. Every best run is chosen on validation (HAM10000's, or ISIC2017_val) and reported on test."""
-    from .external import best_outside, external_table, reference_runs
-
     references = Path(reference_dir)
     folders = sorted({p.parent.parent for p in references.rglob("*/metrics.json")} - {references})
     tables = [t for t in [runs_table(runs_dir), *map(runs_table, folders)] if len(t)]
@@ -454,7 +436,7 @@ def headline(runs_dir: str | os.PathLike, reference_dir: str | os.PathLike) -> p
              "chapter": "01_data_exploration"},
             *[{"what": "published anchor", "value": a["value"], "detail": a["what"], "chapter": "04_results"}
               for a in PUBLISHED_ANCHORS]]
-    for pretrained, what in ((False, "from scratch"), (True, "ImageNet-pretrained")):
+    for pretrained, what in TRACKS.items():
         best = _best(real, real["pretrained"] == pretrained, "val_balanced_accuracy") if len(real) else None
         if best is not None:
             rows.append({"what": f"this book, {what} (HAM10000 test)", "value": best["balanced_accuracy"],
@@ -488,8 +470,8 @@ def reference_tracks(reference_dir: str | os.PathLike) -> tuple[dict[str, RunRec
         found = find_runs(folder)
         if found:
             tracks[label] = found[0]
-    loops = {"the plain loop, 64 px": references / "quality-bar" / "plain-loop-8x64px"}
-    return tracks, {label: folder for label, folder in loops.items() if folder.is_dir()}
+    loop = references / "quality-bar" / "plain-loop-8x64px"
+    return tracks, {"the plain loop, 64 px": loop} if loop.is_dir() else {}
 
 
 def precision_check(reference_dir: str | os.PathLike) -> pd.DataFrame:
@@ -504,9 +486,7 @@ def precision_view(pair: pd.DataFrame) -> pd.DataFrame:
     """:func:`precision_check` as the appendix shows it."""
     return pd.DataFrame({"precision": pair["precision"], "best epoch": pair["best_epoch"],
                          "minutes": pair["train_minutes"], "validation": pair["val_balanced_accuracy"],
-                         "test balanced accuracy (95 % CI)": intervals(pair, "balanced_accuracy",
-                                                                       "balanced_accuracy_low",
-                                                                       "balanced_accuracy_high")})
+                         "test balanced accuracy (95 % CI)": _ci(pair)})
 
 
 def time_to_accuracy(runs: dict[str, Any], plain_loops: dict[str, Any] | None = None,
@@ -515,13 +495,10 @@ def time_to_accuracy(runs: dict[str, Any], plain_loops: dict[str, Any] | None = 
     run record, its summed training seconds up to that epoch (validation excluded); for a plain-loop yardstick
     (a folder with its ``quality_bar.json``), the wall time its summary recorded, decoding included. None where the
     run never got there."""
-    from ..io import read_json
-
     rows = []
     curves = {label: (RunRecord.open(run).history, "training") for label, run in runs.items()}
     for label, folder in (plain_loops or {}).items():
-        history = pd.DataFrame(read_json(Path(folder) / QUALITY_BAR_SUMMARY)["history"])
-        curves[label] = (history, "wall")
+        curves[label] = (pd.DataFrame(read_json(Path(folder) / QUALITY_BAR_SUMMARY)["history"]), "wall")
     for label, (history, clock) in curves.items():
         minutes = (history["seconds"].cumsum() if clock == "training" else history["seconds"]) / 60
         row = {"run": label, "clock": clock, "epochs": len(history),
@@ -531,7 +508,6 @@ def time_to_accuracy(runs: dict[str, Any], plain_loops: dict[str, Any] | None = 
             row[f"minutes to {threshold:.2f}"] = float(minutes[reached].iloc[0]) if reached.any() else None
         rows.append(row)
     return pd.DataFrame(rows)
-
 
 
 __all__ = ["ablation_runs", "ablation_scores", "ablation_tests", "book_runs", "class_weights_table", "compare_runs",

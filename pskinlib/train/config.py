@@ -137,15 +137,26 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     _check(value in choices, name, value, f"one of {list(choices)}")
 
 
+# The parameters that name one of a few choices.
+_CHOICES = {"protocol": PROTOCOLS, "batchnorm": BATCHNORM_MODES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+            "class_weights": WEIGHT_SCHEMES, "sampler": SAMPLERS, "loss": LOSSES, "select_metric": SELECT_METRICS,
+            "tta_views": TTA_VIEWS, "precision": PRECISIONS, "checkpoints": CHECKPOINTS}
+
+
 def validate(config: TrainConfig) -> None:
     """Check every parameter; raise :class:`~pskinlib.errors.ParameterError` naming the first bad one."""
     c = config
     object.__setattr__(c, "classes", validate_classes(c.classes))
-    _choice("protocol", c.protocol, PROTOCOLS)
     object.__setattr__(c, "fractions", validate_fractions(c.fractions))
+    for f in dataclasses.fields(c):  # the choices and the plain true-or-false flags, in the fields' order
+        value = getattr(c, f.name)
+        if f.name in _CHOICES:
+            _choice(f.name, value, _CHOICES[f.name])
+        elif f.type == "bool":
+            _check(isinstance(value, bool), f.name, value, "true or false")
     for name in ("split_seed", "seed"):
-        _check(_is_int(getattr(c, name)) and getattr(c, name) >= 0, name, getattr(c, name),
-               "a non-negative integer")
+        value = getattr(c, name)
+        _check(_is_int(value) and value >= 0, name, value, "a non-negative integer")
     _check(len(c.crop_scale) == 2 and all(_is_number(v) for v in c.crop_scale)
            and 0 < c.crop_scale[0] <= c.crop_scale[1] <= 1, "crop_scale", c.crop_scale,
            "two numbers 0 < low <= high <= 1 (area fraction kept by the random resized crop)")
@@ -161,50 +172,37 @@ def validate(config: TrainConfig) -> None:
                f"names among {list(EXTRA_SOURCES)} (another collection's training images only; its validation and "
                "test images are never trained on)")
     for name, high in (("hue", math.pi), ("gamma", 1.0), ("channel_gain", 1.0), ("blur", 1.0), ("vignette", 1.0)):
-        _check(_is_number(getattr(c, name)) and 0 <= getattr(c, name) <= high, name, getattr(c, name),
-               f"a number from 0 (off) to {high:.3g}")
-    _choice("tta_views", c.tta_views, TTA_VIEWS)
+        value = getattr(c, name)
+        _check(_is_number(value) and 0 <= value <= high, name, value, f"a number from 0 (off) to {high:.3g}")
     validate_model_name(c.model)
     _check(_is_int(c.epochs) and c.epochs >= 1, "epochs", c.epochs, "an integer >= 1")
     _check(_is_int(c.batch_size) and c.batch_size >= 2, "batch_size", c.batch_size, "an integer >= 2")
-    _choice("optimizer", c.optimizer, OPTIMIZERS)
     _check(_is_number(c.lr) and c.lr > 0, "lr", c.lr, "a positive number")
-    _check(_is_number(c.momentum) and 0 <= c.momentum < 1, "momentum", c.momentum, "a number in [0, 1)")
+    for name in ("momentum", "label_smoothing", "effective_beta"):
+        value = getattr(c, name)
+        _check(_is_number(value) and 0 <= value < 1, name, value, "a number in [0, 1)")
     _check(_is_number(c.weight_decay) and c.weight_decay >= 0, "weight_decay", c.weight_decay, "a number >= 0")
-    _choice("schedule", c.schedule, SCHEDULES)
-    _check(_is_number(c.warmup_epochs) and 0 <= c.warmup_epochs < c.epochs, "warmup_epochs", c.warmup_epochs,
-           f"a number in [0, epochs={c.epochs})")
+    for name in ("warmup_epochs", "freeze_backbone_epochs"):
+        value = getattr(c, name)
+        _check(_is_number(value) and 0 <= value < c.epochs, name, value, f"a number in [0, epochs={c.epochs})")
     _check(_is_int(c.step_size) and c.step_size >= 1, "step_size", c.step_size, "an integer >= 1")
     _check(_is_number(c.step_gamma) and 0 < c.step_gamma <= 1, "step_gamma", c.step_gamma, "a number in (0, 1]")
-    _check(_is_number(c.label_smoothing) and 0 <= c.label_smoothing < 1, "label_smoothing", c.label_smoothing,
-           "a number in [0, 1)")
     _check(c.ema_decay is None or (_is_number(c.ema_decay) and 0 < c.ema_decay < 1), "ema_decay", c.ema_decay,
            "None (no averaging) or a number in (0, 1)")
-    _choice("class_weights", c.class_weights, WEIGHT_SCHEMES)
     if c.class_weights == "manual":
         weights = c.manual_weights
         _check(weights is not None and len(weights) == len(c.classes)
                and all(_is_number(w) and w > 0 for w in weights), "manual_weights", weights,
                f"{len(c.classes)} positive numbers, one per class {list(c.classes)}")
         object.__setattr__(c, "manual_weights", tuple(float(w) for w in weights))
-    _check(_is_number(c.effective_beta) and 0 <= c.effective_beta < 1, "effective_beta", c.effective_beta,
-           "a number in [0, 1)")
-    _choice("sampler", c.sampler, SAMPLERS)
-    _choice("loss", c.loss, LOSSES)
     _check(_is_number(c.focal_gamma) and c.focal_gamma >= 0, "focal_gamma", c.focal_gamma, "a number >= 0")
-    _choice("select_metric", c.select_metric, SELECT_METRICS)
     _check(c.device == "auto" or c.device == "cpu" or str(c.device).startswith("cuda"), "device", c.device,
            "'auto', 'cpu' or 'cuda[:N]'")
-    _choice("precision", c.precision, PRECISIONS)
-    _check(c.threads is None or (_is_int(c.threads) and c.threads >= 1), "threads", c.threads,
-           "None or an integer >= 1")
-    _check(c.max_train_batches is None or (_is_int(c.max_train_batches) and c.max_train_batches >= 1),
-           "max_train_batches", c.max_train_batches, "None or an integer >= 1")
+    for name in ("threads", "max_train_batches"):
+        value = getattr(c, name)
+        _check(value is None or (_is_int(value) and value >= 1), name, value, "None or an integer >= 1")
     _check(_is_number(c.backbone_lr_scale) and 0 < c.backbone_lr_scale <= 1, "backbone_lr_scale",
            c.backbone_lr_scale, "a number in (0, 1] (the backbone's learning rate as a fraction of lr)")
-    _check(_is_number(c.freeze_backbone_epochs) and 0 <= c.freeze_backbone_epochs < c.epochs,
-           "freeze_backbone_epochs", c.freeze_backbone_epochs, f"a number in [0, epochs={c.epochs})")
-    _choice("batchnorm", c.batchnorm, BATCHNORM_MODES)
     _check(c.progressive_start_size is None or (_is_int(c.progressive_start_size)
                                                 and 16 <= c.progressive_start_size <= c.image_size),
            "progressive_start_size", c.progressive_start_size, f"None or an integer from 16 to image_size="
@@ -214,12 +212,8 @@ def validate(config: TrainConfig) -> None:
                              "weights; set pretrained=True (a network from scratch has no backbone worth keeping).")
     _check(c.max_minutes is None or (_is_number(c.max_minutes) and c.max_minutes > 0), "max_minutes", c.max_minutes,
            "None (no time limit) or a positive number of minutes for the whole run")
-    _choice("checkpoints", c.checkpoints, CHECKPOINTS)
     _check(c.channels_last is None or isinstance(c.channels_last, bool), "channels_last", c.channels_last,
            "None (automatic), true or false")
-    for name in ("augment", "pretrained", "skip_missing", "skip_unreadable", "tta", "deterministic", "quiet",
-                 "decay_norms_and_biases"):
-        _check(isinstance(getattr(c, name), bool), name, getattr(c, name), "true or false")
     _check(c.data_dir is None or isinstance(c.data_dir, (str, Path)), "data_dir", c.data_dir, "a folder path")
     if c.data_dir is not None:
         object.__setattr__(c, "data_dir", str(c.data_dir))

@@ -87,36 +87,20 @@ def machine_description() -> dict[str, Any]:
     import pandas as pd
     import torchvision
 
-    cpu_model, flags = None, set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and cpu_model is None:
-                cpu_model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass  # not Linux: the platform module answers below
-    memory_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory_gib = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
+    cpu, memory = _proc_fields("cpuinfo"), _proc_fields("meminfo").get("MemTotal")  # memory: "<n> kB"
     gpu = None
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         gpu = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
                "count": torch.cuda.device_count(), "cuda": torch.version.cuda}
     return {
-        "cpu_model": cpu_model or platform.processor() or platform.machine(),
+        "cpu_model": cpu.get("model name") or platform.processor() or platform.machine(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "memory_gib": memory_gib,
+        "memory_gib": round(int(memory.split()[0]) / 2**20, 1) if memory else None,
         "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
-        "amx": "amx_bf16" in flags,
+        "amx": "amx_bf16" in cpu.get("flags", "").split(),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "gpu": gpu,
         "python": sys.version.split()[0], "torch": torch.__version__, "torchvision": torchvision.__version__,
@@ -125,14 +109,26 @@ def machine_description() -> dict[str, Any]:
     }
 
 
+def _proc_fields(name: str) -> dict[str, str]:
+    """The first value of each ``key: value`` line of ``/proc/<name>``; empty where there is none (not Linux: the
+    platform module answers instead)."""
+    try:
+        lines = Path("/proc", name).read_text().splitlines()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for key, _, value in (line.partition(":") for line in lines):
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
 def run_environment(device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool,
                     world_size: int = 1) -> dict[str, Any]:
     """The ``environment`` of a run record: the machine, and the device, precision and layout the run used."""
     machine = machine_description()
     return {
-        "python": machine["python"], "torch": machine["torch"], "torchvision": machine["torchvision"],
-        "numpy": machine["numpy"], "pandas": machine["pandas"], "pskinlib": machine["pskinlib"],
-        "platform": machine["platform"], "machine": platform.machine(), "cpu_count": machine["logical_cpus"],
+        **{key: machine[key] for key in ("python", "torch", "torchvision", "numpy", "pandas", "pskinlib", "platform")},
+        "machine": platform.machine(), "cpu_count": machine["logical_cpus"],
         "threads": machine["torch_threads"], "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else machine["cpu_model"],
         "precision": "bf16 autocast" if amp_dtype is not None else "fp32",

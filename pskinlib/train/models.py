@@ -136,13 +136,11 @@ def _timm_model(spec: ModelSpec, pretrained: bool) -> nn.Module:
 
     model = timm.create_model(spec.builder.split(":", 1)[1], pretrained=False)
     if pretrained:
-        packaged = packaged_weights(spec)
-        names = list(model.state_dict())
-        shapes = [tuple(v.shape) for v in model.state_dict().values()]
-        if len(packaged) != len(names) or [tuple(v.shape) for v in packaged.values()] != shapes:
+        packaged, own = packaged_weights(spec), model.state_dict()
+        if [v.shape for v in packaged.values()] != [v.shape for v in own.values()]:  # the count too
             raise WeightsError(f"{spec.weights.package}: its weights do not fit {spec.builder} (another layout or "
                                "version of the package); reinstall the version pyproject.toml names.")
-        model.load_state_dict(dict(zip(names, packaged.values())))  # the same modules in the same order
+        model.load_state_dict(dict(zip(own, packaged.values())))  # the same modules in the same order
     return model
 
 
@@ -159,8 +157,7 @@ def packaged_weights(spec: ModelSpec) -> dict:
                            "installs it).") from None
     if not path.is_file():
         raise WeightsError(f"{spec.name}: {path} is missing from the package {weights.package}; reinstall it.")
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != weights.sha256:
         raise WeightsError(f"{path}: sha256 {digest} is not the {weights.sha256} pskin expects; the file is damaged "
                            "or another release: reinstall the package.")
@@ -169,20 +166,20 @@ def packaged_weights(spec: ModelSpec) -> dict:
 
 def head_layer(model: nn.Module) -> nn.Linear:
     """The final linear classifier, whose input is the network's image features."""
-    model = getattr(model, "module", model)  # a DistributedDataParallel wrapper
-    return model.get_submodule(_spec_of(model).head)
+    return _registered_layer(model, "head")
 
 
 def gradcam_layer(model: nn.Module) -> nn.Module:
     """The last convolutional block, whose activations Grad-CAM weighs."""
-    model = getattr(model, "module", model)
-    return model.get_submodule(_spec_of(model).gradcam)
+    return _registered_layer(model, "gradcam")
 
 
-def _spec_of(model: nn.Module) -> ModelSpec:
-    """The registry entry a network was built from (:func:`build_model` writes its name on it)."""
+def _registered_layer(model: nn.Module, part: str) -> nn.Module:
+    """The layer at the dotted path ``part`` names in the registry entry a network was built from
+    (:func:`build_model` writes its name on it)."""
+    model = getattr(model, "module", model)  # a DistributedDataParallel wrapper
     name = getattr(model, "pskin_model", None)
     if name not in MODELS:
         raise ParameterError(f"model: this {type(model).__name__} was not built by pskinlib.train.models.build_model, "
                              "so its head and Grad-CAM layer are unknown.")
-    return MODELS[name]
+    return model.get_submodule(getattr(MODELS[name], part))

@@ -16,6 +16,7 @@ on the device and read once per epoch.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -134,10 +135,8 @@ def train_one_epoch(model: nn.Module, criterion: Callable, optimizer: torch.opti
     steps = len(loader) if config.max_train_batches is None else min(len(loader), config.max_train_batches)
     confusion = torch.zeros(len(classes), len(classes), dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    seen, start, lr = 0, time.perf_counter(), config.lr
-    for step, (images, labels) in enumerate(loader):
-        if step >= steps:
-            break
+    start, lr = time.perf_counter(), config.lr
+    for step, (images, labels) in enumerate(itertools.islice(loader, steps)):
         lr = learning_rate(epoch * steps + step, steps, config)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -158,13 +157,10 @@ def train_one_epoch(model: nn.Module, criterion: Callable, optimizer: torch.opti
             ema.update_parameters(model)
         loss_sum += loss.detach() * len(labels)
         confusion += count_confusion(labels, logits.detach().argmax(1), len(classes))
-        seen += len(labels)
     if dist.is_initialized():
-        totals = torch.cat([confusion.flatten().double(), loss_sum.view(1),
-                            torch.full((1,), float(seen), dtype=torch.float64, device=device)])
-        dist.all_reduce(totals)
-        confusion = totals[:-2].long().view(len(classes), len(classes))
-        loss_sum, seen = totals[-2], int(totals[-1])
+        dist.all_reduce(confusion)
+        dist.all_reduce(loss_sum)
+    seen = int(confusion.sum())  # every image counted once
     if not torch.isfinite(loss_sum):
         raise TrainingError(f"The loss became NaN during epoch {epoch + 1}. Lower lr, or use precision='fp32'.")
     seconds = time.perf_counter() - start
@@ -218,9 +214,8 @@ def evaluate(model: nn.Module, loader: BatchLoader, device: torch.device, amp_dt
     loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
     if not np.isfinite(probs).all():
         loss = float("nan")
-    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(confusion, (labels, probs.argmax(1)), 1)
-    return {"loss": loss, **confusion_scores(confusion, classes)}
+    confusion = count_confusion(torch.from_numpy(labels), torch.from_numpy(probs.argmax(1)), len(classes))
+    return {"loss": loss, **confusion_scores(confusion.numpy(), classes)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -274,6 +269,9 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
          split: pd.DataFrame | None = None) -> RunRecord:
     started = time.perf_counter()
     rank, world = distributed()
+    if world > 1 and config.freeze_backbone_epochs:
+        raise ParameterError("freeze_backbone_epochs: not with several processes (data parallel needs every "
+                             "parameter's gradient in every step); train on one process, or set it to 0.")
     device = select_device(config.device)
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
@@ -325,9 +323,7 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
     optimizer = make_optimizer(config, model)
     criterion = make_criterion(config, torch.tensor(weights, dtype=torch.float32, device=device))
 
-    history: list[dict] = []
-    best = {"epoch": -1, "score": -math.inf}
-    start_epoch = 0
+    history, best, start_epoch = [], {"epoch": -1, "score": -math.inf}, 0
     if resuming:
         state = record.load_checkpoint("last", map_location=device)
         model.load_state_dict(state["model"])
@@ -356,9 +352,6 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
         if resuming:
             ema.load_state_dict(state["ema"])
     if world > 1:
-        if config.freeze_backbone_epochs:
-            raise ParameterError("freeze_backbone_epochs: not with several processes (data parallel needs every "
-                                 "parameter's gradient in every step); train on one process, or set it to 0.")
         shared = [str(record.path) if record else None]
         dist.broadcast_object_list(shared, src=0)
         record = RunRecord(shared[0])
@@ -366,17 +359,19 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
     bare_model = getattr(model, "module", model)
     eval_model = ema.module if ema is not None else bare_model
 
-    progress = _epoch_bar(config, start_epoch, rank)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc=f"{config.model} {config.image_size}px", unit="epoch",
+               disable=config.quiet or rank != 0)
     best_in_memory, stopped = None, None
     epoch_walls: list[float] = []
     head = {id(p) for p in head_layer(bare_model).parameters()}
+    backbone = [p for p in bare_model.parameters() if id(p) not in head]
     for epoch in range(start_epoch, config.epochs):
         epoch_start = time.perf_counter()
         torch.manual_seed(config.seed * 1_000 + epoch)  # dropout / stochastic depth: same draws when resumed
-        frozen = epoch < config.freeze_backbone_epochs  # a frozen backbone costs no backward pass of its own
-        for parameter in bare_model.parameters():
-            if id(parameter) not in head:
-                parameter.requires_grad_(not frozen)
+        for parameter in backbone:  # a frozen backbone costs no backward pass of its own
+            parameter.requires_grad_(epoch >= config.freeze_backbone_epochs)
         train_stats = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch, config, classes,
                                       amp_dtype, ema)
         if rank == 0:
@@ -386,8 +381,7 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
             if not math.isfinite(val_stats["loss"]):  # the last step's update diverged: the weights are NaN
                 raise TrainingError(f"The loss became {val_stats['loss']} on validation after epoch {epoch + 1}: the "
                                     "weights diverged. Lower lr, or use precision='fp32'.")
-            row = {"epoch": epoch + 1, "lr": train_stats.pop("lr"), "seconds": train_stats.pop("seconds"),
-                   "images_per_second": train_stats.pop("images_per_second"),
+            row = {"epoch": epoch + 1, **{k: train_stats.pop(k) for k in ("lr", "seconds", "images_per_second")},
                    **{f"train_{k}": v for k, v in train_stats.items()},
                    **{f"val_{k}": v for k, v in val_stats.items()}}
             history.append(row)
@@ -405,7 +399,9 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
             elif improved:  # a copy on the device: no transfer, no disk, no wait
                 best_in_memory = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
             record.write_history(pd.DataFrame(history))
-            progress(row, config.select_metric)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row[f'val_{config.select_metric}']:.3f}",
+                            ips=f"{row['images_per_second']:.0f}")
+            bar.update(1)
             epoch_walls.append(time.perf_counter() - epoch_start)
             if on_epoch_end is not None and on_epoch_end(row):
                 stopped = f"stopped after epoch {epoch + 1} of {config.epochs} by the caller"
@@ -418,6 +414,7 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
             stopped = flag[0]
         if stopped:
             break
+    bar.close()
     if rank == 0:
         if best_in_memory is not None:
             eval_model.load_state_dict(best_in_memory)
@@ -445,24 +442,6 @@ def _out_of_time(config: TrainConfig, started: float, epoch_walls: list[float], 
     views = len(tta_views(torch.zeros(1, 3, 8, 8), tta_of(config)))
     final = val_seconds * (n_val + n_test) / max(n_val, 1) * views + 2.0
     return time.perf_counter() - started + max(epoch_walls[-3:]) + final > config.max_minutes * 60
-
-
-def _epoch_bar(config: TrainConfig, start_epoch: int, rank: int) -> Callable[[dict, str], None]:
-    if config.quiet or rank != 0:
-        return lambda row, metric: None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=config.epochs, initial=start_epoch, desc=f"{config.model} {config.image_size}px",
-               unit="epoch")
-
-    def update(row: dict, metric: str) -> None:
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row[f'val_{metric}']:.3f}",
-                        ips=f"{row['images_per_second']:.0f}")
-        bar.update(1)
-        if row["epoch"] == config.epochs:
-            bar.close()
-
-    return update
 
 
 def evaluation_weights(state: dict) -> dict:
