@@ -187,7 +187,8 @@ def test_cli_train_and_predict(tiny_ham, tmp_path, capsys):
 @pytest.mark.slow
 def test_ddp_with_two_gloo_processes_writes_one_run_record(tiny_ham, tmp_path):
     env = {**os.environ, "PSKIN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    # --standalone rendezvouses on a free port: a fixed --master_port clashes with any other run on the machine.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "pskinlib.cli", "train", "--profile", "smoke", "--data-dir", str(tiny_ham), "--image-size",
                "16", "--epochs", "2", "--batch-size", "8", "--quiet", "--runs-dir", str(tmp_path / "runs"),
                "--threads", "1"]
