@@ -67,6 +67,13 @@ def predictions_table(image_ids, labels, probs, classes, lesion_ids=None) -> pd.
     return table
 
 
+def scores_of(table: pd.DataFrame, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A predictions table as the true classes' indices into ``classes`` and an ``(N, K)`` array of probabilities
+    in that column order: the inverse of :func:`predictions_table`."""
+    return (table["true"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
+            table[[f"p_{c}" for c in classes]].to_numpy())
+
+
 class ResultRecord(os.PathLike):
     """A folder of results: ``metrics.json`` and predictions, one file per part (``predictions_<part>.csv``) or a
     single ``predictions.csv``. Runs, fusions and evaluations are all result records.
@@ -130,11 +137,8 @@ class ResultRecord(os.PathLike):
             raise DataError(f"{path}: its probability columns {columns} must hold numbers.") from None
 
     def scores(self, part: str | None, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """The recorded predictions as the true classes' indices into ``classes`` and an ``(N, K)`` array of
-        probabilities in that column order: what :func:`predictions_table` was given."""
-        table = self.predictions(part)
-        return (table["true"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
-                table[[f"p_{c}" for c in classes]].to_numpy())
+        """:func:`scores_of` the recorded predictions of ``part``."""
+        return scores_of(self.predictions(part), classes)
 
     def write_predictions(self, table: pd.DataFrame, part: str | None = None) -> None:
         write_csv(self.predictions_path(part), table)

@@ -24,7 +24,7 @@ import pandas as pd
 from ..data.splits import split_hash
 from ..errors import ParameterError
 from ..metrics import report_with_intervals
-from ..runs import PARTS, EnsembleRecord, RunRecord
+from ..runs import PARTS, EnsembleRecord, RunRecord, scores_of
 
 
 def _finished(run_dir) -> RunRecord:
@@ -89,8 +89,7 @@ def evaluate_predictions(predictions: pd.DataFrame, n_boot: int = 1000, seed: in
     unknown = sorted(set(predictions["true"]) - set(classes))
     if unknown:
         raise ParameterError(f"predictions: true labels {unknown} have no probability column.")
-    y_true = predictions["true"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    return report_with_intervals(y_true, predictions[columns].to_numpy(), classes, n_boot=n_boot, seed=seed)
+    return report_with_intervals(*scores_of(predictions, classes), classes, n_boot=n_boot, seed=seed)
 
 
 def write_ensemble(run_dirs, out_dir: str | os.PathLike, n_boot: int = 1000) -> Path:
