@@ -212,16 +212,15 @@ def report_table(report: dict, classes: tuple[str, ...]) -> pd.DataFrame:
 
 def confusion_scores(confusion: ArrayLike, classes: tuple[str, ...] | list[str]) -> dict[str, float]:
     """Accuracy, balanced accuracy (over classes present) and ``recall_<code>`` (NaN for a class without images)
-    from a ``(K, K)`` count matrix, rows true, as scikit-learn defines them; the trainer scores each epoch so."""
+    from a ``(K, K)`` count matrix, rows true, by the bootstrap's formula (:func:`_metrics_from_confusions`); the
+    trainer scores each epoch so."""
     matrix = np.asarray(confusion, dtype=np.float64)
     if matrix.shape != (len(classes), len(classes)):
         raise ParameterError(f"confusion: need a ({len(classes)}, {len(classes)}) count matrix for classes "
                              f"{list(classes)}, got shape {matrix.shape}.")
-    support = matrix.sum(axis=1)
-    recall = np.divide(np.diag(matrix), support, out=np.full(len(classes), np.nan), where=support > 0)
-    return {"accuracy": float(np.trace(matrix) / max(matrix.sum(), 1)),
-            "balanced_accuracy": float(np.nanmean(recall)) if (support > 0).any() else float("nan"),
-            **{f"recall_{code}": float(r) for code, r in zip(classes, recall)}}
+    scores = _metrics_from_confusions(matrix[None])
+    return {"accuracy": float(scores["accuracy"][0]), "balanced_accuracy": float(scores["balanced_accuracy"][0]),
+            **{f"recall_{code}": float(r) for code, r in zip(classes, scores["recall"][0])}}
 
 
 def summary_row(name: str, report: dict) -> dict:
@@ -265,13 +264,14 @@ def _metrics_from_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
     confusions = confusions.astype(np.float64)
     true_positive = np.diagonal(confusions, axis1=1, axis2=2)
     actual, predicted = confusions.sum(axis=2), confusions.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an empty matrix: no class present, balanced accuracy NaN
         recall = np.where(actual > 0, true_positive / np.where(actual > 0, actual, 1), np.nan)
         # F1 = 2TP / (2TP + FP + FN), 0 for a class neither present nor predicted (zero_division=0); the macro
         # mean runs over all K classes, as in classification_report.
         seen = (actual + predicted) > 0
         f1 = np.where(seen, 2 * true_positive / np.where(seen, actual + predicted, 1), 0.0)
-        return {"accuracy": true_positive.sum(axis=1) / confusions.sum(axis=(1, 2)),
+        return {"accuracy": true_positive.sum(axis=1) / np.maximum(confusions.sum(axis=(1, 2)), 1),  # 0 if empty
                 # sklearn's balanced accuracy averages recall over the classes present in y_true.
                 "balanced_accuracy": np.nanmean(recall, axis=1), "macro_f1": f1.mean(axis=1), "recall": recall}
 

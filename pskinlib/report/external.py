@@ -82,7 +82,7 @@ def external_table(runs, evaluation: str = EVALUATION) -> pd.DataFrame:
             ci = report["bootstrap"]["balanced_accuracy"]
             point = report.get("melanoma_operating_points", {}).get("80%", {})
             rows.append({
-                "run": run.name, "path": str(run.path), "model": config["model"], "method": _method(run),
+                "run": run.name, "path": str(run.path), "model": config["model"], "method": _method(config),
                 "group": group, "images": report["n"], "pretrained": config.get("pretrained", False),
                 "class_weights": config.get("class_weights"), "split_seed": config.get("split_seed", 0),
                 "extra_sources": ",".join(config.get("extra_sources", ())),
@@ -98,10 +98,10 @@ def external_table(runs, evaluation: str = EVALUATION) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _method(run: RunRecord) -> str:
-    """A reference run's method: its notes up to their first colon, as ``experiments/external_methods.py``
-    writes them; empty for a run without such notes."""
-    return run.recorded["config"].get("notes", "").partition(":")[0].strip()
+def _method(config: dict) -> str:
+    """A reference run's method (from its recorded config): its notes up to their first colon, as
+    ``experiments/external_methods.py`` writes them; empty for a run without such notes."""
+    return config.get("notes", "").partition(":")[0].strip()
 
 
 def inside_outside(built, reference_dir: str | os.PathLike) -> pd.DataFrame:
@@ -169,7 +169,8 @@ def gap_finding(side: pd.DataFrame) -> dict[str, Any]:
 
 def _label(run: RunRecord) -> str:
     """A reference run by its method, a run of this build by its model."""
-    return _method(run) or run.recorded["config"]["model"]
+    config = run.recorded["config"]
+    return _method(config) or config["model"]
 
 
 def _evaluated(runs, evaluation: str = EVALUATION):
@@ -185,13 +186,14 @@ def melanoma_fates(runs) -> pd.DataFrame:
     given each class."""
     rows = []
     for run, result in _evaluated(runs):
+        label = _label(run)
         for group, report in result.metrics["groups"].items():
             classes = report["classes"]
             if "mel" not in classes:
                 continue
             row = report["confusion_matrix"][classes.index("mel")]
             total = max(sum(row), 1)
-            rows.append({"run": _label(run), "images": group, "melanomas": sum(row),
+            rows.append({"run": label, "images": group, "melanomas": sum(row),
                          **{f"called {CLASSES[c].name}": row[i] / total for i, c in enumerate(classes)}})
     return pd.DataFrame(rows)
 
@@ -214,9 +216,10 @@ def operating_points(runs) -> pd.DataFrame:
     per (run, group, target)."""
     rows = []
     for run, result in _evaluated(runs):
+        label = _label(run)
         for group, report in result.metrics["groups"].items():
             for target, point in report.get("melanoma_operating_points", {}).items():
-                rows.append({"run": _label(run), "images": group, "target on validation": target,
+                rows.append({"run": label, "images": group, "target on validation": target,
                              **{kind: interval(point[kind]["estimate"], point[kind]["low"], point[kind]["high"])
                                 for kind in ("sensitivity", "specificity")}})
     return pd.DataFrame(rows)
@@ -228,9 +231,22 @@ def calibration_table(side: pd.DataFrame) -> pd.DataFrame:
         columns={"group": "images", "ece": "ECE", "ece_calibrated": "ECE after temperature scaling"})
 
 
-def first_evaluated(runs) -> RunRecord | None:
-    """The first of ``runs`` with an external evaluation (the reliability diagram's run)."""
-    return next((run for run, _ in _evaluated(runs)), None)
+def reliability_curves(runs) -> tuple[dict[str, list[dict]], str] | None:
+    """The reliability diagram's inputs for the first of ``runs`` with an external evaluation: each group's
+    reliability bins and the title; None when no run has one."""
+    run, result = next(_evaluated(runs), (None, None))
+    if run is None:
+        return None
+    groups = {group: report["calibration"]["reliability"] for group, report in result.metrics["groups"].items()}
+    return groups, f"{run.recorded['config']['model']}: reliability"
+
+
+def errors_note(run: RunRecord | None, predictions: pd.DataFrame | None) -> dict[str, Any]:
+    """``errors_note``: whose most confident errors the external gallery shows, and on how many images."""
+    if run is None or predictions is None:
+        return {"errors_note": Markdown("No external images in this build, so no gallery.")}
+    return {"errors_note": Markdown(f"The gallery shows {run.recorded['config']['model']}'s most confident errors "
+                                    f"on {len(predictions)} external images.")}
 
 
 # What methods_table keeps of each set: its column "<set> <key>" holds external_table's column of that name.
@@ -394,8 +410,9 @@ def best_outside(external: pd.DataFrame) -> pd.Series | None:
     return rows.iloc[0] if len(rows) else None
 
 
-__all__ = ["EXTERNAL_BAR", "best_outside", "calibration_table", "evaluate_missing", "external_bar",
-           "external_folders", "external_table", "first_evaluated", "gap_dots", "gap_finding", "image_counts",
+__all__ = ["EXTERNAL_BAR", "best_outside", "calibration_table", "errors_note", "evaluate_missing",
+           "external_bar", "external_folders", "external_table", "gap_dots", "gap_finding", "image_counts",
            "images_note", "inside_outside", "melanoma_fate_finding", "melanoma_fates", "method_choice",
-           "methods_table", "methods_view", "operating_points", "reference_methods", "reference_runs", "seeds_view",
-           "sets_table", "two_source_view", "unseen_finding", "views_finding"]
+           "methods_table", "methods_view", "operating_points", "reference_methods", "reference_runs",
+           "reliability_curves", "seeds_view", "sets_table", "two_source_view", "unseen_finding",
+           "views_finding"]
