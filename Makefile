@@ -12,14 +12,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: book test test-fast lint clean gpu-pack
 
+# pskinlib with the book's stack and the test tools; then the checkout itself on the environment's path, so the
+# book's package (book/) imports from any folder, as in JupyterLab, whose kernels start in notebooks/.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[book,dev]'
+	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/pskin-checkout.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(VENV)/bin/pskin book
+	$(PY) -m book
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -32,7 +35,7 @@ gpu-pack: $(STAMP)
 	$(PY) -m experiments.gpu_pack
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pskinlib benchmarks experiments tests
+	$(VENV)/bin/ruff check pskinlib book benchmarks experiments tests
 
 clean:
 	rm -rf _build

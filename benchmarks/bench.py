@@ -16,7 +16,7 @@ ratios mean something even on a busy machine where the absolute figures move:
 3. ``precision``: fp32 vs bf16 autocast, contiguous vs channels_last, per model and size; which one the trainer's
    ``precision='auto'`` picks; and a small accuracy check (fp32 vs bf16 training of the same run).
 4. ``scaling``: epoch time against the number of images and the image size; cache preparation time for all
-   10,015 images; an estimate of the quick profile's whole training run.
+   10,015 images; an estimate of the default profile's whole training run.
 5. ``inference``: images per second of ``pskin evaluate`` and the latency of one prediction.
 
 Benchmarks are commands, not timed tests: the tests only check that each function returns sane figures. The GPU
@@ -48,7 +48,7 @@ from pskinlib.data.cache import prepare_images
 from pskinlib.data.ham10000 import LesionImages, load_ham10000
 from pskinlib.data.splits import make_split
 from pskinlib.errors import DataError, ParameterError
-from pskinlib.evaluate.evaluate import evaluate_folder
+from pskinlib.evaluate.image_folder import evaluate_folder
 from pskinlib.evaluate.predict import load_trained
 from pskinlib.info import ALL_CLASSES, NORMALISATIONS, PAPER_CLASSES
 from pskinlib.io import read_json, write_json
@@ -118,7 +118,7 @@ def _sync(device: torch.device) -> None:
 
 def _bench_config(model: str, size: int, batch_size: int, precision: str = "auto",
                   channels_last: bool | None = None, **extra: Any) -> TrainConfig:
-    return make_config("quick", model=model, image_size=size, batch_size=batch_size, precision=precision,
+    return make_config("default", model=model, image_size=size, batch_size=batch_size, precision=precision,
                        channels_last=channels_last, quiet=True, **extra)
 
 
@@ -514,7 +514,7 @@ def bench_precision_accuracy(images: LesionImages, *, model: str = "resnet18", s
         return {"skipped": "this CPU has no AVX512-BF16: the trainer stays in fp32 here"}
     results = {}
     for precision in ("fp32", "bf16"):
-        config = make_config("quick", data_dir=str(images.root), classes=images.classes, model=model,
+        config = make_config("default", data_dir=str(images.root), classes=images.classes, model=model,
                              image_size=size, epochs=epochs, max_train_batches=max_train_batches,
                              warmup_epochs=min(1.0, epochs / 2), precision=precision, quiet=True,
                              device="cpu", notes=f"pskin bench: {precision} accuracy check")
@@ -547,7 +547,7 @@ def bench_scaling(images: LesionImages, *, model: str = "resnet18", size: int = 
     """How cost grows: trainer epoch time against the number of images (at ``size``) and against the image size
     (on the first ``size_images`` training images, projected to a full epoch), the time to prepare the cache
     for ``all_images`` (all 10,015 by default) at ``cache_sizes`` in a fresh temporary folder, and an estimate of
-    the quick profile's whole training run."""
+    the default profile's whole training run."""
     _check_int("size_images", size_images, batch_size)
     for n in n_images:
         _check_int("n_images", n, batch_size)
@@ -587,19 +587,25 @@ def bench_scaling(images: LesionImages, *, model: str = "resnet18", size: int = 
                           "images_per_second": len(all_images) / seconds,
                           "megabytes": len(all_images) * s * s * 3 / 1e6})
 
-    quick = make_config("quick")
+    default = make_config("default")
     train_ips = statistics.median(r["images_per_second"] for r in by_images)
     eval_ips = _eval_speed(config, tensors, n_classes=len(images.classes))
     epoch = n_train / train_ips + n_val / eval_ips
     return {"model": model, "size": size, "batch_size": batch_size, "training_images": n_train,
             "epoch_vs_images": by_images, "epoch_vs_size": by_size, "size_images": size_images,
             "cache_preparation": cache,
-            "quick_profile_estimate": {
-                "epochs": quick.epochs, "epoch_seconds": epoch, "eval_images_per_second": eval_ips,
-                "training_seconds": quick.epochs * epoch,
-                "note": f"{quick.epochs} epochs x (training + validation) of {model} at {size} px on the grouped "
-                        "split, from the speeds above (the quick profile when these are resnet18 and 64 px); the "
+            "default_profile_estimate": {
+                "epochs": default.epochs, "epoch_seconds": epoch, "eval_images_per_second": eval_ips,
+                "training_seconds": default.epochs * epoch,
+                "note": f"{default.epochs} epochs x (training + validation) of {model} at {size} px on the grouped "
+                        "split, from the speeds above (the default profile when these are resnet18 and 64 px); the "
                         "book adds cache preparation, final evaluation and running the notebooks"}}
+
+
+def _default_estimate(scaling: dict[str, Any]) -> dict[str, Any]:
+    """The scaling section's estimate of a default-profile run; results written before the profiles were YAML files
+    call that profile (64 px, 20 epochs) "quick"."""
+    return scaling.get("default_profile_estimate") or scaling["quick_profile_estimate"]
 
 
 def _all_classes(images: LesionImages) -> LesionImages:
@@ -680,7 +686,7 @@ def bench_inference(run_dir: str | os.PathLike, images: LesionImages, *, n_image
 
 def _inference_run(images: LesionImages, runs_dir: Path, plan: dict[str, Any]) -> Path:
     """A small trained run to time inference with, when the precision check has not left one."""
-    config = make_config("quick", data_dir=str(images.root), classes=images.classes, epochs=1,
+    config = make_config("default", data_dir=str(images.root), classes=images.classes, epochs=1,
                          warmup_epochs=0.5, max_train_batches=plan["accuracy_batches"], quiet=True, device="cpu",
                          notes="pskin bench: model for the inference benchmark")
     return train(config, runs_dir=runs_dir)
@@ -811,8 +817,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     if "scaling" in sections:
         scaling = sections["scaling"]
         summary["cache_seconds"] = {f"{c['size']}px": round(c["seconds"], 1) for c in scaling["cache_preparation"]}
-        summary["quick_profile_training_minutes"] = round(
-            scaling["quick_profile_estimate"]["training_seconds"] / 60, 1)
+        summary["default_profile_training_minutes"] = round(_default_estimate(scaling)["training_seconds"] / 60, 1)
     if "inference" in sections:
         inference = sections["inference"]
         summary["evaluate_images_per_second"] = round(inference["evaluate_images_per_second"], 1)
@@ -852,8 +857,8 @@ def format_summary(results: dict[str, Any]) -> str:
                                                         for r in scaling["epoch_vs_size"]))
         lines.append("cache preparation: " + ", ".join(f"{r['images']} images at {r['size']}px {r['seconds']:.0f} s"
                                                        for r in scaling["cache_preparation"]))
-        lines.append(f"quick profile training (estimate): "
-                     f"{scaling['quick_profile_estimate']['training_seconds'] / 60:.1f} min")
+        lines.append(f"default profile training (estimate): "
+                     f"{_default_estimate(scaling)['training_seconds'] / 60:.1f} min")
     inference = sections.get("inference")
     if inference:
         lines.append(f"evaluate: {inference['evaluate_images_per_second']:.0f} img/s; one prediction: "

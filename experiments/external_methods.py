@@ -1,12 +1,13 @@
 """External validation: what each method against another collection's images buys, inside and outside HAM10000.
 
-Each method is the CPU quality-bar recipe (:data:`experiments.quality_bar.RECIPE`: ResNet18 from scratch, 64 px,
-18 epochs, the grouped lesion split) plus the options named in :data:`METHODS`. One call trains one method on one
-split seed, then evaluates the run on the labelled ISIC 2017 folder (``$PSKIN_ISIC2017``; the training images of
-ISIC 2017 count as external for a model that never saw them) with :func:`pskinlib.evaluate.external.evaluate_external`
-twice: with the run's own test-time views (``external``) and with the eight dihedral views (``external-dihedral``).
-Temperature and melanoma thresholds come from HAM10000 validation in both. ``ISIC2017_val`` may guide the choice of
-a method; ``ISIC2017_test`` is reported only.
+Each method is the CPU quality-bar recipe (:data:`experiments.quality_bar.RECIPE`: ResNet18 from scratch, 64 px, 18
+epochs, the grouped lesion split) plus the options named in :data:`METHODS`. One call trains one method on one split
+seed, then evaluates the run on the labelled ISIC 2017 folder (``$PSKIN_ISIC2017``; the training images of ISIC 2017
+count as external for a model that never saw them) with
+:func:`pskinlib.evaluate.external_validation.evaluate_external` twice: with the run's own test-time views
+(``external``) and with the eight dihedral views (``external-dihedral``). Temperature and melanoma thresholds come
+from HAM10000 validation in both. ``ISIC2017_val`` may guide the choice of a method; ``ISIC2017_test`` is reported
+only.
 
 The run record, with both evaluations and without checkpoints, goes into ``<out>/`` (``--out``, default
 ``book/results/external-methods``), and a row — method, split seed, wall minutes from start to the written
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--split-seed >= 0, --epochs >= 2 and --image-size >= 16, please.")
     os.environ["PSKIN_ISIC2017"] = str(args.isic2017)  # where extra_sources finds ISIC2017_train
 
-    from pskinlib.evaluate.external import evaluate_external
+    from pskinlib.evaluate.external_validation import evaluate_external
     from pskinlib.io import read_json, write_json
     from pskinlib.runs import RunRecord
     from pskinlib.train.config import make_config
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.two_source:
         options, note, name = {**options, **TWO_SOURCE}, note + "; + ISIC2017_train as a second training source", \
             f"{name}+two-source"
-    config = make_config("quick", **{**recipe_options(args.epochs, args.image_size), **options},
+    config = make_config("default", **{**recipe_options(args.epochs, args.image_size), **options},
                          split_seed=args.split_seed, data_dir=args.data_dir, quiet=True,
                          notes=f"{name}: {note}")
     out = Path(args.out)

@@ -2,10 +2,11 @@
 weights ship with pskin) on one grouped split seed, timed from start to the written record.
 
 Trains, evaluates the run on the labelled ISIC 2017 folder when ``$PSKIN_ISIC2017`` (or ``--isic2017``) names one
-(:func:`pskinlib.evaluate.external.evaluate_external`; thresholds and temperature from HAM10000 validation), and
-exports the record without checkpoints into ``<out>/`` (default ``book/results/transfer``), with a row — split
-seed, wall minutes, run name, the options given — in ``<out>/transfer.json``. Options the profile does not fix
-can be tried with ``--set NAME=VALUE`` (TrainConfig field names; recorded in the run's config and in the row).
+(:func:`pskinlib.evaluate.external_validation.evaluate_external`; thresholds and temperature from HAM10000
+validation), and exports the record without checkpoints into ``<out>/`` (default ``book/results/transfer``), with a
+row — split seed, wall minutes, run name, the options given — in ``<out>/transfer.json``. Options the profile does
+not fix can be tried with ``--set NAME=VALUE`` (TrainConfig field names; recorded in the run's config and in the
+row).
 
     PSKIN_DATA=../shared/data/ham10000 .venv/bin/python -m experiments.transfer --split-seed 1
 """
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.split_seed < 0:
         parser.error(f"--split-seed: need 0 or more, got {args.split_seed}.")
 
-    from pskinlib.evaluate.external import evaluate_external
+    from pskinlib.evaluate.external_validation import evaluate_external
     from pskinlib.io import read_json, write_json
     from pskinlib.runs import RunRecord
     from pskinlib.train.config import make_config

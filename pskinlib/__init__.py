@@ -9,8 +9,10 @@ HAM10000. One concept per module; each layer imports only the layers before it (
 4. ``train`` and ``runs``: models, losses, config, device, the trainer, and the run record it writes;
 5. ``evaluate``: predicting, evaluating other folders, ensembles, metadata fusion;
 6. ``explain``: Grad-CAM and the prediction inspector;
-7. ``report``: the book's tables, figures and build;
-8. ``cli``: the ``pskin`` command.
+7. ``cli``: the ``pskin`` command.
+
+The book that documents the library lives beside it, in the checkout's ``book/`` package: its chapters' tables,
+findings, figures and build import pskinlib; pskinlib never imports them.
 """
 
 __version__ = "0.1.0"

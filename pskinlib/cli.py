@@ -99,7 +99,7 @@ def cmd_data_download(args) -> int:
 
 
 def cmd_data_import(args) -> int:
-    from .data.external import import_derm7pt, import_ph2
+    from .data.labelled_folders import import_derm7pt, import_ph2
 
     importer = {"ph2": import_ph2, "derm7pt": import_derm7pt}[args.dataset]
     counts = importer(args.folder, args.out, overwrite=args.overwrite)
@@ -137,8 +137,9 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, so every parameter can be set from the command line."""
     from .train.config import PROFILES, TrainConfig
 
-    parser.add_argument("--profile", choices=list(PROFILES), default="quick",
-                        help="named defaults: smoke (seconds), quick (CPU minutes), paper (the study, GPU)")
+    parser.add_argument("--profile", choices=list(PROFILES), default="default",
+                        help="named defaults, pskinlib/configs/NAME.yaml: default (TrainConfig's), smoke (seconds), "
+                             "quick (a CPU minute), transfer (pretrained, CPU minutes), paper (the study, GPU)")
     parser.add_argument("--config", help="YAML file of parameters (flags override it)")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "profile":
@@ -158,7 +159,7 @@ def _config_from_args(args):
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if f.name != "profile" and getattr(args, f.name, None) is not None}
     if args.config:
-        return load_yaml_config(args.config, **({"profile": args.profile} if args.profile != "quick" else {}),
+        return load_yaml_config(args.config, **({"profile": args.profile} if args.profile != "default" else {}),
                                 **overrides)
     return make_config(args.profile, **overrides)
 
@@ -189,8 +190,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate.evaluate import evaluate_folder
-    from .evaluate.external import evaluate_external
+    from .evaluate.external_validation import evaluate_external
+    from .evaluate.image_folder import evaluate_folder
 
     if args.external:
         if args.images or args.labels or args.metadata:
@@ -267,20 +268,6 @@ def name_value(text: str) -> tuple[str, object]:
     return name.strip(), yaml.safe_load(value)
 
 
-def cmd_book(args) -> int:
-    from .report.build import book_chapters, build_book, screenshot_book
-
-    html = build_book(args.profile, root=args.root, data_dir=args.data_dir, parameters=dict(args.parameter or []),
-                      runs_dir=args.runs_dir, build_dir=args.build_dir, force=args.force,
-                      warnings_are_errors=args.warnings_are_errors)
-    print(f"The book is at {html / 'index.html'}")
-    if args.screenshots:
-        chapters = book_chapters(args.profile, "DATA", "RUNS", root=args.root)
-        shots = screenshot_book(html, args.screenshots, chapters)
-        print(f"{len(shots)} screenshots at 1400 px in {args.screenshots}")
-    return 0
-
-
 def cmd_export(args) -> int:
     from .runs import RunRecord
 
@@ -307,9 +294,11 @@ def cmd_bench(args) -> int:
     of what ``pip install`` ships), so they are loaded from there, with their own arguments."""
     import importlib.util
 
-    from .report.build import find_checkout
-
-    path = find_checkout() / "benchmarks" / "bench.py"
+    path = next((folder / "benchmarks" / "bench.py" for folder in (Path.cwd(), *Path.cwd().parents)
+                 if (folder / "benchmarks" / "bench.py").is_file()), None)
+    if path is None:
+        raise_usage(f"bench: {Path.cwd()} is not inside a pskin checkout (no benchmarks/bench.py above it); run "
+                    "pskin bench from the repository.")
     spec = importlib.util.spec_from_file_location("benchmarks.bench", path)
     bench = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bench
@@ -418,20 +407,6 @@ def build_parser() -> argparse.ArgumentParser:
     _command(commands, "bench", cmd_bench, "run the CPU benchmarks (from a checkout's benchmarks/) into "
              "book/results/benchmarks.json; pskin bench --help for its flags", add_help=False)
 
-    book = _command(commands, "book", cmd_book, "execute the notebooks with papermill and render the Jupyter Book")
-    book.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
-                      help="smoke: CI minutes; quick: the default, ~15 CPU minutes; paper: the study, for a GPU")
-    book.add_argument("--root", help="the pskin checkout to build (default: the one the current folder is in)")
-    book.add_argument("--data-dir",
-                      help="HAM10000 folder (default: $PSKIN_DATA, data/ham10000, else the synthetic demo set)")
-    book.add_argument("--runs-dir", help="where the chapters' runs go (default: runs/book/PROFILE)")
-    book.add_argument("--build-dir", help="where the HTML is built (default: _build)")
-    book.add_argument("-p", "--parameter", action="append", type=name_value, metavar="NAME=VALUE",
-                      help="a notebook parameter for every chapter that declares it (repeatable)")
-    book.add_argument("--force", action="store_true", help="run every chapter, even unchanged ones")
-    book.add_argument("--screenshots", metavar="DIR",
-                      help="then write a full-page PNG of each chapter at 1400 px into DIR (needs Chromium)")
-    book.add_argument("--warnings-are-errors", action="store_true", help="fail on any Sphinx warning")
     return parser
 
 

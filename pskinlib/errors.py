@@ -51,10 +51,6 @@ class CheckpointError(PskinError):
     """A checkpoint file is missing, damaged, or not a pskin checkpoint."""
 
 
-class BookBuildError(PskinError):
-    """A chapter of the book failed; the message names the notebook and the cell."""
-
-
 def check_int(name: str, value, minimum: int, types: type | tuple[type, ...] = numbers.Integral) -> int:
     """``value`` as an ``int`` when it is an integer of ``types`` (numpy's too; never a bool) of at least ``minimum``;
     else a :class:`ParameterError` naming ``name``: the one check of the integer parameters checked up front."""

@@ -82,7 +82,7 @@ def test_usual_transform_gives_normalised_images_of_the_asked_size(tiny_ham):
 
 
 def test_raw_training_speed_uses_the_trainers_precision_choice():
-    config = make_config("quick", image_size=16, batch_size=4, precision="fp32", channels_last=True)
+    config = make_config("default", image_size=16, batch_size=4, precision="fp32", channels_last=True)
     result = bench.raw_training_speed(config, 1, warmup_steps=1)
     assert result["precision"] == "fp32" and result["channels_last"] is True and result["images_per_second"] > 0
     with pytest.raises(ValueError, match="n_steps"):
@@ -124,7 +124,7 @@ def test_scaling_measures_epochs_against_images_and_size_and_the_cache(images):
     assert [r["size"] for r in result["epoch_vs_size"]] == [16, 24]
     (cache,) = result["cache_preparation"]
     assert cache["images"] == len(images) and cache["seconds"] > 0
-    assert result["quick_profile_estimate"]["training_seconds"] > 0
+    assert result["default_profile_estimate"]["training_seconds"] > 0
     assert_sane(result)
 
 

@@ -11,10 +11,10 @@ import nbformat
 import pytest
 import yaml
 
-import pskinlib.report.build as book
-from pskinlib.errors import BookBuildError
-from pskinlib.report.build import Chapter, book_chapters, check_parameters, table_of_contents
-from pskinlib.report.tables import runs_table
+import book.build as book
+from book import BookBuildError
+from book.build import Chapter, book_chapters, check_parameters, table_of_contents
+from book.runs import runs_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +65,7 @@ def test_book_parameters_must_be_declared_by_some_notebook():
 def test_bad_training_parameters_fail_before_any_notebook_runs(tmp_path, monkeypatch):
     ran = []
     monkeypatch.setattr(book, "execute_chapter", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(book, "produce", lambda *a, **k: ran.append(a))
     with pytest.raises(ValueError, match="epochs"):
         book.build_book("smoke", data_dir=str(tmp_path), parameters={"train_overrides": {"epochs": -1}},
                         build_dir=tmp_path / "build")
@@ -77,16 +78,20 @@ def test_committed_toc_is_the_quick_books():
 
 
 def _tiny_book(tmp_path, monkeypatch, body="print('hello')"):
+    """A checkout of two chapters: one reads the reference results and imports the book's findings module (its own
+    copy here), the other reads nothing."""
     notebooks, book_dir, build = tmp_path / "notebooks", tmp_path / "book", tmp_path / "build"
     for folder in (notebooks, book_dir):
         folder.mkdir()
-    _notebook(notebooks / "one.ipynb", "x: int = 1", "print(x)")
+    (book_dir / "__init__.py").write_text("")
+    (book_dir / "findings.py").write_text("WORD = 'found'\n")
+    _notebook(notebooks / "one.ipynb", 'x: int = 1\nreference_dir: str = "book/results"',
+              "from book import findings\nprint(x, findings.WORD)")
     _notebook(notebooks / "two.ipynb", "y: int = 2", body)
     chapters = [Chapter("one.ipynb", "01_one.ipynb", "One", "Part", {"x": 5}),
                 Chapter("two.ipynb", "02_two.ipynb", "Two", "Part", {"y": 7})]
     (tmp_path / "_config.yml").write_text("title: a tiny book\n")  # tmp_path is the checkout of this book
     monkeypatch.setattr(book, "book_chapters", lambda *a, **k: chapters)
-    monkeypatch.setattr(book, "_check_training_parameters", lambda chapter: None)
     rendered = []
 
     def fake_render(build_dir, chapters, root, warnings_are_errors=False, log=print):
@@ -99,6 +104,10 @@ def _tiny_book(tmp_path, monkeypatch, body="print('hello')"):
     data = tmp_path / "data"  # a data folder the chapters are given (they do not read it)
     data.mkdir()
     return notebooks, book_dir, build, data
+
+
+def _reused(logs) -> list[str]:
+    return sorted(m.split()[1].rstrip(":") for m in logs if "reused, unchanged" in m)
 
 
 @pytest.mark.slow
@@ -123,30 +132,47 @@ def test_unchanged_chapters_are_not_run_again(tmp_path, monkeypatch):
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
     logs.clear()
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
-    assert sum("not run again" in m for m in logs) == 2, logs
+    assert sum("reused, unchanged" in m for m in logs) == 2, logs
     _notebook(notebooks / "two.ipynb", "y: int = 2", "print('changed')")
     logs.clear()
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
-    assert sum("not run again" in m for m in logs) == 1
+    assert sum("reused, unchanged" in m for m in logs) == 1
     executed = nbformat.read(book_dir / "02_two.ipynb", as_version=4)
     assert any("changed" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert json.loads((build / "manifest.json").read_text()).keys() == {"01_one.ipynb", "02_two.ipynb"}
 
 
 @pytest.mark.slow
-def test_a_changed_reference_record_runs_the_chapters_again(tmp_path, monkeypatch):
-    """The chapters read the committed records in book/results/: a record added there is not met with a stale page."""
-    _, _, build, data = _tiny_book(tmp_path, monkeypatch)
+def test_a_chapter_runs_again_when_what_it_reads_or_imports_changed_and_only_then(tmp_path, monkeypatch):
+    """A record added to the reference results, or a reworded book module, runs again the chapter that reads it or
+    imports it, and no other."""
+    _, book_dir, build, data = _tiny_book(tmp_path, monkeypatch)
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=lambda m: None)
     record = tmp_path / "book" / "results" / "quick" / "a-run"
     record.mkdir(parents=True)
     (record / "metrics.json").write_text("{}")
     logs = []
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
-    assert not any("not run again" in m for m in logs), logs
+    assert _reused(logs) == ["02_two"], logs
+    (book_dir / "findings.py").write_text("WORD = 'reworded'\n")
     logs.clear()
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
-    assert sum("not run again" in m for m in logs) == 2, logs
+    assert _reused(logs) == ["02_two"], logs
+    executed = nbformat.read(book_dir / "01_one.ipynb", as_version=4)
+    assert any("reworded" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    logs.clear()
+    book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
+    assert _reused(logs) == ["01_one", "02_two"], logs
+
+
+def test_a_chapter_depends_on_the_book_modules_it_imports_and_on_theirs():
+    found = {p.name for p in book.local_dependencies(ROOT / "notebooks" / "results.ipynb", ROOT)}
+    assert {"tables.py", "findings.py", "figures.py", "runs.py", "outside.py", "__init__.py"} <= found
+    assert "build.py" not in found
+    assert "build.py" not in {p.name for p in book.local_dependencies(ROOT / "notebooks" / "data_exploration.ipynb",
+                                                                       ROOT)}
+    performance = book.local_dependencies(ROOT / "notebooks" / "performance.ipynb", ROOT)
+    assert ROOT / "benchmarks" / "bench.py" in performance
 
 
 def test_runs_table_reads_a_committed_reference_run():

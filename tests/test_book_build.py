@@ -3,47 +3,57 @@ figures, no error output, and a rendered widget."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from pskinlib.report.build import CHROMIUM, CHROMIUM_ARGS, Chapter, book_chapters
+from book.build import CHROMIUM, Chapter, book_chapters, chromium, served
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS: Path = Path()  # set by the smoke_book fixture
+BUILD_OUTPUT = ""  # what the build printed
 
 
 
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory):
-    """Build the smoke book once, as a user of ``pip install .`` (not editable) would: pskinlib installed into a
-    folder of its own, and its ``pskin book`` run from the checkout (real data through PSKIN_DATA, else the
-    synthetic demo set)."""
-    build, site = tmp_path_factory.mktemp("book-build"), tmp_path_factory.mktemp("installed")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(ROOT)],
-                   check=True)
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    where = subprocess.run([sys.executable, "-c", "import pskinlib; print(pskinlib.__file__)"], cwd=build, env=env,
-                           capture_output=True, text=True, check=True).stdout
-    assert Path(where).resolve().is_relative_to(site.resolve()), where  # the installed copy, not the checkout's
+    """Build the smoke book once, as ``make book`` does (``python -m book`` from the checkout), into a folder of its
+    own (real data through PSKIN_DATA, else the synthetic demo set)."""
+    build = tmp_path_factory.mktemp("book-build")
     global SCREENSHOTS
     SCREENSHOTS = build / "screenshots"
-    command = [str(site / "bin" / "pskin"), "book", "--profile", "smoke", "--force", "--warnings-are-errors",
+    command = [sys.executable, "-m", "book", "--profile", "smoke", "--force", "--warnings-are-errors",
                "--runs-dir", str(build / "runs"), "--build-dir", str(build)]
     if Path(CHROMIUM).exists():
         command += ["--screenshots", str(SCREENSHOTS)]
     if os.environ.get("PSKIN_DATA"):
         command += ["--data-dir", os.environ["PSKIN_DATA"]]
-    subprocess.run(command, cwd=ROOT, env=env, check=True)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    global BUILD_OUTPUT
+    BUILD_OUTPUT = result.stdout + result.stderr
     return build / "html"
+
+
+@pytest.mark.slow
+def test_pskinlib_installs_as_a_package_of_its_own_with_its_profiles(tmp_path):
+    """``pip install .`` (not editable) ships the library with its named profiles, and not the book beside it."""
+    site = tmp_path / "installed"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(ROOT)],
+                   check=True)
+    script = (f"import sys; sys.path.insert(0, {str(site)!r}); import pskinlib; "
+              "from pskinlib.train.config import PROFILES, make_config; "
+              "print(pskinlib.__file__); print(sorted(PROFILES)); print(make_config('quick').image_size)")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert Path(out[0]).resolve().is_relative_to(site.resolve()), out  # the installed copy, not the checkout's
+    assert "quick" in out[1] and "paper" in out[1] and out[2] == "48"
+    assert not (site / "book").exists()
 
 
 @pytest.mark.slow
@@ -65,56 +75,46 @@ def test_every_chapter_reads_as_a_report_in_a_browser(smoke_book):
     """Each chapter in Chromium: no debris or machine path or traceback in the text, every table inside the
     content column, every image loaded, figures where a chapter has them, and a "What we found" section that holds
     a number glued from this build."""
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(smoke_book))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     chapters = book_chapters("smoke", "DATA", "RUNS")
     problems = []
-    try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            missing = []  # files the book asks its own server for and does not have (scripts, fonts, figures)
-            page.on("response", lambda r: missing.append(r.url) if r.url.startswith(base) and r.status >= 400
-                    else None)
-            for chapter in [*chapters, Chapter("", "bibliography.md", "", "")]:
-                name = Path(chapter.output).stem
-                page.goto(f"{base}/book/{name}.html", wait_until="networkidle")
-                text = page.inner_text("main")
-                html = page.inner_html("main")
-                if DEBRIS.search(text) or page.locator("div.output.traceback, div.output.error").count():
-                    problems.append(f"{name}: notebook debris or a traceback")
-                if MACHINE_PATH.search(text) or MACHINE_PATH.search(html):
-                    problems.append(f"{name}: a path of the build machine: {MACHINE_PATH.search(text + html)[0]}")
-                too_wide = page.evaluate("""() => {
-                    const column = document.querySelector('article.bd-article') || document.querySelector('main');
-                    const width = column.getBoundingClientRect().width;
-                    return Array.from(column.querySelectorAll('table'))
-                        .filter(t => t.getBoundingClientRect().width > width + 1).length; }""")
-                if too_wide:
-                    problems.append(f"{name}: {too_wide} table(s) wider than the content column")
-                if not page.evaluate("Array.from(document.querySelectorAll('main img'))"
-                                     ".every(i => i.complete && i.naturalWidth > 0)"):
-                    problems.append(f"{name}: an image that does not load")
-                if chapter.notebook in ("data_exploration.ipynb", "training.ipynb", "class_weights.ipynb",
-                                        "results.ipynb", "inspector.ipynb", "intro.ipynb") \
-                        and not page.locator("main img").count():
-                    problems.append(f"{name}: no figure")
-                found = page.locator("section#what-we-found")
-                if found.count() and not found.locator("span.pasted-text").count():
-                    problems.append(f"{name}: a 'What we found' section with no number glued from this build")
-                if chapter.notebook == "inspector.ipynb":
-                    page.wait_for_selector(".jupyter-widgets, .widget-inline-hbox, .widget-button",
-                                           timeout=30_000)
-            browser.close()
-        assert not missing, f"the book's server answered 404 for: {sorted(set(missing))[:10]}"
-        assert not problems, "\n".join(problems)
-    finally:
-        server.shutdown()
+    with served(smoke_book) as base, chromium() as page:
+        missing = []  # files the book asks its own server for and does not have (scripts, fonts, figures)
+        page.on("response", lambda r: missing.append(r.url) if r.url.startswith(base) and r.status >= 400
+                else None)
+        for chapter in [*chapters, Chapter("", "bibliography.md", "", "")]:
+            name = Path(chapter.output).stem
+            page.goto(f"{base}/book/{name}.html", wait_until="networkidle")
+            text = page.inner_text("main")
+            html = page.inner_html("main")
+            if DEBRIS.search(text) or page.locator("div.output.traceback, div.output.error").count():
+                problems.append(f"{name}: notebook debris or a traceback")
+            if MACHINE_PATH.search(text) or MACHINE_PATH.search(html):
+                problems.append(f"{name}: a path of the build machine: {MACHINE_PATH.search(text + html)[0]}")
+            too_wide = page.evaluate("""() => {
+                const column = document.querySelector('article.bd-article') || document.querySelector('main');
+                const width = column.getBoundingClientRect().width;
+                return Array.from(column.querySelectorAll('table'))
+                    .filter(t => t.getBoundingClientRect().width > width + 1).length; }""")
+            if too_wide:
+                problems.append(f"{name}: {too_wide} table(s) wider than the content column")
+            if not page.evaluate("Array.from(document.querySelectorAll('main img'))"
+                                 ".every(i => i.complete && i.naturalWidth > 0)"):
+                problems.append(f"{name}: an image that does not load")
+            if chapter.notebook in ("data_exploration.ipynb", "training.ipynb", "class_weights.ipynb",
+                                    "results.ipynb", "inspector.ipynb", "intro.ipynb") \
+                    and not page.locator("main img").count():
+                problems.append(f"{name}: no figure")
+            found = page.locator("section#what-we-found")
+            if found.count() and not found.locator("span.pasted-text").count():
+                problems.append(f"{name}: a 'What we found' section with no number glued from this build")
+            if chapter.notebook == "inspector.ipynb":
+                page.wait_for_selector(".jupyter-widgets, .widget-inline-hbox, .widget-button",
+                                       timeout=30_000)
+    assert not missing, f"the book's server answered 404 for: {sorted(set(missing))[:10]}"
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.slow
@@ -139,3 +139,16 @@ def test_widget_scripts_are_served_locally_when_npm_is_there(smoke_book):
     assert list(fonts.glob("*.woff2")), "the widget manager's icon fonts are not where its stylesheet looks"
     inspector = (smoke_book / "book" / "06_inspector.html").read_text()
     assert "_static/embed-amd.js" in inspector and "cdn.jsdelivr.net/npm/@jupyter-widgets" not in inspector
+
+
+BUILD_LINE = re.compile(r"^(Building the smoke book on .+|  run .+: (reused|[a-z, ]+) \(\d+ s\)|"
+                        r"  chapter \w+: (ran \(\d+ s\)|reused, unchanged)|  rendered the HTML \(\d+ s\)|"
+                        r"Book built in [\d.]+ min: .+|\d+ screenshots at 1400 px in .+)$")
+
+
+@pytest.mark.slow
+def test_the_build_prints_one_line_per_run_and_chapter_and_nothing_else(smoke_book):
+    lines = BUILD_OUTPUT.splitlines()
+    assert [line for line in lines if not BUILD_LINE.match(line)] == []
+    assert sum(line.startswith("  chapter ") for line in lines) == len(book_chapters("smoke", "DATA", "RUNS"))
+    assert sum(line.startswith("  run ") for line in lines) == 6  # two networks and Lite0, without and with weights

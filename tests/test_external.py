@@ -11,9 +11,10 @@ import pytest
 from conftest import ham_rows, image_bytes_for, serving, write_ham_folder, zip_bytes
 from PIL import Image
 
+from book.outside import methods_table
 from pskinlib.cli import main
 from pskinlib.data.download import download_isic2017
-from pskinlib.data.external import (
+from pskinlib.data.labelled_folders import (
     derm7pt_code,
     import_derm7pt,
     import_ph2,
@@ -21,9 +22,8 @@ from pskinlib.data.external import (
 )
 from pskinlib.data.statistics import image_statistics, shift_table
 from pskinlib.errors import DataError, OutputExistsError
-from pskinlib.evaluate.external import INTERNAL, POOLED, evaluate_external
+from pskinlib.evaluate.external_validation import INTERNAL, POOLED, evaluate_external
 from pskinlib.explain.inspector import load_evaluation_predictions
-from pskinlib.report.external import methods_table
 from pskinlib.runs import RunRecord
 from pskinlib.train.config import make_config
 from pskinlib.train.trainer import train

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from pskinlib.report.external import external_bar, method_choice
-from pskinlib.report.findings import seeds_finding
+from book.findings import seeds_finding
+from book.outside import external_bar, method_choice
 
 
 def method_row(method, val, internal, low, *, evaluation="external", extra="", test=0.5, sensitivity=0.5):

@@ -12,10 +12,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from test_trainer import tiny_config
 
+from book.tables import fusion_table
 from pskinlib.cli import main
 from pskinlib.data.batches import BatchLoader
 from pskinlib.errors import DataError
-from pskinlib.evaluate.evaluate import evaluate_folder
 from pskinlib.evaluate.fusion import (
     METADATA_COLUMNS,
     FusionHead,
@@ -26,9 +26,9 @@ from pskinlib.evaluate.fusion import (
     metadata_matrix,
     patient_facts,
 )
+from pskinlib.evaluate.image_folder import evaluate_folder
 from pskinlib.info import BODY_SITES
 from pskinlib.io import read_json
-from pskinlib.report.tables import fusion_table
 from pskinlib.train.models import build_model
 from pskinlib.train.trainer import train
 

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from conftest import ham_rows, write_ham_folder
 
+from book.tables import gpu_run_table
 from experiments import gpu_pack as pack_gpu_data
 from experiments import gpu_paper_run
 from pskinlib.data.ham10000 import load_ham10000
 from pskinlib.data.splits import make_split, split_hash
 from pskinlib.info import PAPER_TABLE1
 from pskinlib.io import read_json
-from pskinlib.report.tables import gpu_run_table
 from pskinlib.runs import GPU_RUN_SUMMARY, RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,6 +15,7 @@ import pytest
 from conftest import ham_rows, image_bytes_for, write_ham_folder
 from PIL import Image
 
+from book.tables import run_to_inspect
 from pskinlib.evaluate.fusion import fuse_run
 from pskinlib.evaluate.predict import load_trained
 from pskinlib.explain.inspector import (
@@ -31,7 +32,6 @@ from pskinlib.explain.inspector import (
     sort_predictions,
 )
 from pskinlib.io import read_json
-from pskinlib.report.tables import run_to_inspect
 from pskinlib.train.config import make_config
 from pskinlib.train.trainer import train
 

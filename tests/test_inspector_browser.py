@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 from conftest import ham_rows, write_ham_folder
 
+from book.build import CHROMIUM, CHROMIUM_ARGS
+from pskinlib.train.config import make_config
+from pskinlib.train.trainer import train
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 pytestmark = pytest.mark.slow
 
@@ -80,21 +81,25 @@ def sync_api():
     """playwright's sync API and a Chromium to drive, or a skip saying what is missing (checked before the server
     starts)."""
     api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
-    if not CHROMIUM.is_file():
+    if not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM}: install it with `apt-get install -y chromium`")
     return api
 
 
 @pytest.fixture
 def jupyterlab(tmp_path):
-    """JupyterLab serving a copy of the notebook, with a random token and the data in a tiny folder."""
+    """JupyterLab serving a copy of the notebook, with a random token, the data in a tiny folder and a run of it to
+    inspect (the chapter reads runs; it never trains one)."""
     data = write_ham_folder(tmp_path / "ham", ham_rows({"mel": 12, "nv": 40, "bkl": 12}))
+    train(make_config("smoke", data_dir=str(data), image_size=16, epochs=1, batch_size=16, quiet=True, threads=1),
+          runs_dir=tmp_path / "runs")
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(ROOT / "notebooks" / "inspector.ipynb", work / "inspector.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
     jupyter = tmp_path / "jupyter"  # settings, workspaces and runtime files stay out of the user's home
-    env = {**os.environ, "PSKIN_DATA": str(data), "PSKIN_RUNS": str(tmp_path / "runs"),
+    # The checkout on the kernel's path: the chapter imports the book's package from it, wherever its kernel runs.
+    env = {**os.environ, "PSKIN_DATA": str(data), "PSKIN_RUNS": str(tmp_path / "runs"), "PYTHONPATH": str(ROOT),
            "JUPYTER_CONFIG_DIR": str(jupyter / "config"), "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
            "JUPYTER_DATA_DIR": str(jupyter / "data"),
            "JUPYTERLAB_SETTINGS_DIR": str(jupyter / "settings"),
@@ -122,7 +127,7 @@ def jupyterlab(tmp_path):
 def test_the_notebook_runs_in_jupyterlab_and_a_filter_changes_the_gallery(sync_api, jupyterlab):
     url, token, log, tmp_path = jupyterlab
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
@@ -132,7 +137,7 @@ def test_the_notebook_runs_in_jupyterlab_and_a_filter_changes_the_gallery(sync_a
             _run_all_cells(page)
             gallery = page.locator(".pskin-gallery")
             try:
-                gallery.wait_for(timeout=150_000)  # the notebook trains a smoke run first
+                gallery.wait_for(timeout=150_000)
             except sync_api.TimeoutError:
                 errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
                 details = "\n".join(errors.all_inner_texts())[-3000:]

@@ -1,14 +1,16 @@
-"""Dependencies flow one way: each module of pskinlib imports only modules of its own layer or of a lower one, and
-no two modules import each other, directly or round a circle (imports inside functions count too)."""
+"""Dependencies flow one way: each module of pskinlib, and of the book's package beside it, imports only modules of
+its own layer or of a lower one, and no two modules import each other, directly or round a circle (imports inside
+functions count too). The book sits above the whole library: pskinlib never imports it."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "pskinlib"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("pskinlib", "book")
 
-# Lowest first. A module belongs to the first layer one of whose names it equals or starts with.
+# Lowest first. A module belongs to the layer with the longest of its names that it equals or starts with.
 LAYERS = (
     ("pskinlib", "pskinlib.info", "pskinlib.errors", "pskinlib.io"),
     ("pskinlib.data",),
@@ -16,13 +18,20 @@ LAYERS = (
     ("pskinlib.train", "pskinlib.runs"),
     ("pskinlib.evaluate",),
     ("pskinlib.explain",),
-    ("pskinlib.report",),
     ("pskinlib.cli",),
+    # the book: its package facts, then page layout, then what reads records, then the build
+    ("book",),
+    ("book.format", "book.figures", "book.chapter", "book.dataset"),
+    ("book.findings", "book.runs"),
+    ("book.outside",),
+    ("book.tables",),
+    ("book.build",),
+    ("book.__main__",),
 )
 
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -37,18 +46,18 @@ def _layer(module: str) -> int:
 
 
 def _imports(path: Path, module: str) -> set[str]:
-    """The pskinlib modules ``path`` imports (absolute or relative, at any depth of the file)."""
+    """The modules of pskinlib and the book that ``path`` imports (absolute or relative, at any depth of the file)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.startswith("pskinlib")}
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] in PACKAGES}
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([node.module] if node.module else []))
-            if not base.startswith("pskinlib"):
+            if base.split(".")[0] not in PACKAGES:
                 continue
             for alias in node.names:  # `from .data import demo` imports the module pskinlib.data.demo
                 candidate = f"{base}.{alias.name}"
@@ -57,13 +66,13 @@ def _imports(path: Path, module: str) -> set[str]:
 
 
 def _exists(module: str) -> bool:
-    relative = Path(*module.split(".")[1:])
-    return (PACKAGE / relative).with_suffix(".py").is_file() or (PACKAGE / relative / "__init__.py").is_file()
+    relative = Path(*module.split("."))
+    return (ROOT / relative).with_suffix(".py").is_file() or (ROOT / relative / "__init__.py").is_file()
 
 
 def _graph() -> dict[str, set[str]]:
     graph = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py")):
         module = _module_name(path)
         graph[module] = {m for m in _imports(path, module) if m != module}
     return graph
@@ -109,8 +118,41 @@ def test_only_the_run_record_spells_the_run_folders_file_names():
              '"fusion.json"', '"ensemble.json"', '"quality_bar.json"', '"gpu_paper_run.json"', '"predictions_',
              'f"predictions_',
              '"fusion-metadata"', '"fusion-image"')
-    root = PACKAGE.parent
-    files = [p for folder in ("pskinlib", "benchmarks", "experiments", "notebooks")
+    root = ROOT
+    files = [p for folder in ("pskinlib", "book", "benchmarks", "experiments", "notebooks")
              for p in (root / folder).rglob("*") if p.suffix in (".py", ".ipynb") and p.name != "runs.py"]
     spelled = [f"{p.relative_to(root)}: {name}" for p in files for name in names if name in p.read_text()]
     assert not spelled, "\n".join(spelled)
+
+
+BOOK_STACK = ("myst_nb", "papermill", "jupyter_book", "sphinx", "nbformat", "nbclient")
+
+
+def test_pskinlib_imports_and_trains_with_the_book_stack_absent(tmp_path):
+    """Every pskinlib module imports, and a run trains and predicts, while importing any package of the book's stack
+    fails: the library needs none of it."""
+    import os
+    import subprocess
+    import sys
+
+    script = f"""
+import importlib, pkgutil, sys
+
+class BookStackAbsent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {BOOK_STACK!r}:
+            raise ImportError(f"{{name}} is not installed (the book's stack is absent)")
+
+sys.meta_path.insert(0, BookStackAbsent())
+import pskinlib
+for module in pkgutil.walk_packages(pskinlib.__path__, "pskinlib."):
+    importlib.import_module(module.name)
+from pskinlib.cli import main
+assert main(["data", "demo", "--out", r"{tmp_path / 'demo'}", "--lesions", "60"]) == 0
+assert main(["train", "--profile", "smoke", "--data-dir", r"{tmp_path / 'demo'}", "--image-size", "16", "--epochs",
+             "1", "--quiet", "--runs-dir", r"{tmp_path / 'runs'}"]) == 0
+assert not any(name.split(".")[0] in {BOOK_STACK!r} for name in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PSKIN_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

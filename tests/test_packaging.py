@@ -17,7 +17,8 @@ def _normalise(requirement: str) -> str:
 
 def test_environment_yml_installs_what_pyproject_declares():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = project["dependencies"] + project["optional-dependencies"]["dev"]
+    extras = project["optional-dependencies"]
+    declared = project["dependencies"] + extras["book"] + extras["dev"]
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_lists = [d["pip"] for d in environment["dependencies"] if isinstance(d, dict) and "pip" in d]
     assert len(pip_lists) == 1
@@ -26,9 +27,11 @@ def test_environment_yml_installs_what_pyproject_declares():
     assert "python=3.11" in environment["dependencies"]
 
 
-def test_jupyter_book_is_pinned_below_2():
+def test_jupyter_book_is_pinned_below_2_in_the_book_s_extra_not_in_the_library():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert any(_normalise(d).startswith("jupyter-book") and "<2" in d for d in project["dependencies"])
+    assert any(_normalise(d).startswith("jupyter-book") and "<2" in d for d in project["optional-dependencies"]["book"])
+    stack = ("jupyter-book", "papermill", "myst-nb", "sphinx", "jupyterlab")
+    assert not any(_normalise(d).startswith(stack) for d in project["dependencies"])
 
 
 def test_readme_names_two_commands_and_ci_runs_the_test_one():

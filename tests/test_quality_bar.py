@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pskinlib.report.tables import quality_bar_table
+from book.tables import quality_bar_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "experiments.quality_bar"

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from benchmarks.bench import ratio_ranges, ratio_table
+from book import dataset, findings, tables
+from book import outside as external
 from pskinlib.data.ham10000 import load_ham10000
 from pskinlib.data.splits import make_split, split_summary
 from pskinlib.info import PAPER_TABLE1
-from pskinlib.report import dataset, external, findings, tables
 from pskinlib.runs import find_runs
 
 REFERENCES = Path(__file__).resolve().parents[1] / "book" / "results"

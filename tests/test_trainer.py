@@ -16,7 +16,7 @@ from PIL import Image
 
 from pskinlib.data.ham10000 import load_ham10000
 from pskinlib.errors import TrainingError
-from pskinlib.evaluate.evaluate import evaluate_folder
+from pskinlib.evaluate.image_folder import evaluate_folder
 from pskinlib.evaluate.predict import load_trained
 from pskinlib.io import read_json
 from pskinlib.runs import RunRecord, find_runs, load_checkpoint

@@ -6,4 +6,6 @@
 - :mod:`~pskinlib.data.batches`: batches gathered and augmented on the training device.
 - :mod:`~pskinlib.data.download`: the official files, resumable, verified, safely unpacked.
 - :mod:`~pskinlib.data.demo`: the synthetic demo set (not real data) for trying things out.
+- :mod:`~pskinlib.data.labelled_folders`: other collections' images (ISIC 2017, PH2, derm7pt) in one format.
+- :mod:`~pskinlib.data.statistics`: how collections' images differ (size, colour of the light, dark corners).
 """

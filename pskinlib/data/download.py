@@ -27,8 +27,8 @@ from .. import __version__
 from ..errors import DownloadError, ParameterError, UnsafeArchiveError
 from ..info import DOWNLOAD_SOURCES, HAM10000, ISIC2017
 from ..io import read_json, write_json
-from .external import isic2017_from_archives
 from .ham10000 import find_image_files, read_isic2018_labels
+from .labelled_folders import isic2017_from_archives
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .cache import illuminant
-from .external import read_labelled_folders
 from .ham10000 import open_image
+from .labelled_folders import read_labelled_folders
 
 # Each image is measured at this size (its longer side): enough for means, cheap for thousands of images.
 MEASURE_SIDE = 128

@@ -109,7 +109,7 @@ def load_predictions(source: str | os.PathLike | pd.DataFrame, split: str = "tes
 def load_evaluation_predictions(run_dir: str | os.PathLike, evaluation: str, folders) -> pd.DataFrame:
     """An external evaluation's predictions (``pskin evaluate RUN --external``) joined with their images in the
     labelled ``folders``, as :func:`load_predictions` gives a run's own."""
-    from ..data.external import read_labelled_folders
+    from ..data.labelled_folders import read_labelled_folders
 
     result = RunRecord.open(run_dir).evaluations().get(evaluation)
     if result is None:

@@ -4,8 +4,11 @@
 bad value fails at once with a message naming the parameter, the value and what was expected. The CLI flags, YAML
 files and papermill parameters all go through :func:`make_config`, so they share those checks.
 
-Profiles: ``smoke`` (seconds, for CI), ``quick`` (the default: minutes on a laptop CPU) and ``paper`` (the study's
-protocol: ResNet101 / EfficientNet-B0 at 224 px for 100 epochs on Table 1's split, meant for a GPU).
+Profiles are YAML files in ``pskinlib/configs/`` (a profile is a config file, read by :func:`load_yaml_config`):
+``default`` (these defaults), ``smoke`` (seconds, for CI), ``quick`` (the quick book: a minute on a laptop CPU),
+``transfer`` (ImageNet-pretrained Lite0 in CPU minutes), ``paper`` (the study's protocol: ResNet101 /
+EfficientNet-B0 at 224 px for 100 epochs on Table 1's split, meant for a GPU), and the pretrained variants the book
+profiles name (``smoke_pretrained``, ``quick_pretrained``, ``paper_pretrained``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data.cache import Preprocessing
-from ..data.external import EXTRA_SOURCES
 from ..data.ham10000 import validate_classes
+from ..data.labelled_folders import EXTRA_SOURCES
 from ..data.splits import PROTOCOLS, validate_fractions
 from ..errors import ParameterError
 from ..info import PAPER_CLASSES
@@ -42,7 +45,7 @@ BATCHNORM_MODES = ("train", "frozen")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. Defaults are the ``quick`` profile's: resnet18 at 64 px, a few CPU minutes."""
+    """One training run. The defaults are the ``default`` profile: ResNet18 from scratch at 64 px for 20 epochs."""
 
     # data
     data_dir: str | None = None
@@ -111,7 +114,7 @@ class TrainConfig:
     max_minutes: float | None = None
     checkpoints: str = "every_epoch"
     notes: str = ""
-    profile: str = field(default="quick")
+    profile: str = field(default="default")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -219,28 +222,36 @@ def validate(config: TrainConfig) -> None:
         object.__setattr__(c, "data_dir", str(c.data_dir))
 
 
-PROFILES: dict[str, dict[str, Any]] = {
-    # CI: a couple of small epochs to show the whole path works.
-    "smoke": dict(model="resnet18", image_size=32, epochs=2, batch_size=64, warmup_epochs=0.5,
-                  max_train_batches=8, tta=False),
-    # The default: a CPU run of a few minutes that still learns something real.
-    "quick": dict(),
-    # The study: ResNet101 (or EfficientNet-B0 via model=...) at 224 px for 100 epochs on Table 1's split.
-    "paper": dict(model="resnet101", image_size=224, epochs=100, batch_size=32, protocol="paper", optimizer="sgd",
-                  lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_epochs=2.0, select_metric="accuracy",
-                  ema_decay=None),
-    # ImageNet-pretrained EfficientNet-Lite0 (its weights ship with pskin), fine-tuned in CPU minutes.
-    "transfer": dict(model="efficientnet_lite0", pretrained=True, image_size=128, epochs=8, batch_size=32,
-                     optimizer="adamw", lr=1e-3, weight_decay=0.01, warmup_epochs=1.0, label_smoothing=0.1,
-                     ema_decay=None, select_metric="balanced_accuracy"),
-    # The study's setting from torchvision's ImageNet weights (downloaded, or read from $TORCH_HOME): on a GPU.
-    "paper_pretrained": dict(model="resnet101", pretrained=True, image_size=224, epochs=100, batch_size=32,
-                             protocol="paper", optimizer="sgd", lr=0.003, momentum=0.9, weight_decay=1e-4,
-                             warmup_epochs=2.0, backbone_lr_scale=0.3, select_metric="accuracy", ema_decay=None),
-}
+# The named profiles: one YAML file each in pskinlib/configs/, the one place a profile's name gets its meaning (the
+# book's profiles name these). A file is a config file like any other: ``profile: NAME`` in it starts from NAME.
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def make_config(profile: str = "quick", **overrides: Any) -> TrainConfig:
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParameterError(f"config file {path}: cannot be read as YAML ({exc}).") from exc
+    if not isinstance(values, dict):
+        raise ParameterError(f"config file {path}: expected name: value pairs, got {type(values).__name__}.")
+    return values
+
+
+def _profile_values(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A profile's values with those of the profile it starts from (``profile:``) underneath."""
+    if name in seen:
+        raise ParameterError(f"profile {name}: its files start from each other in a circle ({' -> '.join(seen)}).")
+    values = _read_yaml(CONFIGS / f"{name}.yaml")
+    base = values.pop("profile", None)
+    return {**(_profile_values(base, (*seen, name)) if base else {}), **values}
+
+
+PROFILES: dict[str, dict[str, Any]] = {path.stem: _profile_values(path.stem) for path in sorted(CONFIGS.glob("*.yaml"))}
+
+
+def make_config(profile: str = "default", **overrides: Any) -> TrainConfig:
     """A validated config: the named profile's values, then ``overrides`` (unknown names are an error)."""
     _choice("profile", profile, tuple(PROFILES))
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -256,13 +267,5 @@ def make_config(profile: str = "quick", **overrides: Any) -> TrainConfig:
 
 def load_yaml_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """A config from a YAML file of ``name: value`` pairs (``profile:`` picks the base), then ``overrides``."""
-    import yaml
-
-    try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ParameterError(f"config file {path}: cannot be read as YAML ({exc}).") from exc
-    if not isinstance(values, dict):
-        raise ParameterError(f"config file {path}: expected name: value pairs, got {type(values).__name__}.")
-    values.update(overrides)
-    return make_config(values.pop("profile", "quick"), **values)
+    values = {**_read_yaml(Path(path)), **overrides}
+    return make_config(values.pop("profile", "default"), **values)

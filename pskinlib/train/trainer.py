@@ -6,6 +6,10 @@ epochs, keep the epoch with the best validation accuracy — and records everyth
 uninterrupted run would have reached: batches and augmentation depend only on ``(seed, epoch)``, the learning rate
 is a function of the step, and the global RNG is reseeded every epoch.
 
+``_run`` calls a run's stages in order, each a function of its own below it: the runtime (processes, device,
+threads, precision), the data's loaders, the network (model, optimiser, loss, moving average), the record (new, or
+resumed from its ``last`` checkpoint), the epochs, and the end (the best weights evaluated on validation and test).
+
 Options act where you can see them: bf16 autocast (on CUDA, and on CPUs with AVX512-BF16, where it about doubles a
 ResNet's speed), channels_last, deterministic algorithms, a class-balanced sampler, focal loss, a time budget
 (``max_minutes``: the loop stops after the last epoch that fits and still evaluates the best one), checkpoints
@@ -21,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +37,8 @@ from torch import nn
 
 from ..data.batches import Augmentation, BatchLoader, SplitTensors, split_tensors
 from ..data.cache import Preprocessing, prepare_images
-from ..data.external import extra_training_images
 from ..data.ham10000 import LesionImages, load_ham10000
+from ..data.labelled_folders import extra_training_images
 from ..data.splits import make_split, split_hash, split_summary
 from ..errors import ParameterError, TrainingError
 from ..info import SYNTHETIC_WARNING
@@ -268,28 +272,65 @@ def resume(run_dir: str | os.PathLike, *, on_epoch_end: EpochCallback | None = N
 def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_end,
          split: pd.DataFrame | None = None) -> RunRecord:
     started = time.perf_counter()
+    runtime = _set_up_runtime(config)
+    data = prepare_run_data(config, record.split() if record is not None else split)
+    loaders = _make_loaders(config, data, runtime)
+    network = _build_network(config, len(data.images.classes), loaders.class_weights, runtime)
+    record, progress = _open_record(config, record, runs_dir, data, loaders, network, runtime)
+    _train_epochs(config, runtime, data, loaders, network, record, progress, on_epoch_end, started)
+    _finish(config, runtime, data, loaders, network, record, progress)
+    return record
+
+
+@dataclass
+class Runtime:
+    """Where this process computes and how: its rank among ``world`` processes, its device, autocast and layout."""
+
+    rank: int
+    world: int
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+
+
+def _set_up_runtime(config: TrainConfig) -> Runtime:
+    """Join the process group (under torchrun), pick the device, and set threads, determinism and precision."""
     rank, world = distributed()
-    if world > 1 and config.freeze_backbone_epochs:
+    if world > 1 and config.freeze_backbone_epochs:  # checked before any data loads
         raise ParameterError("freeze_backbone_epochs: not with several processes (data parallel needs every "
                              "parameter's gradient in every step); train on one process, or set it to 0.")
     device = select_device(config.device)
     if world > 1 and not dist.is_initialized():
-        if device.type == "cuda":
+        if device.type == "cuda":  # one GPU per process
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS is deterministic only with it
         torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.benchmark = False  # benchmarking may pick other kernels on every run
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    amp_dtype = autocast_dtype(config, device)
+    return Runtime(rank, world, device, autocast_dtype(config, device), use_channels_last(config, device))
 
-    resuming = record is not None
-    data = prepare_run_data(config, record.split() if resuming else split)
+
+@dataclass
+class RunLoaders:
+    """A run's batches, with the training split's class counts, loss weights and collections (the record shows
+    them)."""
+
+    train: BatchLoader
+    evaluation: dict[str, BatchLoader]  # the other parts of the split: val and test, in order, unaugmented
+    train_counts: torch.Tensor
+    class_weights: np.ndarray
+    train_sources: pd.Series
+
+
+def _make_loaders(config: TrainConfig, data: RunData, runtime: Runtime) -> RunLoaders:
+    """The training batches (this process's share, class-balanced when the sampler says so) and the evaluation
+    batches."""
     classes = data.images.classes
     train_tensors = data.tensors["train"]
     counts = torch.bincount(train_tensors.labels, minlength=len(classes))
@@ -303,130 +344,199 @@ def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_en
     elif config.sampler == "balanced_sources":  # every (collection, class) pair drawn equally often
         groups = pd.factorize(train_sources.to_numpy() + "|" + train_tensors.labels.numpy().astype(str))[0]
         sampler_weights = balanced_sampler_weights(torch.from_numpy(groups), int(groups.max()) + 1)
-    channels_last = use_channels_last(config, device)
-    loader_options = dict(device=device, channels_last=channels_last, seed=config.seed,
+    loader_options = dict(device=runtime.device, channels_last=runtime.channels_last, seed=config.seed,
                           normalisation=model_spec(config.model).normalisation)
     augmentation = Augmentation(crop_scale=config.crop_scale, brightness=config.colour_jitter,
                                 contrast=config.colour_jitter, saturation=config.colour_jitter, hue=config.hue,
                                 gamma=config.gamma, channel_gain=config.channel_gain, blur=config.blur,
                                 vignette=config.vignette) if config.augment else None
     train_loader = BatchLoader(train_tensors.pixels, train_tensors.labels, batch_size=config.batch_size,
-                               augmentation=augmentation, shuffle=True, drop_last=True, rank=rank, world_size=world,
-                               sampler_weights=sampler_weights, **loader_options)
+                               augmentation=augmentation, shuffle=True, drop_last=True, rank=runtime.rank,
+                               world_size=runtime.world, sampler_weights=sampler_weights, **loader_options)
     eval_loaders = {name: BatchLoader(t.pixels, t.labels, batch_size=max(config.batch_size, 128), **loader_options)
                     for name, t in data.tensors.items() if name != "train"}
+    return RunLoaders(train_loader, eval_loaders, counts, weights, train_sources)
 
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, len(classes), pretrained=config.pretrained).to(device)
-    if channels_last:
+
+@dataclass
+class Network:
+    """The model the steps train (wrapped for data parallel training with several processes), its optimiser, loss
+    and moving average."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: Callable
+    ema: torch.optim.swa_utils.AveragedModel | None
+
+    @property
+    def bare(self) -> nn.Module:
+        """The model without its data parallel wrapper: what checkpoints hold."""
+        return getattr(self.model, "module", self.model)
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """What validation, model selection and the saved best model use: the moving average when it is on."""
+        return self.ema.module if self.ema is not None else self.bare
+
+
+def _build_network(config: TrainConfig, n_classes: int, weights: np.ndarray, runtime: Runtime) -> Network:
+    """The model, its optimiser and weighted loss, the moving average when on, and the data parallel wrapper."""
+    torch.manual_seed(config.seed)  # every process, and every rerun, starts from the same weights
+    model = build_model(config.model, n_classes, pretrained=config.pretrained).to(runtime.device)
+    if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model)
-    criterion = make_criterion(config, torch.tensor(weights, dtype=torch.float32, device=device))
-
-    history, best, start_epoch = [], {"epoch": -1, "score": -math.inf}, 0
-    if resuming:
-        state = record.load_checkpoint("last", map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
-    elif rank == 0:
-        record = RunRecord.create(runs_dir or default_runs_dir(), f"{config.model}-{config.image_size}px")
-        record.write_split(data.split)
-        record.write_config({
-            "config": config.to_dict(),
-            "data": {**data.images.describe(), "classes": list(classes), "images": len(data.images),
-                     "train_sources": train_sources.value_counts().to_dict(),
-                     "skipped_images": list(data.images.skipped), "split_hash": split_hash(data.split),
-                     "split_counts": split_summary(data.split, classes).reset_index().to_dict("records")},
-            "class_weights": dict(zip(classes, weights.tolist())),
-            "train_counts": dict(zip(classes, counts.tolist())),
-            "environment": run_environment(device, amp_dtype, channels_last, world),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        })
+    criterion = make_criterion(config, torch.tensor(weights, dtype=torch.float32, device=runtime.device))
     # An exponential moving average of the weights: smoother than the last step's weights, and usually better
     # on short schedules. Evaluation, model selection and the saved best model use it when it is on.
     ema = None
     if config.ema_decay is not None:
         ema = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-        if resuming:
-            ema.load_state_dict(state["ema"])
-    if world > 1:
+    if runtime.world > 1:
+        model = nn.parallel.DistributedDataParallel(model)
+    return Network(model, optimizer, criterion, ema)
+
+
+@dataclass
+class Progress:
+    """Where training stands: the history rows, the best epoch so far (0-based) and the next epoch to train."""
+
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"epoch": -1, "score": -math.inf})
+    next_epoch: int = 0
+    best_weights: dict | None = None  # checkpoints="best_in_memory": the best epoch's weights, on the device
+    stopped: str | None = None  # why training ended before config.epochs, when it did
+
+
+def _open_record(config: TrainConfig, record: RunRecord | None, runs_dir, data: RunData, loaders: RunLoaders,
+                 network: Network, runtime: Runtime) -> tuple[RunRecord, Progress]:
+    """A resumed run: its ``last`` checkpoint loaded into the network. A new one: its record created and its split
+    and config written (by rank 0; every process gets that record)."""
+    progress = Progress()
+    if record is not None:
+        state = record.load_checkpoint("last", map_location=runtime.device)
+        network.bare.load_state_dict(state["model"])
+        network.optimizer.load_state_dict(state["optimizer"])
+        if network.ema is not None:
+            network.ema.load_state_dict(state["ema"])
+        progress = Progress(state["history"], state["best"], state["epoch"] + 1)
+    elif runtime.rank == 0:
+        record = RunRecord.create(runs_dir or default_runs_dir(), f"{config.model}-{config.image_size}px")
+        record.write_split(data.split)
+        record.write_config(_recorded_config(config, data, loaders, runtime))
+    if runtime.world > 1:
         shared = [str(record.path) if record else None]
         dist.broadcast_object_list(shared, src=0)
         record = RunRecord(shared[0])
-        model = nn.parallel.DistributedDataParallel(model)
-    bare_model = getattr(model, "module", model)
-    eval_model = ema.module if ema is not None else bare_model
+    return record, progress
 
+
+def _recorded_config(config: TrainConfig, data: RunData, loaders: RunLoaders, runtime: Runtime) -> dict:
+    """A new run's ``config.json``: its config, the data it found, the class weights it drew, and the machine."""
+    classes = data.images.classes
+    return {
+        "config": config.to_dict(),
+        "data": {**data.images.describe(), "classes": list(classes), "images": len(data.images),
+                 "train_sources": loaders.train_sources.value_counts().to_dict(),
+                 "skipped_images": list(data.images.skipped), "split_hash": split_hash(data.split),
+                 "split_counts": split_summary(data.split, classes).reset_index().to_dict("records")},
+        "class_weights": dict(zip(classes, loaders.class_weights.tolist())),
+        "train_counts": dict(zip(classes, loaders.train_counts.tolist())),
+        "environment": run_environment(runtime.device, runtime.amp_dtype, runtime.channels_last, runtime.world),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _train_epochs(config: TrainConfig, runtime: Runtime, data: RunData, loaders: RunLoaders, network: Network,
+                  record: RunRecord, progress: Progress, on_epoch_end: EpochCallback | None, started: float) -> None:
+    """Train from ``progress.next_epoch`` to the last epoch, or until the caller or the time budget ends training
+    (rank 0 decides; every process stops after the same epoch)."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=config.epochs, initial=start_epoch, desc=f"{config.model} {config.image_size}px", unit="epoch",
-               disable=config.quiet or rank != 0)
-    best_in_memory, stopped = None, None
+    bar = tqdm(total=config.epochs, initial=progress.next_epoch, desc=f"{config.model} {config.image_size}px",
+               unit="epoch", disable=config.quiet or runtime.rank != 0)
     epoch_walls: list[float] = []
-    head = {id(p) for p in head_layer(bare_model).parameters()}
-    backbone = [p for p in bare_model.parameters() if id(p) not in head]
-    for epoch in range(start_epoch, config.epochs):
+    head = {id(p) for p in head_layer(network.bare).parameters()}
+    backbone = [p for p in network.bare.parameters() if id(p) not in head]
+    for epoch in range(progress.next_epoch, config.epochs):
         epoch_start = time.perf_counter()
         torch.manual_seed(config.seed * 1_000 + epoch)  # dropout / stochastic depth: same draws when resumed
         for parameter in backbone:  # a frozen backbone costs no backward pass of its own
             parameter.requires_grad_(epoch >= config.freeze_backbone_epochs)
-        train_stats = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch, config, classes,
-                                      amp_dtype, ema)
-        if rank == 0:
-            val_start = time.perf_counter()
-            val_stats = evaluate(eval_model, eval_loaders["val"], device, amp_dtype, classes)
-            val_seconds = time.perf_counter() - val_start
-            if not math.isfinite(val_stats["loss"]):  # the last step's update diverged: the weights are NaN
-                raise TrainingError(f"The loss became {val_stats['loss']} on validation after epoch {epoch + 1}: the "
-                                    "weights diverged. Lower lr, or use precision='fp32'.")
-            row = {"epoch": epoch + 1, **{k: train_stats.pop(k) for k in ("lr", "seconds", "images_per_second")},
-                   **{f"train_{k}": v for k, v in train_stats.items()},
-                   **{f"val_{k}": v for k, v in val_stats.items()}}
-            history.append(row)
-            improved = val_stats[config.select_metric] > best["score"]
-            if improved:
-                best = {"epoch": epoch, "score": val_stats[config.select_metric]}
-            if config.checkpoints == "every_epoch":
-                state = {"model": bare_model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                         "history": history, "best": best, "classes": list(classes)}
-                if ema is not None:
-                    state["ema"] = ema.state_dict()
-                if improved:
-                    record.save_checkpoint("best", state)
-                record.save_checkpoint("last", state)
-            elif improved:  # a copy on the device: no transfer, no disk, no wait
-                best_in_memory = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
-            record.write_history(pd.DataFrame(history))
+        train_stats = train_one_epoch(network.model, network.criterion, network.optimizer, loaders.train,
+                                      runtime.device, epoch, config, data.images.classes, runtime.amp_dtype,
+                                      network.ema)
+        if runtime.rank == 0:
+            row, val_seconds = _end_epoch(epoch, train_stats, config, runtime, data, loaders, network, record,
+                                          progress)
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row[f'val_{config.select_metric}']:.3f}",
                             ips=f"{row['images_per_second']:.0f}")
             bar.update(1)
             epoch_walls.append(time.perf_counter() - epoch_start)
             if on_epoch_end is not None and on_epoch_end(row):
-                stopped = f"stopped after epoch {epoch + 1} of {config.epochs} by the caller"
+                progress.stopped = f"stopped after epoch {epoch + 1} of {config.epochs} by the caller"
             elif epoch + 1 < config.epochs and _out_of_time(config, started, epoch_walls, val_seconds, data):
-                stopped = (f"stopped after epoch {epoch + 1} of {config.epochs}: the next epoch and the final "
-                           f"evaluation would overrun max_minutes={config.max_minutes}")
-        if world > 1:
-            flag = [stopped]
+                progress.stopped = (f"stopped after epoch {epoch + 1} of {config.epochs}: the next epoch and the "
+                                    f"final evaluation would overrun max_minutes={config.max_minutes}")
+        if runtime.world > 1:
+            flag = [progress.stopped]
             dist.broadcast_object_list(flag, src=0)
-            stopped = flag[0]
-        if stopped:
+            progress.stopped = flag[0]
+        if progress.stopped:
             break
     bar.close()
-    if rank == 0:
-        if best_in_memory is not None:
-            eval_model.load_state_dict(best_in_memory)
-            record.save_checkpoint("best", {"model": eval_model.state_dict(), "epoch": best["epoch"],
-                                            "best": best, "classes": list(classes)})
+
+
+def _end_epoch(epoch: int, train_stats: dict[str, float], config: TrainConfig, runtime: Runtime, data: RunData,
+               loaders: RunLoaders, network: Network, record: RunRecord, progress: Progress) -> tuple[dict, float]:
+    """Validate, add the epoch's history row, keep the best weights (in checkpoints, or a copy in memory) and write
+    the history; returns the row and the seconds validation took (the time budget's yardstick)."""
+    classes = data.images.classes
+    val_start = time.perf_counter()
+    val_stats = evaluate(network.evaluated, loaders.evaluation["val"], runtime.device, runtime.amp_dtype, classes)
+    val_seconds = time.perf_counter() - val_start
+    if not math.isfinite(val_stats["loss"]):  # the last step's update diverged: the weights are NaN
+        raise TrainingError(f"The loss became {val_stats['loss']} on validation after epoch {epoch + 1}: the "
+                            "weights diverged. Lower lr, or use precision='fp32'.")
+    row = {"epoch": epoch + 1, **{k: train_stats.pop(k) for k in ("lr", "seconds", "images_per_second")},
+           **{f"train_{k}": v for k, v in train_stats.items()},
+           **{f"val_{k}": v for k, v in val_stats.items()}}
+    progress.history.append(row)
+    improved = val_stats[config.select_metric] > progress.best["score"]
+    if improved:
+        progress.best = {"epoch": epoch, "score": val_stats[config.select_metric]}
+    if config.checkpoints == "every_epoch":
+        state = {"model": network.bare.state_dict(), "optimizer": network.optimizer.state_dict(), "epoch": epoch,
+                 "history": progress.history, "best": progress.best, "classes": list(classes)}
+        if network.ema is not None:
+            state["ema"] = network.ema.state_dict()
+        if improved:
+            record.save_checkpoint("best", state)
+        record.save_checkpoint("last", state)
+    elif improved:  # a copy on the device: no transfer, no disk, no wait
+        progress.best_weights = {k: v.detach().clone() for k, v in network.evaluated.state_dict().items()}
+    record.write_history(pd.DataFrame(progress.history))
+    return row, val_seconds
+
+
+def _finish(config: TrainConfig, runtime: Runtime, data: RunData, loaders: RunLoaders, network: Network,
+            record: RunRecord, progress: Progress) -> None:
+    """Evaluate the best epoch's weights on validation and test and record the results (rank 0), then leave the
+    process group."""
+    if runtime.rank == 0:
+        model = network.evaluated
+        if progress.best_weights is not None:
+            model.load_state_dict(progress.best_weights)
+            record.save_checkpoint("best", {"model": model.state_dict(), "epoch": progress.best["epoch"],
+                                            "best": progress.best, "classes": list(data.images.classes)})
         else:
-            eval_model.load_state_dict(evaluation_weights(record.load_checkpoint("best", map_location=device)))
-        _final_evaluation(record, eval_model, eval_loaders, data, config, device, amp_dtype, best, stopped)
-    if world > 1:
+            model.load_state_dict(evaluation_weights(record.load_checkpoint("best", map_location=runtime.device)))
+        _final_evaluation(record, model, loaders.evaluation, data, config, runtime.device, runtime.amp_dtype,
+                          progress.best, progress.stopped)
+    if runtime.world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return record
 
 
 def _out_of_time(config: TrainConfig, started: float, epoch_walls: list[float], val_seconds: float,

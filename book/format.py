@@ -77,7 +77,7 @@ def describe_path(value: str | os.PathLike | None, root: str | os.PathLike | Non
         return DASH
     path = Path(value)
     if data_dir is not None and path.resolve() == Path(data_dir).resolve():
-        from ..data.demo import is_synthetic
+        from pskinlib.data.demo import is_synthetic
 
         return "the synthetic demo set" if is_synthetic(path) else "HAM10000 (from $PSKIN_DATA)"
     if root is not None and path.resolve().is_relative_to(Path(root).resolve()):

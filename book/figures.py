@@ -15,8 +15,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from ..data.ham10000 import LesionImages, load_image
-from ..info import CLASSES, class_colours, class_names
+from pskinlib.data.ham10000 import LesionImages, load_image
+from pskinlib.info import CLASSES, class_colours, class_names
 
 
 def _finished(fig: plt.Figure, rect=None) -> plt.Figure:

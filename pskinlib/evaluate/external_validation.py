@@ -1,9 +1,9 @@
 """External validation: a HAM10000-trained run on images from other collections, per collection and pooled.
 
 :func:`evaluate_external` (``pskin evaluate RUN --external DIR [DIR ...]``) predicts every image of one or more
-labelled folders (:mod:`pskinlib.data.external`) with the run's own preprocessing and test-time augmentation, and
-reports, for each ``source_dataset``, for all of them pooled, and for the run's own HAM10000 test images beside
-them (from its recorded predictions):
+labelled folders (:mod:`pskinlib.data.labelled_folders`) with the run's own preprocessing and test-time
+augmentation, and reports, for each ``source_dataset``, for all of them pooled, and for the run's own HAM10000 test
+images beside them (from its recorded predictions):
 
 - balanced accuracy, per-class recall and precision, melanoma AUC and macro AUC, each with a bootstrap interval;
 - the confusion matrix;
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.external import EXTRA_SOURCES, read_labelled_folders
+from ..data.labelled_folders import EXTRA_SOURCES, read_labelled_folders
 from ..errors import DataError, ParameterError
 from ..metrics import (
     apply_temperature,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..data.ham10000 import LesionImages
-from ..data.splits import split_summary
-from ..info import CLASSES, PAPER_TABLE1, class_names
-from ..metrics import majority_baseline
+from pskinlib.data.ham10000 import LesionImages
+from pskinlib.data.splits import split_summary
+from pskinlib.info import CLASSES, PAPER_TABLE1, class_names
+from pskinlib.metrics import majority_baseline
 
 
 def class_table(images: LesionImages) -> pd.DataFrame:
@@ -58,6 +58,3 @@ def split_baseline(split: pd.DataFrame, classes: tuple[str, ...]) -> dict:
         return split.loc[split["split"] == part, "dx"].map(label).to_numpy()
 
     return majority_baseline(labels("train"), labels("test"), len(classes), classes)
-
-
-__all__ = ["body_sites", "class_table", "confirmations", "lesion_sizes", "split_baseline", "table1_comparison"]

@@ -1,21 +1,26 @@
-"""The book pipeline: execute the notebooks with papermill, then render them with Jupyter Book 1.x.
+"""The book's build: the runs its chapters read, then papermill executes the notebooks, then Jupyter Book 1.x
+renders them (``python -m book``).
 
-``build_book(profile)`` runs every chapter in order — the training notebook once per model, the class-weight
-ablation once per scheme — with parameters checked against each notebook's ``parameters`` cell (papermill itself
-only warns about unknown names; here they are errors, and so are wrong types). Executed copies go to a staging
-folder first, and the HTML is built into a fresh folder and swapped in at the end, so a failing notebook stops the
-build, names the notebook and cell, and leaves the previous rendered book as it was. A chapter whose notebook,
-parameters, library source and data are unchanged since the last build is not executed again.
+``build_book(profile)`` first checks every chapter's parameters against the notebook's ``parameters`` cell (papermill
+itself only warns about unknown names; here they are errors, and so are wrong types) and every run's config. Then
+one stage makes the runs the chapters read (:func:`book.runs.produce`: trained, fused, evaluated outside, each only
+when missing), and only then are the chapters executed: the training notebook once per network, the class-weight
+ablation once per scheme. Executed copies go to a staging folder first, and the HTML is built into a fresh folder
+and swapped in at the end, so a failing notebook stops the build, names the notebook and cell, and leaves the
+previous rendered book as it was. A chapter is executed again only when something it depends on changed: its
+notebook, its parameters, pskinlib, the book modules it imports, and the folders its parameters name (the data's
+tables, the runs, the committed reference results).
 
-The book lives in a pskin checkout (a folder holding ``_config.yml`` and ``notebooks/``): ``root`` names it, and by
-default it is the checkout the current folder is in, never the place the package is installed. So ``pip install .``
-then ``pskin book`` from the checkout works as well as an editable install.
+The terminal shows one line per run and per chapter and the total; a kernel's own messages go to
+``_build/logs/<chapter>.log``.
 
 Without real data the book is built on the synthetic demo set, and every chapter opens with a warning saying so.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import hashlib
 import json
 import os
@@ -27,55 +32,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.demo import is_synthetic, make_demo_dataset
-from ..data.ham10000 import find_data_dir
-from ..errors import BookBuildError, DataError, ParameterError
-from ..info import ALL_CLASSES, SYNTHETIC_WARNING
+import yaml
 
-WEIGHT_SCHEMES_IN_BOOK = ("none", "inverse", "sqrt_inverse", "effective")
-PACKAGE = Path(__file__).resolve().parents[1]  # pskinlib's own source: part of each chapter's fingerprint
+from pskinlib.data.demo import is_synthetic
+from pskinlib.errors import ParameterError
 
+from . import ROOT, BookBuildError
+from .chapter import resolve_book_data
+from .runs import chapter_configs, external_folders, produce
 
-def find_checkout(start: str | os.PathLike | None = None) -> Path:
-    """The pskin checkout holding ``start`` (default: the current folder): the nearest folder at or above it with
-    ``_config.yml`` and ``notebooks/``."""
-    start = Path(start or Path.cwd()).resolve()
-    for folder in (start, *start.parents):
-        if (folder / "_config.yml").is_file() and (folder / "notebooks").is_dir():
-            return folder
-    raise ParameterError(f"root: {start} is not inside a pskin checkout (no folder above it holds _config.yml and "
-                         "notebooks/); run pskin book from the repository, or pass --root.")
-
-
-# What each book profile trains. CPU minutes were measured on the 2-core development machine.
-BOOK_PROFILES: dict[str, dict[str, Any]] = {
-    # CI: the whole book in a few minutes; the numbers mean nothing.
-    "smoke": {"train_profile": "smoke", "models": ("resnet18", "efficientnet_b0"), "schemes": ("none", "inverse"),
-              "extra_scheme_models": (), "train": {"select_metric": "balanced_accuracy"},
-              "pretrained_models": ("efficientnet_lite0",), "pretrained_profile": "smoke",
-              "pretrained_train": {"pretrained": True, "select_metric": "balanced_accuracy"}},
-    # Default: the whole book within 15 minutes on 2 CPU cores, with small stand-ins for the paper's networks.
-    # The paper's two procedures (no weights, inverse weights) run for every model of both tracks; the other
-    # schemes for the first model only, to stay inside that budget.
-    # EfficientNet-B0 from scratch does not leave the majority baseline in a CPU run this short (measured: 0.452
-    # and 0.333 test balanced accuracy at 48 px, 4 epochs), so the quick book's EfficientNet is the pretrained Lite0.
-    "quick": {"train_profile": "quick", "models": ("resnet18",),
-              "schemes": WEIGHT_SCHEMES_IN_BOOK, "extra_scheme_models": ("resnet18",),
-              # With class weights the epoch of best plain accuracy is the one leaning most towards nevus (measured:
-              # a 15-epoch run kept epoch 1, test balanced accuracy 0.57); the CPU books select on balanced accuracy.
-              # A short run needs a shorter weight average than the default (0.995: ~200 steps).
-              "train": {"image_size": 48, "epochs": 4, "tta": False, "select_metric": "balanced_accuracy",
-                        "ema_decay": 0.98},
-              "pretrained_models": ("efficientnet_lite0",), "pretrained_profile": "transfer",
-              "pretrained_train": {"image_size": 64, "epochs": 3, "tta": False}},
-    # The study: ResNet101 and EfficientNet-B0 at 224 px for 100 epochs on Table 1's split. Meant for a GPU.
-    "paper": {"train_profile": "paper", "models": ("resnet101", "efficientnet_b0"),
-              "schemes": WEIGHT_SCHEMES_IN_BOOK, "extra_scheme_models": ("resnet101", "efficientnet_b0"),
-              "train": {}, "pretrained_models": ("resnet101",), "pretrained_profile": "paper_pretrained",
-              "pretrained_train": {}},
-}
+PROFILES_FILE = Path(__file__).resolve().parent / "profiles.yaml"
 PAPER_PROCEDURES = ("none", "inverse")  # the paper trains each model without and with class weights
 INTRO, BIBLIOGRAPHY = "intro.ipynb", "bibliography"
+LIBRARY = ROOT / "pskinlib"  # pskinlib's source and profiles: every chapter runs on them
+
+
+def book_profiles() -> dict[str, dict[str, Any]]:
+    """The book's profiles (``book/profiles.yaml``): for each, the networks of each track and the training profile
+    they use, the ablation's schemes and the networks that run the schemes beyond the paper's two."""
+    return yaml.safe_load(PROFILES_FILE.read_text())
+
+
+def _profile(profile: str) -> dict[str, Any]:
+    profiles = book_profiles()
+    if profile not in profiles:
+        raise ParameterError(f"profile: unknown book profile {profile!r}; choose from {list(profiles)}.")
+    return profiles[profile]
 
 
 @dataclass
@@ -93,37 +75,34 @@ def book_chapters(profile: str, data_dir: str, runs_dir: str, extra: dict[str, A
                   root: str | os.PathLike | None = None) -> list[Chapter]:
     """The chapters of a build, in the order they run: the front page last, as it sums up the others (the table of
     contents puts it first). ``extra`` parameters go to every notebook that declares them."""
-    if profile not in BOOK_PROFILES:
-        raise ParameterError(f"profile: unknown book profile {profile!r}; choose from {list(BOOK_PROFILES)}.")
-    spec = BOOK_PROFILES[profile]
+    spec = _profile(profile)
+    scratch, pretrained = spec["scratch"], spec["pretrained"]
     common = {"data_dir": data_dir, "runs_dir": runs_dir}
-    scratch = {**common, "profile": spec["train_profile"], "train_overrides": dict(spec["train"])}
-    pretrained = {**common, "profile": spec["pretrained_profile"], "train_overrides": dict(spec["pretrained_train"])}
     chapters = [Chapter("data_exploration.ipynb", "01_data_exploration.ipynb", "The data", "The data",
                         {"data_dir": data_dir})]
-    trained = [(m, scratch, "from scratch") for m in spec["models"]]
-    trained += [(m, pretrained, "ImageNet-pretrained") for m in spec["pretrained_models"]]
-    for i, (model, parameters, track) in enumerate(trained):
-        suffix = "" if parameters is scratch else "_pretrained"
+    trained = [(m, scratch["profile"], False) for m in scratch["models"]]
+    trained += [(m, pretrained["profile"], True) for m in pretrained["models"]]
+    for i, (model, train_profile, is_pretrained) in enumerate(trained):
+        suffix, track = ("_pretrained", "ImageNet-pretrained") if is_pretrained else ("", "from scratch")
         chapters.append(Chapter("training.ipynb", f"02_{i + 1}_training_{model}{suffix}.ipynb",
-                                f"Training {model} ({track})", "Training", {**parameters, "model": model}))
+                                f"Training {model} ({track})", "Training",
+                                {**common, "profile": train_profile, "model": model}))
     for i, scheme in enumerate(spec["schemes"]):
         paper = scheme in PAPER_PROCEDURES
         chapters.append(Chapter("class_weights.ipynb", f"03_{i + 1}_class_weights_{scheme}.ipynb",
                                 f"Class weights: {scheme}", "Class-weight ablation", {
-                                    **scratch, "scheme": scheme,
-                                    "models": list(spec["models"] if paper else spec["extra_scheme_models"]),
-                                    "pretrained_models": list(spec["pretrained_models"]) if paper else [],
-                                    "pretrained_profile": spec["pretrained_profile"],
-                                    "pretrained_overrides": dict(spec["pretrained_train"])}))
+                                    **common, "scheme": scheme, "profile": scratch["profile"],
+                                    "models": list(scratch["models"] if paper else spec["scheme_models"]),
+                                    "pretrained_models": list(pretrained["models"]) if paper else [],
+                                    "pretrained_profile": pretrained["profile"]}))
     chapters.append(Chapter("results.ipynb", "04_results.ipynb", "Results", "Results",
-                            {**common, "profile": spec["train_profile"]}))
+                            {**common, "profile": scratch["profile"]}))
     chapters.append(Chapter("external.ipynb", "05_external.ipynb", "Beyond HAM10000", "Results", dict(common)))
     chapters.append(Chapter("inspector.ipynb", "06_inspector.ipynb", "Prediction inspector", "Results",
-                            {**common, "model": spec["models"][0], "class_weights": "inverse"}))
+                            {**common, "model": scratch["models"][0], "class_weights": "inverse"}))
     chapters.append(Chapter("performance.ipynb", "07_performance.ipynb", "Performance", "Appendix", {}))
     chapters.append(Chapter(INTRO, INTRO, "pskin", "", dict(common)))
-    notebooks = find_checkout(root) / "notebooks"
+    notebooks = Path(root or ROOT) / "notebooks"
     declared = {name: set(notebook_parameters(notebooks / name)) for name in {c.notebook for c in chapters}}
     for name, value in (extra or {}).items():
         takers = [c for c in chapters if name in declared[c.notebook]]
@@ -133,35 +112,6 @@ def book_chapters(profile: str, data_dir: str, runs_dir: str, extra: dict[str, A
         for chapter in takers:
             chapter.parameters[name] = value
     return chapters
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Data and runs, as the notebooks see them
-
-
-def resolve_book_data(data_dir: str | os.PathLike | None = None, *, root: str | os.PathLike | None = None) -> Path:
-    """The real data when it can be found (argument, ``$PSKIN_DATA``, ``data/ham10000``), else the demo set,
-    generated once into the checkout's ``data/demo``."""
-    try:
-        return find_data_dir(data_dir)
-    except DataError:
-        if data_dir is not None:
-            raise
-    demo = find_checkout(root) / "data" / "demo"
-    if not is_synthetic(demo):
-        # All seven classes, so the data chapter can show the whole dataset's structure too.
-        make_demo_dataset(demo, classes=ALL_CLASSES, overwrite=True)
-    return demo
-
-
-def data_notice(data_dir: str | os.PathLike):
-    """A warning box for the top of a chapter when its data is the synthetic demo set; None (nothing shown) for
-    real data."""
-    from IPython.display import Markdown
-
-    if not is_synthetic(Path(data_dir)):
-        return None
-    return Markdown(f":::{{warning}}\n{SYNTHETIC_WARNING}\n:::\n")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -203,25 +153,10 @@ def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
                                  f"({type(value).__name__}).")
 
 
-def _check_training_parameters(chapter: Chapter) -> None:
-    """Chapters that train: their configs must be valid before the first notebook starts."""
-    from ..train.config import make_config
-
-    p = chapter.parameters
-    if "profile" not in p or "train_overrides" not in p:
-        return
-    weights = p.get("class_weights", p.get("scheme", "inverse"))
-    for model in [p["model"]] if "model" in p else p.get("models", []):
-        make_config(p["profile"], data_dir=p.get("data_dir"), model=model, class_weights=weights,
-                    **p["train_overrides"])
-    for model in p.get("pretrained_models", []):
-        make_config(p["pretrained_profile"], data_dir=p.get("data_dir"), model=model, class_weights=weights,
-                    **p.get("pretrained_overrides", {}))
-
-
-def _source_fingerprint() -> str:
+def _source_fingerprint(folder: Path, suffixes=(".py", ".yaml")) -> str:
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in suffixes and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(folder)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -230,36 +165,129 @@ def _files_fingerprint(folder: Path, pattern: str) -> str:
     """The folder and the names, sizes and modification times of its files matching ``pattern``: a file added,
     removed or remade changes it."""
     stats = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
-             for p in sorted(folder.glob(pattern)) if p.is_file()]
+             for p in sorted(folder.glob(pattern)) if p.is_file()] if folder.is_dir() else []
     return hashlib.sha256(repr((str(folder.resolve()), stats)).encode()).hexdigest()[:16]
 
 
-def chapter_key(chapter: Chapter, notebooks: Path, source: str, data: str) -> str:
-    digest = hashlib.sha256((notebooks / chapter.notebook).read_bytes())
+def _module_imports(source: str, package: str = "") -> set[str]:
+    """The absolute names of the modules ``source`` imports (``package``: its own, for relative imports)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return found
+
+
+def local_dependencies(notebook: Path, root: Path) -> list[Path]:
+    """The checkout's own modules outside pskinlib (``book/``, ``benchmarks/``) that a notebook imports, directly
+    or through each other: what its page depends on besides the library."""
+    def file_of(module: str) -> Path | None:
+        parts = module.split(".")
+        if parts[0] not in ("book", "benchmarks"):
+            return None
+        for candidate in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py")):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    import nbformat
+
+    cells = nbformat.read(notebook, as_version=4).cells
+    source = "\n".join(c.source for c in cells if c.cell_type == "code" and not c.source.lstrip().startswith("%"))
+    pending, found = list(_module_imports(source)), {}
+    while pending:
+        module = pending.pop()
+        path = file_of(module)
+        if path is None or path in found.values():
+            continue
+        found[module] = path
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        pending += [*_module_imports(path.read_text(), package), package]
+    return sorted(set(found.values()))
+
+
+def _defaults(notebook: Path) -> dict[str, Any]:
+    """The values a notebook's ``parameters`` cell gives where a build passes none."""
+    values = {}
+    for name, declared in notebook_parameters(notebook).items():
+        with contextlib.suppress(ValueError, SyntaxError):
+            values[name] = ast.literal_eval(declared["default"])
+    return values
+
+
+def planned_runs(chapters: list[Chapter], root: Path | None = None) -> list:
+    """The configs of every run the chapters read (:func:`book.runs.chapter_configs` of each chapter's parameters,
+    its notebook's defaults filling in what the build does not pass), in the order the chapters run."""
+    notebooks = Path(root or ROOT) / "notebooks"
+    return [config for chapter in chapters
+            for config in chapter_configs({**_defaults(notebooks / chapter.notebook), **chapter.parameters})]
+
+
+def chapter_key(chapter: Chapter, root: Path, library: str) -> str:
+    """What a chapter's page depends on, hashed: its notebook and parameters, pskinlib (``library``), the book's
+    modules it imports, and the folders its parameters name."""
+    notebook = root / "notebooks" / chapter.notebook
+    digest = hashlib.sha256(notebook.read_bytes())
     digest.update(json.dumps(chapter.parameters, sort_keys=True, default=str).encode())
-    digest.update(f"{source}|{data}".encode())
+    digest.update(library.encode())
+    for path in local_dependencies(notebook, root):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    p = {**_defaults(notebook), **chapter.parameters}
+    for name, pattern in (("data_dir", "*.csv"), ("runs_dir", "**/*.json"), ("reference_dir", "**/*")):
+        if p.get(name):
+            digest.update(_files_fingerprint(root / p[name], pattern).encode())  # an absolute path stays itself
+    if p.get("benchmarks"):  # a file
+        path = root / p["benchmarks"]
+        digest.update(_files_fingerprint(path.parent, path.name).encode())
+    if "external_dirs" in p:
+        for folder in external_folders([root / f for f in p["external_dirs"]]):
+            digest.update(_files_fingerprint(folder, "*.csv").encode())
     return digest.hexdigest()[:24]
 
 
-def execute_chapter(chapter: Chapter, output: Path, root: Path, log=print) -> None:
+@contextlib.contextmanager
+def _kernel_output_to(log_file: Path):
+    """The kernel inherits this process's standard error: for the chapter's run it goes to ``log_file``, so the
+    terminal keeps one line per chapter (jupyter's transport notices and warnings are in the log)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_file, "w") as handle:
+        os.dup2(handle.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def execute_chapter(chapter: Chapter, output: Path, root: Path, log_dir: Path) -> None:
     """Run one notebook of ``root`` with papermill (in ``root``); a failure raises :class:`BookBuildError` naming
-    notebook and cell."""
+    notebook and cell. The kernel's own messages go to ``log_dir/<chapter>.log``."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     notebook = root / "notebooks" / chapter.notebook
-    start = time.perf_counter()
+    log_file = log_dir / f"{Path(chapter.output).stem}.log"
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=chapter.parameters, cwd=str(root),
-                                   kernel_name="python3", progress_bar=False, log_output=False)
+        with _kernel_output_to(log_file):
+            papermill.execute_notebook(str(notebook), str(output), parameters=chapter.parameters, cwd=str(root),
+                                       kernel_name="python3", progress_bar=False, log_output=False)
         _hide_injected_parameters(output)
     except PapermillExecutionError as exc:
         raise BookBuildError(
             f"{chapter.notebook} (as {chapter.output}) failed in cell {exc.cell_index} (execution count "
-            f"{exc.exec_count}): {exc.ename}: {exc.evalue}. The executed copy with the traceback is {output}; "
-            "the previously rendered book is unchanged."
+            f"{exc.exec_count}): {exc.ename}: {exc.evalue}. The executed copy with the traceback is {output}, the "
+            f"kernel's messages are in {log_file}; the previously rendered book is unchanged."
         ) from None
-    log(f"  {chapter.output}: {time.perf_counter() - start:.0f} s")
 
 
 def _hide_injected_parameters(path: Path) -> None:
@@ -367,41 +395,60 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def screenshot_book(html: str | os.PathLike, out_dir: str | os.PathLike, chapters: list[Chapter], *,
-                    width: int = 1400, chromium: str = CHROMIUM) -> list[Path]:
-    """A full-page PNG of each chapter of a built book, as a reader's browser at ``width`` pixels shows it (served
-    from 127.0.0.1, widgets and figures loaded). Needs playwright and a Chromium."""
+@contextlib.contextmanager
+def served(html: str | os.PathLike):
+    """A built book served from 127.0.0.1 while the block runs; yields its base URL."""
     import functools
     import http.server
     import threading
 
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        raise ParameterError("screenshots: need playwright (pskinlib's dev extra: pip install -e '.[dev]').") from None
-    if not Path(chromium).exists():
-        raise ParameterError(f"screenshots: no Chromium at {chromium}; install Debian's chromium.")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     class QuietHandler(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args) -> None:  # one line per request on stderr otherwise
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(html)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    written = []
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": width, "height": 900})
-            for chapter in chapters:
-                name = Path(chapter.output).stem
-                page.goto(f"http://127.0.0.1:{server.server_address[1]}/book/{name}.html", wait_until="networkidle")
-                page.screenshot(path=str(out / f"{name}.png"), full_page=True)
-                written.append(out / f"{name}.png")
-            browser.close()
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+
+
+@contextlib.contextmanager
+def chromium(*, width: int = 1400, height: int = 900, offline: bool = False, executable: str = CHROMIUM):
+    """A page of Debian's Chromium driven by playwright, ``width`` pixels wide; ``offline``: with the network cut
+    (a page then reaches only what the book serves from 127.0.0.1)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise ParameterError("screenshots: need playwright (the dev extra: pip install -e '.[dev]').") from None
+    if not Path(executable).exists():
+        raise ParameterError(f"screenshots: no Chromium at {executable}; install Debian's chromium.")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": width, "height": height})
+        if offline:  # everything but the local server is refused, as with no network at all
+            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+                "http://127.0.0.1") else route.abort())
+        try:
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def screenshot_book(html: str | os.PathLike, out_dir: str | os.PathLike, chapters: list[Chapter], *,
+                    width: int = 1400) -> list[Path]:
+    """A full-page PNG of each chapter of a built book, as a reader's browser at ``width`` pixels shows it (served
+    from 127.0.0.1, widgets and figures loaded). Needs playwright and a Chromium."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    with served(html) as base, chromium(width=width) as page:
+        for chapter in chapters:
+            name = Path(chapter.output).stem
+            page.goto(f"{base}/book/{name}.html", wait_until="networkidle")
+            page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+            written.append(out / f"{name}.png")
     return written
 
 
@@ -409,38 +456,38 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
                parameters: dict[str, Any] | None = None, runs_dir: str | None = None,
                build_dir: str | os.PathLike | None = None, force: bool = False, warnings_are_errors: bool = False,
                log=print) -> Path:
-    """Execute every chapter of the checkout ``root`` (default: the one the current folder is in) and render the
-    book; returns the folder of the HTML (``<root>/_build/html``)."""
-    if profile not in BOOK_PROFILES:
-        raise ParameterError(f"profile: unknown book profile {profile!r}; choose from {list(BOOK_PROFILES)}.")
-    root = find_checkout(root)
+    """Make the runs of every chapter, execute the chapters and render the book of the checkout ``root`` (default:
+    this one); returns the folder of the HTML (``<root>/_build/html``)."""
+    _profile(profile)
+    root = Path(root or ROOT)
     notebooks, book_dir = root / "notebooks", root / "book"
     data = resolve_book_data(data_dir, root=root)
     build = Path(build_dir) if build_dir else root / "_build"
     runs = runs_dir or str(root / "runs" / "book" / profile)
     chapters = book_chapters(profile, str(data), runs, parameters, root=root)
-    for chapter in chapters:  # every parameter is checked before anything runs
+    for chapter in chapters:  # every parameter and every run's config is checked before anything runs
         check_parameters(notebooks / chapter.notebook, chapter.parameters)
-        _check_training_parameters(chapter)
-    log(f"Building the {profile} book on {'the SYNTHETIC demo set' if is_synthetic(data) else 'HAM10000'} "
-        f"at {data}")
+    planned = planned_runs(chapters, root)
+    start = time.perf_counter()
+    log(f"Building the {profile} book on {'the SYNTHETIC demo set' if is_synthetic(data) else 'HAM10000'}")
+    external = next((c.parameters.get("external_dirs", []) for c in chapters if c.notebook == "external.ipynb"), [])
+    produce(planned, runs, data_dir=data, external_dirs=external, log=log)
     staging = build / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     manifest_path = build / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    # The data's tables, and the committed reference records in book/results/ that the chapters read.
-    source = _source_fingerprint()
-    data_print = _files_fingerprint(data, "*.csv") + _files_fingerprint(book_dir / "results", "**/*")
-    start = time.perf_counter()
+    library = _source_fingerprint(LIBRARY) if LIBRARY.is_dir() else ""
     for chapter in chapters:
-        key = chapter_key(chapter, notebooks, source, data_print)
-        done = book_dir / chapter.output
+        key = chapter_key(chapter, root, library)
+        done, name = book_dir / chapter.output, Path(chapter.output).stem
         if not force and manifest.get(chapter.output) == key and done.is_file():
             shutil.copy2(done, staging / chapter.output)
-            log(f"  {chapter.output}: unchanged, not run again")
+            log(f"  chapter {name}: reused, unchanged")
             continue
-        execute_chapter(chapter, staging / chapter.output, root, log)
+        began = time.perf_counter()
+        execute_chapter(chapter, staging / chapter.output, root, build / "logs")
         manifest[chapter.output] = key
+        log(f"  chapter {name}: ran ({time.perf_counter() - began:.0f} s)")
     # Every chapter ran: only now do the executed copies replace the book's.
     for chapter in chapters:
         shutil.copy2(staging / chapter.output, book_dir / chapter.output)
@@ -448,7 +495,9 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
     for stale in book_dir.glob("*.ipynb"):  # chapters of an earlier layout or profile would linger in book/
         if stale.name not in current:
             stale.unlink()
+    began = time.perf_counter()
     html = render_html(build, chapters, root, warnings_are_errors, log)
+    log(f"  rendered the HTML ({time.perf_counter() - began:.0f} s)")
     manifest_path.write_text(json.dumps(manifest, indent=1))
     log(f"Book built in {(time.perf_counter() - start) / 60:.1f} min: {html / 'index.html'}")
     return html

@@ -13,8 +13,9 @@ from typing import Any
 import pandas as pd
 from IPython.display import Markdown
 
-from ..info import CLASSES, PAPER_REPORTED
-from ..runs import RunRecord
+from pskinlib.info import CLASSES, PAPER_REPORTED
+from pskinlib.runs import RunRecord
+
 from .format import interval
 
 SIGNIFICANCE = 0.05

@@ -1,9 +1,9 @@
 """The chapter "Beyond HAM10000" as tables and findings: runs judged on images of other collections.
 
 Each function reads the external evaluations of run records (``pskin evaluate RUN --external``,
-:mod:`pskinlib.evaluate.external`) and returns a table the chapter shows or the ``{name: value}`` it glues, so the
-notebook only calls and plots. Two rules hold throughout: nothing is chosen on ISIC2017_test (it is reported
-only), and a run trained on a second collection (``extra_sources``) is never counted as judged outside.
+:mod:`pskinlib.evaluate.external_validation`) and returns a table the chapter shows or the ``{name: value}`` it
+glues, so the notebook only calls and plots. Two rules hold throughout: nothing is chosen on ISIC2017_test (it is
+reported only), and a run trained on a second collection (``extra_sources``) is never counted as judged outside.
 """
 
 from __future__ import annotations
@@ -15,37 +15,21 @@ from typing import Any
 import pandas as pd
 from IPython.display import Markdown
 
-from ..data.external import ISIC2017_ENV, read_labelled_folders
-from ..evaluate.external import INTERNAL, POOLED, evaluate_external
-from ..info import CLASSES
-from ..runs import RunRecord, find_runs
-from .format import interval, intervals
+from pskinlib.data.labelled_folders import read_labelled_folders
+from pskinlib.evaluate.external_validation import INTERNAL, POOLED
+from pskinlib.info import CLASSES, TRACK_SHORT_NAMES
+from pskinlib.runs import RunRecord, find_runs
 
-EVALUATION = "external"
+from . import in_checkout
+from .format import interval, intervals
+from .runs import EXTERNAL_EVALUATION
+
 SETS = (INTERNAL, "ISIC2017_val", "ISIC2017_test", POOLED)
 # The reference folders of book/results: the adopted recipe, its two-source variant, the methods comparison.
 ADOPTED, TWO_SOURCE, METHODS = "external", "external-two-source", "external-methods"
 # The bar a from-scratch HAM10000 model is held to on ISIC 2017's test set: balanced accuracy, and melanoma
 # sensitivity at the threshold chosen on HAM10000 validation for 80 %; and the internal floor it must keep.
 EXTERNAL_BAR = {"balanced_accuracy": 0.65, "melanoma_sensitivity": 0.60, "internal_balanced_accuracy": 0.70}
-
-
-def external_folders(external_dirs=()) -> list[Path]:
-    """The labelled folders a build evaluates on: ``external_dirs``, else ``$PSKIN_ISIC2017`` when it is set."""
-    if external_dirs:
-        return [Path(f) for f in external_dirs]
-    return [Path(os.environ[ISIC2017_ENV])] if os.environ.get(ISIC2017_ENV) else []
-
-
-def evaluate_missing(run_dirs, folders, n_boot: int = 500) -> list[RunRecord]:
-    """The runs, each evaluated on ``folders`` once (an earlier evaluation is kept); none without folders."""
-    if not folders:
-        return []
-    runs = [RunRecord.open(path) for path in run_dirs]
-    for run in runs:
-        if EVALUATION not in run.evaluations():
-            evaluate_external(run, folders, n_boot=n_boot)
-    return runs
 
 
 def image_counts(folders) -> pd.DataFrame:
@@ -66,11 +50,11 @@ def images_note(evaluated, counts: pd.DataFrame | None) -> dict[str, Any]:
 
 def reference_runs(reference_dir: str | os.PathLike) -> list[Path]:
     """The reference runs with external evaluations (``external*`` folders); a record in two folders counts once."""
-    return list({r.path.name: r.path for folder in sorted(Path(reference_dir).glob("external*"))
+    return list({r.path.name: r.path for folder in sorted(in_checkout(reference_dir).glob("external*"))
                  for r in find_runs(folder)}.values())
 
 
-def external_table(runs, evaluation: str = EVALUATION) -> pd.DataFrame:
+def external_table(runs, evaluation: str = EXTERNAL_EVALUATION) -> pd.DataFrame:
     """One row per (run, group) of each run's external evaluation (``pskin evaluate RUN --external``): balanced
     accuracy with its interval, melanoma recall and AUC, the melanoma sensitivity and specificity at the
     HAM10000-validation threshold for 80 % sensitivity, and the calibration error before and after temperature
@@ -116,7 +100,7 @@ def inside_outside(built, reference_dir: str | os.PathLike) -> pd.DataFrame:
     def who(row) -> str:
         if row.origin == "reference" and row.method:
             return f"reference: {row.method}, split {row.split_seed}"
-        return f"{row.origin}: {row.model} ({'pretrained' if row.pretrained else 'scratch'}), {row.class_weights}"
+        return f"{row.origin}: {row.model} ({TRACK_SHORT_NAMES[bool(row.pretrained)]}), {row.class_weights}"
 
     return side.assign(who=[who(row) for row in side.itertuples()])
 
@@ -137,7 +121,7 @@ def sets_table(side: pd.DataFrame) -> pd.DataFrame:
 def gap_dots(side: pd.DataFrame, reference_dir: str | os.PathLike) -> pd.DataFrame:
     """The rows of the inside-outside figure: HAM10000 test and ISIC2017_test of this build's runs and of the
     adopted and two-source reference runs, each with its ``label``, last row first (the figure's top)."""
-    adopted = {p.name for f in (ADOPTED, TWO_SOURCE) for p in (Path(reference_dir) / f).glob("*/")}
+    adopted = {p.name for f in (ADOPTED, TWO_SOURCE) for p in (in_checkout(reference_dir) / f).glob("*/")}
     dots = side[side["group"].isin([INTERNAL, "ISIC2017_test"])
                 & ((side["origin"] == "this build") | side["run"].isin(adopted))].copy()
     dots["label"] = dots["who"] + " · " + dots["group"]
@@ -173,7 +157,7 @@ def _label(run: RunRecord) -> str:
     return _method(config) or config["model"]
 
 
-def _evaluated(runs, evaluation: str = EVALUATION):
+def _evaluated(runs, evaluation: str = EXTERNAL_EVALUATION):
     """(run, its ``evaluation``) for the runs that have one."""
     for run in map(RunRecord, runs):
         result = run.evaluations().get(evaluation)
@@ -283,7 +267,7 @@ def methods_table(runs, evaluations: tuple[str, ...] = ("external", "external-di
 
 def reference_methods(reference_dir: str | os.PathLike, folder: str, **kwargs) -> pd.DataFrame:
     """:func:`methods_table` of the reference runs in ``reference_dir/folder``."""
-    return methods_table([r.path for r in find_runs(Path(reference_dir) / folder)], **kwargs)
+    return methods_table([r.path for r in find_runs(in_checkout(reference_dir) / folder)], **kwargs)
 
 
 def _set_intervals(methods: pd.DataFrame, part: str) -> list[str]:
@@ -333,15 +317,15 @@ def unseen_finding(two: pd.DataFrame, reference_dir: str | os.PathLike) -> dict[
     """``two_source_note``: the collections that neither source of the two-source runs trained on."""
     if not len(two):
         return {"two_source_note": Markdown("not measured")}
-    groups = {g for run in two["run"] for g in RunRecord(Path(reference_dir) / TWO_SOURCE / run)
-              .evaluation(EVALUATION).metrics["groups"]}
+    groups = {g for run in two["run"] for g in RunRecord(in_checkout(reference_dir) / TWO_SOURCE / run)
+              .evaluation(EXTERNAL_EVALUATION).metrics["groups"]}
     unseen = sorted(groups - {*SETS[:3], POOLED})
     return {"two_source_note": Markdown("collections seen by neither source in these records: "
                                         + (", ".join(unseen) if unseen else "none (only ISIC 2017 was at hand)"))}
 
 
 def method_choice(methods, baseline: str = "baseline", choose_on: str = "ISIC2017_val",
-                  internal: str = "HAM10000 test", evaluation: str = EVALUATION) -> dict[str, Any]:
+                  internal: str = "HAM10000 test", evaluation: str = EXTERNAL_EVALUATION) -> dict[str, Any]:
     """The rule that adopts a method (:func:`methods_table`'s rows of one evaluation): it *helps* when its balanced
     accuracy on ``choose_on`` beats the baseline's, and it *costs* when its internal balanced accuracy falls below
     the lower end of the baseline's interval. The choice is the best on ``choose_on`` among those that help and
@@ -408,11 +392,3 @@ def best_outside(external: pd.DataFrame) -> pd.Series | None:
     chosen = chooser.loc[chooser["balanced_accuracy"].idxmax(), "run"]
     rows = alone[(alone["group"] == "ISIC2017_test") & (alone["run"] == chosen)]
     return rows.iloc[0] if len(rows) else None
-
-
-__all__ = ["EXTERNAL_BAR", "best_outside", "calibration_table", "errors_note", "evaluate_missing",
-           "external_bar", "external_folders", "external_table", "gap_dots", "gap_finding", "image_counts",
-           "images_note", "inside_outside", "melanoma_fate_finding", "melanoma_fates", "method_choice",
-           "methods_table", "methods_view", "operating_points", "reference_methods", "reference_runs",
-           "reliability_curves", "seeds_view", "sets_table", "two_source_view", "unseen_finding",
-           "views_finding"]

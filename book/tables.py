@@ -1,59 +1,37 @@
 """The book's tables: each function reads run records (:class:`~pskinlib.runs.RunRecord`) and returns a DataFrame
-a chapter shows, or finds the run a chapter needs (training it when there is none yet).
+a chapter shows, or finds the run a chapter reads. Nothing here trains, fits or evaluates: the build's runs stage
+(:mod:`book.runs`) has made every run before a chapter asks for it.
 
 Chapters call these so that a notebook holds questions, calls and figures, not record-reading code.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..errors import ParameterError
-from ..evaluate.fusion import ensure_fused
-from ..info import CLASSES, ONE_ANSWER_BALANCED_ACCURACY, PAPER_REPORTED, PUBLISHED_ANCHORS
-from ..io import read_json
-from ..metrics import mcnemar_test, pairwise_accuracy
-from ..runs import GPU_RUN_SUMMARY, QUALITY_BAR_SUMMARY, RunRecord, default_runs_dir, find_runs, scores_of
-from ..train.config import TrainConfig, make_config
-from ..train.models import validate_model_name
-from ..train.trainer import train
-from .external import best_outside, external_table, reference_runs
+from pskinlib.errors import ParameterError
+from pskinlib.info import (
+    CLASSES,
+    ONE_ANSWER_BALANCED_ACCURACY,
+    PAPER_REPORTED,
+    PUBLISHED_ANCHORS,
+    TRACK_NAMES,
+    TRACK_SHORT_NAMES,
+)
+from pskinlib.io import read_json
+from pskinlib.metrics import mcnemar_test
+from pskinlib.runs import GPU_RUN_SUMMARY, QUALITY_BAR_SUMMARY, RunRecord, default_runs_dir, find_runs
+from pskinlib.train.models import validate_model_name
+
+from . import BookBuildError, in_checkout
 from .findings import comparison
 from .format import interval, intervals
-
-
-def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
-    """One row per finished run under ``runs_dir``: what was trained and how it scored on the test split."""
-    rows = []
-    for run in find_runs(runs_dir):
-        recorded, metrics = run.recorded, run.metrics
-        c, test = recorded["config"], metrics["test"]
-        boot = test.get("bootstrap", {})
-        ci, auc_ci = boot.get("balanced_accuracy", {}), boot.get("macro_auc") or {}
-        rows.append({
-            "run": run.name, "path": str(run.path), "model": c["model"], "pretrained": c.get("pretrained", False),
-            **{key: c[key] for key in ("image_size", "epochs", "class_weights", "sampler", "loss", "protocol",
-                                       "profile")},
-            "synthetic": recorded["data"]["synthetic"], "device": recorded["environment"]["device_name"],
-            "precision": recorded["environment"]["precision"],
-            "val_balanced_accuracy": metrics["val"]["balanced_accuracy"],
-            "best_epoch": metrics["best_epoch"], "train_minutes": run.history["seconds"].sum() / 60,
-            "test_images": test["n"], "accuracy": test["accuracy"], "balanced_accuracy": test["balanced_accuracy"],
-            "balanced_accuracy_low": ci.get("low"), "balanced_accuracy_high": ci.get("high"),
-            "macro_auc": test["roc_auc_ovr"]["macro"], "macro_auc_low": auc_ci.get("low"),
-            "macro_auc_high": auc_ci.get("high"),
-            "split_seed": c.get("split_seed", 0), "notes": c.get("notes", ""),
-            "macro_f1": test["macro"]["f1"], "nv_vs_bkl": _nv_vs_bkl(run),
-            "hardest_class": min(test["per_class"], key=lambda code: test["per_class"][code]["recall"]),
-            **{f"recall_{code}": v["recall"] for code, v in test["per_class"].items()},
-            **{f"precision_{code}": v["precision"] for code, v in test["per_class"].items()},
-        })
-    return pd.DataFrame(rows)
+from .outside import best_outside, external_table, reference_runs
+from .runs import ablation_configs, is_paper_weighted, latest_runs, need_run, runs_table, test_labels
 
 
 def quality_bar_table(folder: str | os.PathLike) -> pd.DataFrame:
@@ -61,7 +39,7 @@ def quality_bar_table(folder: str | os.PathLike) -> pd.DataFrame:
     ``experiments/plain_loop.py``) under ``folder``, one subfolder per setting: one row per result (each member,
     the ensemble, the lesion-averaged decision, the fused ones); empty when there is none."""
     rows = []
-    for path in sorted(Path(folder).glob(f"*/{QUALITY_BAR_SUMMARY}")):
+    for path in sorted(in_checkout(folder).glob(f"*/{QUALITY_BAR_SUMMARY}")):
         summary = read_json(path)
         setting = summary.get("setting")  # the plain loop names its own
         if not setting:
@@ -81,7 +59,7 @@ def gpu_run_table(folder: str | os.PathLike) -> pd.DataFrame:
     (status, epochs, minutes against its budget and the 5-minute target, the trainer's and the raw step's images per
     second, the kernels of one step, test balanced accuracy alone and fused with the metadata); empty when there is
     no summary."""
-    path = Path(folder)
+    path = in_checkout(folder)
     path = path if path.name == GPU_RUN_SUMMARY else path / GPU_RUN_SUMMARY
     if not path.is_file():
         return pd.DataFrame()
@@ -107,13 +85,19 @@ def gpu_run_table(folder: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fusion_table(run_dirs, data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+def fusion_table(run_dirs) -> pd.DataFrame:
     """For each run: its test balanced accuracy from the images alone, with its head refitted on image features
     (the control), and with age, sex and body site fused in (:mod:`pskinlib.evaluate.fusion`), plain and
-    lesion-averaged. Fits the heads that a run does not have yet (seconds to a minute per run on a CPU)."""
+    lesion-averaged. Reads the heads the build's runs stage fitted; a run without them is an error saying so."""
     rows = []
     for run in map(RunRecord.open, run_dirs):
-        reports = {use: ensure_fused(run, data_dir=data_dir, use_metadata=use).metrics for use in (False, True)}
+        reports = {}
+        for use in (False, True):
+            fusion = run.fusion(use)
+            if not fusion.finished:
+                raise BookBuildError(f"{run.path} has no {fusion.name}/ head: `python -m book` fits it in its runs "
+                                     f"stage, or `pskin fuse {run.path}{'' if use else ' --image-only'}`.")
+            reports[use] = fusion.metrics
         fused = reports[True]
         boot = fused["test"]["bootstrap"]["balanced_accuracy"]
         rows.append({"run": run.name, "model": run.recorded["config"]["model"],
@@ -124,30 +108,6 @@ def fusion_table(run_dirs, data_dir: str | os.PathLike | None = None) -> pd.Data
                      "+ metadata, lesion-averaged": fused["test_by_lesion"]["balanced_accuracy"],
                      **{f"recall_{code}": v["recall"] for code, v in fused["test"]["per_class"].items()}})
     return pd.DataFrame(rows)
-
-
-def _test_labels(run: RunRecord) -> tuple:
-    """A run's test labels and predictions as indices into its classes, its probabilities and image ids."""
-    predictions = run.predictions("test")
-    y_true, probs = scores_of(predictions, run.classes)
-    predicted = predictions["predicted"].map({c: i for i, c in enumerate(run.classes)}).to_numpy()
-    return y_true, predicted, probs, predictions["image_id"]
-
-
-def _nv_vs_bkl(run: RunRecord) -> float | None:
-    """The paper's second figure: nevus vs seborrheic keratosis, from the run's test predictions."""
-    classes = list(run.classes)
-    if not {"nv", "bkl"} <= set(classes):
-        return None
-    y_true, _, probs, _ = _test_labels(run)
-    return pairwise_accuracy(y_true, probs, classes.index("nv"), classes.index("bkl"))["accuracy"]
-
-
-def latest_runs(table: pd.DataFrame) -> pd.DataFrame:
-    """The newest run of each configuration (a rebuilt chapter adds a run; the old one stays on disk)."""
-    keys = ["model", "pretrained", "image_size", "epochs", "class_weights", "sampler", "loss", "protocol",
-            "synthetic", "split_seed", "notes"]
-    return table.drop_duplicates(keys, keep="last") if len(table) else table
 
 
 def recall_table(runs: dict[str, Any]) -> pd.DataFrame:
@@ -167,23 +127,11 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike) -> dict:
     a, b = RunRecord.open(run_a, finished=True), RunRecord.open(run_b, finished=True)
     if a.classes != b.classes:
         raise ParameterError(f"run_b: {b.path} was trained on other classes than {a.path}.")
-    y_true, pred_a, _, ids_a = _test_labels(a)
-    _, pred_b, _, ids_b = _test_labels(b)
+    y_true, pred_a, _, ids_a = test_labels(a)
+    _, pred_b, _, ids_b = test_labels(b)
     if not ids_a.equals(ids_b):
         raise ParameterError(f"run_b: {b.path} was tested on other images than {a.path}; McNemar needs the same ones.")
     return mcnemar_test(y_true, pred_a, pred_b)
-
-
-def find_or_train(config: TrainConfig, runs_dir: str | os.PathLike) -> RunRecord:
-    """The newest finished run under ``runs_dir`` trained with exactly ``config``, else a new one.
-
-    Chapters share runs this way: the ablation's ``inverse`` chapter reuses the training chapter's runs.
-    """
-    wanted = json.loads(json.dumps(config.to_dict(), default=str))
-    for run in reversed(find_runs(runs_dir)):
-        if run.recorded["config"] == wanted:
-            return run
-    return RunRecord.open(train(config, runs_dir=runs_dir))
 
 
 def run_to_inspect(run_dir: str | os.PathLike | None = None, *, runs_dir: str | os.PathLike | None = None,
@@ -191,12 +139,11 @@ def run_to_inspect(run_dir: str | os.PathLike | None = None, *, runs_dir: str | 
                    class_weights: str | None = None) -> RunRecord:
     """The run a chapter inspects: ``run_dir`` when given; else the newest finished run of ``model`` (and
     ``class_weights``, when given) under ``runs_dir`` (default ``$PSKIN_RUNS`` or ``runs``) trained on ``data_dir``
-    (when given); else a new run of the ``smoke`` profile (seconds on a CPU), so that the chapter always has
-    something to show."""
+    (when given). None found is an error that says how to make one."""
     if run_dir is not None:
-        return RunRecord.open(run_dir, finished=True)
+        return RunRecord.open(in_checkout(run_dir), finished=True)
     validate_model_name(model)
-    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    runs_dir = in_checkout(runs_dir if runs_dir is not None else default_runs_dir())
     for run in reversed(find_runs(runs_dir)):
         recorded = run.recorded
         root = recorded["data"].get("root")
@@ -204,8 +151,9 @@ def run_to_inspect(run_dir: str | os.PathLike | None = None, *, runs_dir: str | 
         same_weights = class_weights is None or recorded["config"]["class_weights"] == class_weights
         if recorded["config"]["model"] == model and same_data and same_weights:
             return run
-    return find_or_train(make_config("smoke", data_dir=None if data_dir is None else str(data_dir), model=model,
-                                     quiet=True), runs_dir)
+    weights = f" with {class_weights} class weights" if class_weights else ""
+    raise BookBuildError(f"no finished run of {model}{weights} under {runs_dir}: train one (`pskin train --model "
+                         f"{model} --runs-dir {runs_dir}`), build the book (`python -m book`), or pass run_dir.")
 
 
 def run_settings(run) -> pd.DataFrame:
@@ -213,8 +161,8 @@ def run_settings(run) -> pd.DataFrame:
     precision and training minutes, as ``setting, value`` rows."""
     run = RunRecord.open(run, finished=True)
     config, history = run.recorded["config"], run.history
-    track = "fine-tuned from ImageNet weights" if config.get("pretrained") else "trained from scratch"
-    settings = {"network": config["model"], "track": track, "image size (px)": config["image_size"],
+    settings = {"network": config["model"], "track": TRACK_NAMES[bool(config.get("pretrained"))],
+                "image size (px)": config["image_size"],
                 "epochs run": len(history), "batch": config["batch_size"],
                 "optimiser": f"{config['optimizer']}, lr {config['lr']:g}", "class weights": config["class_weights"],
                 "epoch kept by": f"validation {config['select_metric']}",
@@ -247,21 +195,10 @@ def test_summary(run) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "value"])
 
 
-TRACKS = {False: "from scratch", True: "ImageNet-pretrained"}
-
-
-def ablation_runs(scheme: str, *, data_dir: str | os.PathLike, runs_dir: str | os.PathLike, models=(),
-                  profile: str = "quick", train_overrides: dict | None = None, pretrained_models=(),
-                  pretrained_profile: str = "transfer", pretrained_overrides: dict | None = None) -> dict:
-    """The class-weight ablation's runs, ``{(model, track, weights): RunRecord}``: each network of ``models``
-    (from scratch, ``profile``) and of ``pretrained_models`` (``pretrained_profile``) without weights and with
-    ``scheme``, reused when already trained (:func:`find_or_train`)."""
-    tracks = [(m, TRACKS[False], profile, train_overrides or {}) for m in models]
-    tracks += [(m, TRACKS[True], pretrained_profile, pretrained_overrides or {}) for m in pretrained_models]
-    return {(model, track, weights): find_or_train(make_config(track_profile, data_dir=data_dir, model=model,
-                                                               class_weights=weights, quiet=True, **overrides),
-                                                   runs_dir)
-            for model, track, track_profile, overrides in tracks for weights in dict.fromkeys(["none", scheme])}
+def ablation_runs(scheme: str, *, runs_dir: str | os.PathLike, **configs) -> dict:
+    """The class-weight ablation's runs, ``{(model, track, weights): RunRecord}``, for the configs of
+    :func:`book.runs.ablation_configs` (``configs`` are its arguments), as the build's runs stage made them."""
+    return {key: need_run(config, runs_dir) for key, config in ablation_configs(scheme, **configs).items()}
 
 
 def ablation_scores(runs: dict) -> pd.DataFrame:
@@ -310,7 +247,7 @@ def labelled_runs(table: pd.DataFrame, origin: str) -> pd.DataFrame:
     table = latest_runs(table)
     if not len(table):
         return table
-    track = table["pretrained"].map({True: "pretrained", False: "scratch"})
+    track = table["pretrained"].map(TRACK_SHORT_NAMES)
     label = origin + ": " + table["model"] + " (" + track + "), " + table["class_weights"]
     label = label.mask(label.duplicated(keep=False), label + ", split " + table["split_seed"].astype(str))
     return table.assign(origin=origin, label=label)
@@ -320,14 +257,14 @@ def book_runs(runs_dir: str | os.PathLike, reference_dir: str | os.PathLike) -> 
     """:func:`labelled_runs` of this build (``"this build"``, first) and of each reference folder of
     ``reference_dir`` (``"reference <folder>"``) but the external ones, which the external chapter shows."""
     sets = {"this build": labelled_runs(runs_table(runs_dir), "this build")}
-    for folder in sorted(Path(reference_dir).glob("*")):
+    for folder in sorted(in_checkout(reference_dir).glob("*")):
         if folder.is_dir() and not folder.name.startswith("external"):
             sets[f"reference {folder.name}"] = labelled_runs(runs_table(folder), f"reference {folder.name}")
     return sets
 
 
 def _ci(table: pd.DataFrame, metric: str = "balanced_accuracy") -> list[str]:
-    """:func:`~pskinlib.report.format.intervals` of a metric of :func:`runs_table` and its ``_low``, ``_high``."""
+    """:func:`~book.format.intervals` of a metric of :func:`runs_table` and its ``_low``, ``_high``."""
     return intervals(table, metric, f"{metric}_low", f"{metric}_high")
 
 
@@ -400,7 +337,7 @@ def quality_bar_view(quality_bar: pd.DataFrame) -> pd.DataFrame:
 def split_seed_runs(folder: str | os.PathLike, summary: str = "transfer.json") -> tuple[pd.DataFrame, dict]:
     """The runs of one recipe on several split seeds (``experiments/transfer.py``'s folder) and each run's wall
     minutes from the folder's summary (empty without one)."""
-    path = Path(folder) / summary
+    path = in_checkout(folder) / summary
     walls = {r["run"]: r["wall_minutes"] for r in read_json(path)["runs"]} if path.is_file() else {}
     return runs_table(folder), walls
 
@@ -418,15 +355,14 @@ def paper_weighted(built: pd.DataFrame) -> pd.DataFrame:
     """This build's runs of the paper's weighted procedure: inverse class weights, plain shuffling, cross-entropy."""
     if not len(built):
         return built
-    return built[(built["class_weights"] == "inverse") & (built["sampler"] == "shuffle")
-                 & (built["loss"] == "cross_entropy")]
+    return built[[is_paper_weighted(row) for row in built.to_dict("records")]]
 
 
 def headline(runs_dir: str | os.PathLike, reference_dir: str | os.PathLike) -> pd.DataFrame:
     """The front page's rows (``what, value, low, high, detail, chapter``): the paper's reported accuracy, the
     majority baseline, the published anchors, and this book's best real-data runs of each track and outside
     HAM10000. Every best run is chosen on validation (HAM10000's, or ISIC2017_val) and reported on test."""
-    references = Path(reference_dir)
+    references = in_checkout(reference_dir)
     folders = sorted({p.parent.parent for p in references.rglob("*/metrics.json")} - {references})
     tables = [t for t in [runs_table(runs_dir), *map(runs_table, folders)] if len(t)]
     runs = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
@@ -437,7 +373,7 @@ def headline(runs_dir: str | os.PathLike, reference_dir: str | os.PathLike) -> p
              "detail": "balanced accuracy of the majority class", "chapter": "01_data_exploration"},
             *[{"what": "published anchor", "value": a["value"], "detail": a["what"], "chapter": "04_results"}
               for a in PUBLISHED_ANCHORS]]
-    for pretrained, what in TRACKS.items():
+    for pretrained, what in TRACK_NAMES.items():
         best = _best(real, real["pretrained"] == pretrained, "val_balanced_accuracy") if len(real) else None
         if best is not None:
             rows.append({"what": f"this book, {what} (HAM10000 test)", "value": best["balanced_accuracy"],
@@ -464,7 +400,7 @@ def headline_view(rows: pd.DataFrame) -> pd.DataFrame:
 def reference_tracks(reference_dir: str | os.PathLike) -> tuple[dict[str, RunRecord], dict[str, Path]]:
     """The reference records the Performance appendix times, by label: the from-scratch and the pretrained
     track's first runs, and the plain-loop yardstick's folder; those missing from the checkout are left out."""
-    references = Path(reference_dir)
+    references = in_checkout(reference_dir)
     tracks = {}
     for folder, label in ((references / "quality-bar" / "1x18-64px" / "member-0", "ResNet18 from scratch, 64 px"),
                           (references / "transfer", "EfficientNet-Lite0, ImageNet-pretrained")):
@@ -478,7 +414,7 @@ def reference_tracks(reference_dir: str | os.PathLike) -> tuple[dict[str, RunRec
 def precision_check(reference_dir: str | os.PathLike) -> pd.DataFrame:
     """The same quality-bar recipe in bf16 and in fp32 (the full-length precision check), as :func:`runs_table`
     rows, bf16 first; fewer than two rows when the check is not in the checkout."""
-    references = Path(reference_dir)
+    references = in_checkout(reference_dir)
     return pd.concat([runs_table(references / "quality-bar" / "1x16-64px" / "member-0"),
                       runs_table(references / "precision-check")], ignore_index=True)
 
@@ -499,7 +435,7 @@ def time_to_accuracy(runs: dict[str, Any], plain_loops: dict[str, Any] | None = 
     rows = []
     curves = {label: (RunRecord.open(run).history, "training") for label, run in runs.items()}
     for label, folder in (plain_loops or {}).items():
-        curves[label] = (pd.DataFrame(read_json(Path(folder) / QUALITY_BAR_SUMMARY)["history"]), "wall")
+        curves[label] = (pd.DataFrame(read_json(in_checkout(folder) / QUALITY_BAR_SUMMARY)["history"]), "wall")
     for label, (history, clock) in curves.items():
         minutes = (history["seconds"].cumsum() if clock == "training" else history["seconds"]) / 60
         row = {"run": label, "clock": clock, "epochs": len(history),
@@ -509,11 +445,3 @@ def time_to_accuracy(runs: dict[str, Any], plain_loops: dict[str, Any] | None = 
             row[f"minutes to {threshold:.2f}"] = float(minutes[reached].iloc[0]) if reached.any() else None
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-__all__ = ["ablation_runs", "ablation_scores", "ablation_tests", "book_runs", "class_weights_table", "compare_runs",
-           "find_or_train", "fusion_table", "gpu_run_table", "headline", "headline_view", "labelled_runs",
-           "latest_runs", "paper_procedures", "paper_weighted", "precision_check", "precision_view",
-           "quality_bar_table", "quality_bar_view", "recall_table", "reference_tracks", "reported_figures",
-           "run_settings", "run_to_inspect", "runs_table", "runs_view", "split_seed_runs", "split_seeds_view",
-           "test_summary", "time_to_accuracy", "track_comparisons", "track_comparisons_view"]
