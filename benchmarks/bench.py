@@ -47,11 +47,11 @@ from pskinlib.data.batches import Augmentation, BatchLoader, SplitTensors, norma
 from pskinlib.data.cache import prepare_images
 from pskinlib.data.ham10000 import LesionImages, load_ham10000
 from pskinlib.data.splits import make_split
-from pskinlib.errors import DataError, ParameterError
+from pskinlib.errors import DataError, ParameterError, check_int
 from pskinlib.evaluate.image_folder import evaluate_folder
 from pskinlib.evaluate.predict import load_trained
 from pskinlib.info import ALL_CLASSES, NORMALISATIONS, PAPER_CLASSES
-from pskinlib.io import read_json, write_json
+from pskinlib.io import make_folder, read_json, write_json
 from pskinlib.metrics import bootstrap_ci
 from pskinlib.runs import RunRecord
 from pskinlib.train.config import TrainConfig, make_config
@@ -102,12 +102,7 @@ def _describe(description: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Checks and small helpers
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ParameterError(f"{name}: expected an integer >= {low}, got {value!r}.")
+# Small helpers
 
 
 def _sync(device: torch.device) -> None:
@@ -221,10 +216,10 @@ def bench_input_pipeline(images: LesionImages, size: int, batch_size: int = 64, 
     same augmentation (rotation, flips, random resized crop, colour jitter). ``usual.images_per_second`` counts the
     workers' start-up; ``usual.steady_images_per_second`` and ``speedup`` leave it out.
     """
-    _check_int("size", size, 8)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("n_batches", n_batches, 1)
-    _check_int("workers", workers, 0)
+    check_int("size", size, 8)
+    check_int("batch_size", batch_size, 1)
+    check_int("n_batches", n_batches, 1)
+    check_int("workers", workers, 0)
     rows = _train_rows(images, seed)
     if len(rows) < batch_size * (n_batches + 1):
         raise ParameterError(f"n_batches: {n_batches} batches of {batch_size} (+1 to warm up) need "
@@ -281,8 +276,8 @@ def raw_training_speed(config: TrainConfig, n_steps: int = 10, *, device: str | 
                        n_classes: int = 3, warmup_steps: int = 2) -> dict[str, Any]:
     """The machine's limit for ``config``: forward + backward + optimiser step on one batch already in memory,
     with the trainer's model, loss, optimiser, precision and memory layout. Returns images per second."""
-    _check_int("n_steps", n_steps, 1)
-    _check_int("warmup_steps", warmup_steps, 0)
+    check_int("n_steps", n_steps, 1)
+    check_int("warmup_steps", warmup_steps, 0)
     device = torch.device(device)
     amp_dtype = autocast_dtype(config, device)
     model, criterion, optimizer = _training_parts(config, device, n_classes)
@@ -346,8 +341,8 @@ def trainer_epoch_speed(config: TrainConfig, tensors: SplitTensors, n_steps: int
                         device: str | torch.device = "cpu", n_classes: int = 3,
                         warmup_steps: int = 2) -> dict[str, Any]:
     """The trainer's own epoch loop over the first ``n_steps`` batches of an epoch (augmentation included)."""
-    _check_int("n_steps", n_steps, 1)
-    _check_int("warmup_steps", warmup_steps, 0)
+    check_int("n_steps", n_steps, 1)
+    check_int("warmup_steps", warmup_steps, 0)
     device = torch.device(device)
     amp_dtype = autocast_dtype(config, device)
     loader = BatchLoader(tensors.pixels, tensors.labels, batch_size=config.batch_size,
@@ -372,8 +367,8 @@ def usual_epoch_speed(config: TrainConfig, paths: Sequence[str], labels: Sequenc
                       workers: int = 2, n_classes: int = 3, warmup_steps: int = 2) -> dict[str, Any]:
     """The same training step fed by the usual pipeline (JPEG + torchvision transforms in DataLoader workers), on
     the CPU. ``startup_seconds``: until the first batch arrives; the steady speed leaves it out."""
-    _check_int("n_steps", n_steps, 1)
-    _check_int("workers", workers, 0)
+    check_int("n_steps", n_steps, 1)
+    check_int("workers", workers, 0)
     device = torch.device("cpu")
     amp_dtype = autocast_dtype(config, device)
     channels_last = use_channels_last(config, device)
@@ -415,7 +410,7 @@ def bench_training_efficiency(images: LesionImages, model: str, size: int, batch
     round is recorded). ``epoch_seconds`` projects a full epoch of the grouped split's training images: the trainer at
     its speed, the usual pipeline at its steady speed plus its start-up.
     """
-    _check_int("rounds", rounds, 1)
+    check_int("rounds", rounds, 1)
     config = _bench_config(model, size, batch_size, precision, channels_last, seed=seed)
     rows = _train_rows(images, seed)
     tensors = _train_tensors(images, size, cache_dir, rows)
@@ -508,8 +503,8 @@ def bench_precision_accuracy(images: LesionImages, *, model: str = "resnet18", s
     A small check, not a study: a few epochs of a few batches each, one seed. ``holds`` means the bf16 run's
     validation balanced accuracy is within ``tolerance`` of the fp32 run's or above it.
     """
-    _check_int("epochs", epochs, 1)
-    _check_int("max_train_batches", max_train_batches, 1)
+    check_int("epochs", epochs, 1)
+    check_int("max_train_batches", max_train_batches, 1)
     if not torch.cpu._is_avx512_bf16_supported():
         return {"skipped": "this CPU has no AVX512-BF16: the trainer stays in fp32 here"}
     results = {}
@@ -548,9 +543,9 @@ def bench_scaling(images: LesionImages, *, model: str = "resnet18", size: int = 
     (on the first ``size_images`` training images, projected to a full epoch), the time to prepare the cache
     for ``all_images`` (all 10,015 by default) at ``cache_sizes`` in a fresh temporary folder, and an estimate of
     the default profile's whole training run."""
-    _check_int("size_images", size_images, batch_size)
+    check_int("size_images", size_images, batch_size)
     for n in n_images:
-        _check_int("n_images", n, batch_size)
+        check_int("n_images", n, batch_size)
     rows = _train_rows(images)
     n_train = len(rows) // batch_size * batch_size
     n_val = int((make_split(images, "grouped")["split"] == "val").sum())
@@ -639,8 +634,8 @@ def bench_inference(run_dir: str | os.PathLike, images: LesionImages, *, n_image
                     n_single: int = 20, device: str = "cpu") -> dict[str, Any]:
     """``pskin evaluate`` on ``n_images`` labelled images (decode, resize, predict with the run's TTA setting,
     bootstrap, write files) and the latency of one prediction on one image file, as the inspector makes it."""
-    _check_int("n_images", n_images, 1)
-    _check_int("n_single", n_single, 1)
+    check_int("n_images", n_images, 1)
+    check_int("n_single", n_single, 1)
     # A random sample rather than the first rows: the metadata lists images class by class.
     chosen = images.table.sample(n=min(n_images, len(images)), random_state=0).sort_index()
     with tempfile.TemporaryDirectory(prefix="pskin-bench-eval-") as scratch:
@@ -714,14 +709,15 @@ def run_benchmarks(data_dir: str | os.PathLike | None = None, out_path: str | os
     if unknown or not sections:
         raise ParameterError(f"sections: unknown or empty {list(sections)}; choose from {list(SECTIONS)}.")
     if threads is not None:
-        _check_int("threads", threads, 1)
+        check_int("threads", threads, 1)
         torch.set_num_threads(threads)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = usable if workers is None else workers
-    _check_int("workers", workers, 0)
+    check_int("workers", workers, 0)
     out_path = Path(out_path)
     if out_path.suffix != ".json":
         raise ParameterError(f"out_path: expected a .json file, got {out_path}.")
+    make_folder(out_path.parent, "out_path")  # now, not after a quarter of an hour of measuring
     log = log or (lambda message: None)
     plan = PLANS["quick" if quick else "full"]
     images = load_ham10000(data_dir, classes=classes)
@@ -777,7 +773,6 @@ def run_benchmarks(data_dir: str | os.PathLike | None = None, out_path: str | os
     results["machine"]["load_average_end"] = machine_description()["load_average"]
     results["summary"] = summarize(results)
     _drop_paths(results)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     write_json(out_path, results)
     log(format_summary(results))
     log(f"wrote {out_path}")

@@ -98,9 +98,13 @@ def book_chapters(profile: str, data_dir: str, runs_dir: str, extra: dict[str, A
     chapters.append(Chapter("results.ipynb", "04_results.ipynb", "Results", "Results",
                             {**common, "profile": scratch["profile"]}))
     chapters.append(Chapter("external.ipynb", "05_external.ipynb", "Beyond HAM10000", "Results", dict(common)))
-    chapters.append(Chapter("inspector.ipynb", "06_inspector.ipynb", "Prediction inspector", "Results",
+    chapters.append(Chapter("clinical.ipynb", "06_clinical.ipynb", "For whom it fails, and how many it refers",
+                            "Results", dict(common)))
+    chapters.append(Chapter("inspector.ipynb", "07_inspector.ipynb", "Prediction inspector", "Results",
                             {**common, "model": scratch["models"][0], "class_weights": "inverse"}))
-    chapters.append(Chapter("performance.ipynb", "07_performance.ipynb", "Performance", "Appendix", {}))
+    chapters.append(Chapter("checklist.ipynb", "08_checklist.ipynb", "Reporting checklist and model card",
+                            "Reporting", dict(common)))
+    chapters.append(Chapter("performance.ipynb", "09_performance.ipynb", "Performance", "Appendix", {}))
     chapters.append(Chapter(INTRO, INTRO, "pskin", "", dict(common)))
     notebooks = Path(root or ROOT) / "notebooks"
     declared = {name: set(notebook_parameters(notebooks / name)) for name in {c.notebook for c in chapters}}

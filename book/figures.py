@@ -44,14 +44,15 @@ def sample_grid(images: LesionImages, per_class: int = 6, seed: int = 0) -> plt.
 
 
 def count_bars(counts: pd.Series, title: str, ax=None) -> plt.Figure:
-    """Bars of a count per class code (index), coloured by class."""
-    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    """Horizontal bars of a count per class code (index), coloured by class, largest on top: the class names sit
+    one under the other, so long ones cannot run into each other."""
     codes = list(counts.index)
-    bars = ax.bar(class_names(codes), counts.to_numpy(), color=class_colours(codes))
-    ax.bar_label(bars, [f"{value:,}" for value in counts.to_numpy()], fontsize=9)
+    ax = ax or plt.subplots(figsize=(7, 0.42 * len(codes) + 1.1))[1]
+    bars = ax.barh(class_names(codes)[::-1], counts.to_numpy()[::-1], color=class_colours(codes)[::-1])
+    ax.bar_label(bars, [f"{value:,}" for value in counts.to_numpy()[::-1]], fontsize=9, padding=3)
     ax.set_title(title, fontsize=10)
-    ax.set(xlabel="diagnosis", ylabel="images")
-    ax.tick_params(axis="x", labelrotation=20)
+    ax.set(xlabel="images", ylabel="diagnosis")
+    ax.set_xlim(0, counts.max() * 1.15)  # room for the largest bar's label
     return _finished(ax.figure)
 
 

@@ -10,7 +10,7 @@ runs with :func:`need_run`, which names the command that makes a run it cannot f
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -87,16 +87,15 @@ def describe(config: TrainConfig) -> str:
 # Finding runs
 
 
-def _values(config: dict) -> dict:
-    """A recorded config as the values it trained with: the profile only named where they came from."""
-    return {k: v for k, v in config.items() if k != "profile"}
+def _values(config: TrainConfig) -> TrainConfig:
+    """A config as the values it trained with: the profile only named where they came from."""
+    return dataclasses.replace(config, profile="")
 
 
 def find_run(config: TrainConfig, runs_dir: str | os.PathLike) -> RunRecord | None:
     """The newest finished run under ``runs_dir`` trained with exactly ``config``'s values, or None."""
-    wanted = _values(json.loads(json.dumps(config.to_dict(), default=str)))
     for run in reversed(find_runs(in_checkout(runs_dir))):
-        if _values(run.recorded["config"]) == wanted:
+        if _values(run.config) == _values(config):
             return run
     return None
 
@@ -149,14 +148,14 @@ def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
     """One row per finished run under ``runs_dir``: what was trained and how it scored on the test split."""
     rows = []
     for run in find_runs(in_checkout(runs_dir)):
-        recorded, metrics = run.recorded, run.metrics
-        c, test = recorded["config"], metrics["test"]
+        recorded, metrics, c = run.recorded, run.metrics, run.config
+        test = metrics["test"]
         boot = test.get("bootstrap", {})
         ci, auc_ci = boot.get("balanced_accuracy", {}), boot.get("macro_auc") or {}
         rows.append({
-            "run": run.name, "path": str(run.path), "model": c["model"], "pretrained": c.get("pretrained", False),
-            **{key: c[key] for key in ("image_size", "epochs", "class_weights", "sampler", "loss", "protocol",
-                                       "profile")},
+            "run": run.name, "path": str(run.path), "model": c.model, "pretrained": c.pretrained,
+            **{key: getattr(c, key) for key in ("image_size", "epochs", "class_weights", "sampler", "loss",
+                                                "protocol", "profile")},
             "synthetic": recorded["data"]["synthetic"], "device": recorded["environment"]["device_name"],
             "precision": recorded["environment"]["precision"],
             "val_balanced_accuracy": metrics["val"]["balanced_accuracy"],
@@ -165,9 +164,10 @@ def runs_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
             "balanced_accuracy_low": ci.get("low"), "balanced_accuracy_high": ci.get("high"),
             "macro_auc": test["roc_auc_ovr"]["macro"], "macro_auc_low": auc_ci.get("low"),
             "macro_auc_high": auc_ci.get("high"),
-            "split_seed": c.get("split_seed", 0), "notes": c.get("notes", ""),
+            "split_seed": c.split_seed, "notes": c.notes,
             "macro_f1": test["macro"]["f1"], "nv_vs_bkl": _nv_vs_bkl(run),
-            "hardest_class": min(test["per_class"], key=lambda code: test["per_class"][code]["recall"]),
+            "hardest_class": min((code for code, v in test["per_class"].items() if v["recall"] is not None),
+                                 key=lambda code: test["per_class"][code]["recall"]),
             **{f"recall_{code}": v["recall"] for code, v in test["per_class"].items()},
             **{f"precision_{code}": v["precision"] for code, v in test["per_class"].items()},
         })
@@ -212,7 +212,7 @@ def produce(configs: list[TrainConfig], runs_dir: str | os.PathLike, *, data_dir
     runs, seen = [], set()
     folders = external_folders(external_dirs)
     for config in configs:
-        key = json.dumps(_values(config.to_dict()), sort_keys=True, default=str)
+        key = _values(config)
         if key in seen:
             continue
         seen.add(key)

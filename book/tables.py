@@ -100,7 +100,7 @@ def fusion_table(run_dirs) -> pd.DataFrame:
             reports[use] = fusion.metrics
         fused = reports[True]
         boot = fused["test"]["bootstrap"]["balanced_accuracy"]
-        rows.append({"run": run.name, "model": run.recorded["config"]["model"],
+        rows.append({"run": run.name, "model": run.config.model,
                      "images alone": fused["image_only_test_balanced_accuracy"],
                      "head refitted, images": reports[False]["test"]["balanced_accuracy"],
                      "+ metadata": fused["test"]["balanced_accuracy"], "+ metadata low": boot["low"],
@@ -145,11 +145,10 @@ def run_to_inspect(run_dir: str | os.PathLike | None = None, *, runs_dir: str | 
     validate_model_name(model)
     runs_dir = in_checkout(runs_dir if runs_dir is not None else default_runs_dir())
     for run in reversed(find_runs(runs_dir)):
-        recorded = run.recorded
-        root = recorded["data"].get("root")
+        root = run.recorded["data"].get("root")
         same_data = data_dir is None or (root is not None and Path(root).resolve() == Path(data_dir).resolve())
-        same_weights = class_weights is None or recorded["config"]["class_weights"] == class_weights
-        if recorded["config"]["model"] == model and same_data and same_weights:
+        same_weights = class_weights is None or run.config.class_weights == class_weights
+        if run.config.model == model and same_data and same_weights:
             return run
     weights = f" with {class_weights} class weights" if class_weights else ""
     raise BookBuildError(f"no finished run of {model}{weights} under {runs_dir}: train one (`pskin train --model "
@@ -160,12 +159,11 @@ def run_settings(run) -> pd.DataFrame:
     """What a run was: network, track, size, epochs, batch, optimiser, class weights, how its epoch was kept, its
     precision and training minutes, as ``setting, value`` rows."""
     run = RunRecord.open(run, finished=True)
-    config, history = run.recorded["config"], run.history
-    settings = {"network": config["model"], "track": TRACK_NAMES[bool(config.get("pretrained"))],
-                "image size (px)": config["image_size"],
-                "epochs run": len(history), "batch": config["batch_size"],
-                "optimiser": f"{config['optimizer']}, lr {config['lr']:g}", "class weights": config["class_weights"],
-                "epoch kept by": f"validation {config['select_metric']}",
+    config, history = run.config, run.history
+    settings = {"network": config.model, "track": TRACK_NAMES[config.pretrained], "image size (px)": config.image_size,
+                "epochs run": len(history), "batch": config.batch_size,
+                "optimiser": f"{config.optimizer}, lr {config.lr:g}", "class weights": config.class_weights,
+                "epoch kept by": f"validation {config.select_metric}",
                 "precision": run.recorded["environment"]["precision"],
                 "training minutes": history["seconds"].sum() / 60}
     return pd.DataFrame(list(settings.items()), columns=["setting", "value"])
@@ -284,14 +282,16 @@ def paper_procedures(built: pd.DataFrame) -> dict[str, RunRecord]:
     return {row.label.removeprefix("this build: "): RunRecord(row.path) for row in pairs.itertuples()}
 
 
-def _best(table: pd.DataFrame, rows, by: str = "balanced_accuracy"):
+def _best(table: pd.DataFrame, rows):
+    """The row of ``rows`` best on validation (balanced accuracy): the book never chooses a run by its test score."""
     part = table[rows]
-    return part.loc[part[by].idxmax()] if len(part) else None
+    return part.loc[part["val_balanced_accuracy"].idxmax()] if len(part) else None
 
 
 def track_comparisons(sets: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """For each set of runs holding both tracks: its best run from scratch against its best pretrained run (best
-    test balanced accuracy), with McNemar's test on their test images; sets tested on other images are left out."""
+    """For each set of runs holding both tracks: its best run from scratch against its best pretrained run, each
+    chosen on validation balanced accuracy, with McNemar's test on their test images; sets tested on other images are
+    left out."""
     rows = []
     for origin, table in sets.items():
         if not len(table):
@@ -374,7 +374,7 @@ def headline(runs_dir: str | os.PathLike, reference_dir: str | os.PathLike) -> p
             *[{"what": "published anchor", "value": a["value"], "detail": a["what"], "chapter": "04_results"}
               for a in PUBLISHED_ANCHORS]]
     for pretrained, what in TRACK_NAMES.items():
-        best = _best(real, real["pretrained"] == pretrained, "val_balanced_accuracy") if len(real) else None
+        best = _best(real, real["pretrained"] == pretrained) if len(real) else None
         if best is not None:
             rows.append({"what": f"this book, {what} (HAM10000 test)", "value": best["balanced_accuracy"],
                          "low": best["balanced_accuracy_low"], "high": best["balanced_accuracy_high"],

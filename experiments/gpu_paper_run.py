@@ -51,8 +51,8 @@ import traceback
 from pathlib import Path
 
 from experiments.gpu_pack import DEFAULT_PACK, unpack
-from pskinlib.errors import DataError, ParameterError, PskinError
-from pskinlib.io import atomic_path, read_json, write_json
+from pskinlib.errors import DataError, ParameterError, PskinError, check_int
+from pskinlib.io import atomic_path, make_folder, read_json, write_json
 from pskinlib.runs import GPU_RUN_SUMMARY, RunRecord
 from pskinlib.train.config import PROFILES
 from pskinlib.train.losses import WEIGHT_SCHEMES
@@ -114,17 +114,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             raise ParameterError(f"--weights: expected schemes among {[w for w in WEIGHT_SCHEMES if w != 'manual']}, "
                                  f"got {list(args.weights)}.")
         for name in ("epochs", "probe_steps"):
-            if getattr(args, name) < 1:
-                raise ParameterError(f"--{name.replace('_', '-')}: expected an integer >= 1, got "
-                                     f"{getattr(args, name)}.")
+            check_int(f"--{name.replace('_', '-')}", getattr(args, name), 1)
         if not 16 <= args.size <= 1024:
             raise ParameterError(f"--size: expected 16 to 1024 pixels, got {args.size}.")
         for name in ("max_minutes", "snapshot_seconds"):
             if not (getattr(args, name) > 0 and math.isfinite(getattr(args, name))):
                 raise ParameterError(f"--{name.replace('_', '-')}: expected a positive number, got "
                                      f"{getattr(args, name)}.")
-        if args.max_train_batches is not None and args.max_train_batches < 1:
-            raise ParameterError(f"--max-train-batches: expected an integer >= 1, got {args.max_train_batches}.")
+        if args.max_train_batches is not None:
+            check_int("--max-train-batches", args.max_train_batches, 1)
         if args.archive is None:
             if not os.environ.get("OUT"):
                 raise ParameterError("--archive: not given and $OUT is not set; name where the archive goes.")
@@ -239,7 +237,7 @@ class Log:
     """Every line of the command and its models, on the screen and in ``--log``."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent, "--log")
         self.file, self.lock = open(path, "a", buffering=1), threading.Lock()
 
     def __call__(self, line: str) -> None:
@@ -440,7 +438,7 @@ def unpack_archive(args: argparse.Namespace) -> int:
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():
             target.rename(old)
-        into.mkdir(parents=True, exist_ok=True)
+        make_folder(into, "--into")
         shutil.move(str(unpacked), str(target))
         shutil.rmtree(old, ignore_errors=True)
     summary = read_json(target / GPU_RUN_SUMMARY)

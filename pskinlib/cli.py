@@ -14,22 +14,30 @@ import sys
 import time
 from pathlib import Path
 
-from .info import PAPER_CLASSES, SYNTHETIC_WARNING
+from .info import ALL_CLASSES, DOWNLOAD_SOURCES, PAPER_CLASSES, SEXES, SYNTHETIC_WARNING
 
 DEBUG_ENV = "PSKIN_DEBUG"
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="folder holding HAM10000 (default: $PSKIN_DATA, else data/ham10000)")
+    from .data.ham10000 import DATA_ENV, DEFAULT_DATA_DIR
+
+    parser.add_argument("--data-dir", help=f"folder holding HAM10000 (default: ${DATA_ENV}, else {DEFAULT_DATA_DIR})")
     parser.add_argument("--classes", default=",".join(PAPER_CLASSES),
-                        help="comma-separated dx codes, or 'all' for the seven (default: mel,nv,bkl)")
+                        help=f"comma-separated dx codes, or 'all' for the {len(ALL_CLASSES)} (default: "
+                             f"{','.join(PAPER_CLASSES)})")
     parser.add_argument("--skip-missing", action="store_true", help="leave out images absent from disk")
 
 
 def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--protocol", choices=["grouped", "paper"], default="grouped")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fractions", default="0.70,0.15,0.15", help="train,val,test fractions (grouped)")
+    """The split's flags, with the defaults training uses, so ``data summary`` shows the split a run would draw."""
+    from .data.splits import PROTOCOLS
+    from .train.config import TrainConfig
+
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=TrainConfig.protocol)
+    parser.add_argument("--seed", type=int, default=TrainConfig.split_seed)
+    parser.add_argument("--fractions", default=",".join(f"{f:.2f}" for f in TrainConfig.fractions),
+                        help="train,val,test fractions (grouped)")
 
 
 def _load(args):
@@ -84,28 +92,31 @@ def cmd_data_prepare(args) -> int:
 
 def cmd_data_download(args) -> int:
     from .data.download import download_ham10000, download_isic2017
-    from .data.ham10000 import DEFAULT_DATA_DIR
+    from .data.ham10000 import DATA_ENV, DEFAULT_DATA_DIR
+    from .data.labelled_folders import ISIC2017_DEFAULT_DIR, ISIC2017_ENV
 
     if args.dataset == "isic2017":
-        target = Path(args.data_dir) if args.data_dir else Path("data") / "isic2017"
+        target = Path(args.data_dir) if args.data_dir else ISIC2017_DEFAULT_DIR
         download_isic2017(target, progress=not args.quiet, base_url=args.base_url, overwrite=args.overwrite)
         print(f"ISIC 2017 Part 3 (validation and test) is in {target}, its content verified; evaluate on it with "
-              f"--external {target}, and set PSKIN_ISIC2017={target}")
+              f"--external {target}, and set {ISIC2017_ENV}={target}")
         return 0
     target = Path(args.data_dir) if args.data_dir else DEFAULT_DATA_DIR
     download_ham10000(target, progress=not args.quiet, base_url=args.base_url)
-    print(f"HAM10000 is in {target}, its content verified; use it with --data-dir {target} or PSKIN_DATA={target}")
+    print(f"HAM10000 is in {target}, its content verified; use it with --data-dir {target} or {DATA_ENV}={target}")
     return 0
 
 
 def cmd_data_import(args) -> int:
-    from .data.labelled_folders import import_derm7pt, import_ph2
+    from .data.labelled_folders import IMPORTERS
 
-    importer = {"ph2": import_ph2, "derm7pt": import_derm7pt}[args.dataset]
-    counts = importer(args.folder, args.out, overwrite=args.overwrite)
+    counts = IMPORTERS[args.dataset](args.folder, args.out, overwrite=args.overwrite)
     left_out = counts.pop("left_out", {})
-    print(f"{args.dataset}: wrote {sum(counts.values())} images ({counts}) to {args.out}"
-          + (f"; left out {sum(left_out.values())} of other diagnoses ({left_out})" if left_out else ""))
+    print(f"{args.dataset}: wrote {sum(counts.values())} images to {args.out}: "
+          + ", ".join(f"{code} {n}" for code, n in counts.items()))
+    if left_out:
+        print(f"left out {sum(left_out.values())} image(s), a diagnosis outside the classes pskin imports: "
+              + ", ".join(f"{diagnosis} {n}" for diagnosis, n in left_out.items()))
     return 0
 
 
@@ -167,16 +178,25 @@ def _config_from_args(args):
 def _result_line(report: dict) -> str:
     """Accuracy, balanced accuracy with its bootstrap CI, and per-class recall of a metrics report."""
     ci = report["bootstrap"]["balanced_accuracy"]
-    recalls = ", ".join(f"{code} {v['recall']:.3f}" for code, v in report["per_class"].items())
+    # A class with no image in the set has no recall (None): nothing was there to find.
+    recalls = ", ".join(f"{code} " + ("(no image)" if v["recall"] is None else f"{v['recall']:.3f}")
+                        for code, v in report["per_class"].items())
     return (f"accuracy {report['accuracy']:.3f}, balanced accuracy {report['balanced_accuracy']:.3f} "
             f"(95% CI {ci['low']:.3f}-{ci['high']:.3f}); recall {recalls}")
 
 
 def cmd_train(args) -> int:
-    from .runs import RunRecord
+    from .io import make_folder
+    from .runs import RunRecord, default_runs_dir
     from .train.trainer import resume, train
 
-    run_dir = resume(args.resume) if args.resume else train(_config_from_args(args), runs_dir=args.runs_dir)
+    if args.resume:
+        run_dir = resume(args.resume)
+    else:
+        config = _config_from_args(args)
+        # Made before the data is read: a folder that cannot be made fails at once, not after preparing the images.
+        runs_dir = make_folder(args.runs_dir or default_runs_dir(), "--runs-dir")
+        run_dir = train(config, runs_dir=runs_dir)
     run = RunRecord.open(run_dir)
     metrics = run.metrics
     print(f"run: {run.path}")
@@ -189,29 +209,47 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _left_out_lines(metrics: dict) -> list[str]:
+    """One line per reason an evaluation left images out, with the count per ``<source_dataset>/<dx>``."""
+    from .evaluate.image_folder import left_out_by_reason
+
+    return [f"left out {sum(counts.values())} image(s), {reason}: "
+            + ", ".join(f"{group} {n}" for group, n in counts.items())
+            for reason, counts in left_out_by_reason(metrics).items() if counts]
+
+
 def cmd_evaluate(args) -> int:
-    from .evaluate.external_validation import evaluate_external
+    from .evaluate.external_validation import SENSITIVITIES, evaluate_external
     from .evaluate.image_folder import evaluate_folder
+    from .info import CLASSES, MELANOMA
 
     if args.external:
-        if args.images or args.labels or args.metadata:
-            raise_usage("evaluate: --external takes labelled folders; leave out --images, --labels and --metadata.")
+        if args.images or args.labels or args.metadata or args.out:
+            raise_usage("evaluate: --external takes labelled folders and records the result in the run (name it "
+                        "with --name); leave out --images, --labels, --metadata and --out.")
         metrics = evaluate_external(args.run_dir, args.external, name=args.name or "external", device=args.device,
                                     tta_views=args.tta_views)
+        target = f"{SENSITIVITIES[0]:.0%}"  # the operating points are keyed as the thresholds are named
         for group, report in metrics["groups"].items():
             line = f"{group}: {report['n']} images, {_result_line(report)}"
-            point = report.get("melanoma_operating_points", {}).get("80%")
+            point = report.get("melanoma_operating_points", {}).get(target)
             if point is not None:
-                line += (f"; melanoma at the HAM10000-validation threshold for 80 %: sensitivity "
-                         f"{point['sensitivity']['estimate']:.3f}, specificity {point['specificity']['estimate']:.3f}")
+                line += (f"; {CLASSES[MELANOMA].name} at the HAM10000-validation threshold for {target} sensitivity: "
+                         f"sensitivity {point['sensitivity']['estimate']:.3f}, specificity "
+                         f"{point['specificity']['estimate']:.3f}")
             print(line)
-        return 0
-    if not (args.images and args.labels):
-        raise_usage("evaluate: give --images DIR --labels CSV, or --external DIR [DIR ...].")
-    metrics = evaluate_folder(args.run_dir, args.images, args.labels, out_dir=args.out, device=args.device,
-                              metadata=args.metadata)
-    print(f"{metrics['n']} images: accuracy {metrics['accuracy']:.3f}, balanced accuracy "
-          f"{metrics['balanced_accuracy']:.3f}")
+    else:
+        if not (args.images and args.labels):
+            raise_usage("evaluate: give --images DIR --labels CSV, or --external DIR [DIR ...].")
+        if args.name or args.tta_views:
+            raise_usage("evaluate: --name and --tta-views go with --external; with --images the result goes to "
+                        "--out (default: RUN_DIR/eval-<images folder name>).")
+        metrics = evaluate_folder(args.run_dir, args.images, args.labels, out_dir=args.out, device=args.device,
+                                  metadata=args.metadata)
+        print(f"{metrics['n']} images: accuracy {metrics['accuracy']:.3f}, balanced accuracy "
+              f"{metrics['balanced_accuracy']:.3f}")
+    for line in _left_out_lines(metrics):
+        print(line)
     return 0
 
 
@@ -269,9 +307,11 @@ def name_value(text: str) -> tuple[str, object]:
 
 
 def cmd_export(args) -> int:
+    from .io import make_folder
     from .runs import RunRecord
 
-    print(f"exported to {RunRecord.open(args.run_dir).export(args.destination).path}")
+    record = RunRecord.open(args.run_dir)
+    print(f"exported to {record.export(make_folder(args.destination, 'destination')).path}")
     return 0
 
 
@@ -317,6 +357,12 @@ def _command(commands, name: str, func, help: str, **kwargs) -> argparse.Argumen
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data.cache import CACHE_ENV
+    from .data.ham10000 import DATA_ENV, DEFAULT_DATA_DIR
+    from .data.labelled_folders import IMPORTERS, ISIC2017_DEFAULT_DIR
+    from .runs import RUNS_ENV
+    from .train.config import TTA_VIEWS
+
     parser = argparse.ArgumentParser(prog="pskin", description="Pigmented skin lesion recognition on HAM10000.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -335,21 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = _command(data_commands, "prepare", cmd_data_prepare, "decode and resize every image once into the cache")
     _add_data_arguments(prepare)
     prepare.add_argument("--size", type=int, default=128, help="image side in pixels")
-    prepare.add_argument("--cache-dir", help="default: $PSKIN_CACHE or ~/.cache/pskin")
+    prepare.add_argument("--cache-dir", help=f"default: ${CACHE_ENV} or ~/.cache/pskin")
     prepare.add_argument("--skip-unreadable", action="store_true", help="leave out images that do not decode")
     prepare.add_argument("--quiet", action="store_true")
 
     download = _command(data_commands, "download", cmd_data_download,
                         "fetch HAM10000 (ISIC 2018 Task 3) or ISIC 2017 Part 3")
-    download.add_argument("dataset", nargs="?", choices=["ham10000", "isic2017"], default="ham10000")
-    download.add_argument("--data-dir", help="target folder (default: data/ham10000, data/isic2017)")
+    download.add_argument("dataset", nargs="?", choices=list(DOWNLOAD_SOURCES), default="ham10000")
+    download.add_argument("--data-dir", help=f"target folder (default: {DEFAULT_DATA_DIR}, {ISIC2017_DEFAULT_DIR})")
     download.add_argument("--overwrite", action="store_true", help="replace an earlier labelled folder (isic2017)")
     download.add_argument("--base-url", help="mirror to download from instead of the official one")
     download.add_argument("--quiet", action="store_true")
 
     import_ = _command(data_commands, "import", cmd_data_import,
                        "turn PH2 or derm7pt, as unpacked, into a labelled folder")
-    import_.add_argument("dataset", choices=["ph2", "derm7pt"])
+    import_.add_argument("dataset", choices=list(IMPORTERS))
     import_.add_argument("folder", help="the official distribution, unpacked")
     import_.add_argument("--out", required=True, help="the labelled folder to write (labels.csv and images/)")
     import_.add_argument("--overwrite", action="store_true", help="replace an earlier labelled folder in --out")
@@ -362,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = _command(commands, "train", cmd_train, "train a model and write its run folder")
     _add_config_arguments(train)
-    train.add_argument("--runs-dir", help="where run folders go (default: $PSKIN_RUNS or runs/)")
+    train.add_argument("--runs-dir", help=f"where run folders go (default: ${RUNS_ENV} or runs/)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
 
     evaluate = _command(commands, "evaluate", cmd_evaluate, "evaluate a trained run on labelled images from anywhere")
@@ -371,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="labelled folders (labels.csv with image_id,dx,source_dataset and images/): per "
                                "source and pooled, with intervals, calibration and melanoma operating points")
     evaluate.add_argument("--name", help="the evaluation's name in the run (default: external)")
-    evaluate.add_argument("--tta-views", choices=["flips", "dihedral", "dihedral_zoom"],
+    evaluate.add_argument("--tta-views", choices=TTA_VIEWS,
                           help="with --external: predict with these test-time views instead of the run's own")
     evaluate.add_argument("--images", help="folder of <image_id>.jpg/.png files, any size")
     evaluate.add_argument("--labels", help="CSV with columns image_id,dx")
@@ -385,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+")
     predict.add_argument("--device", default="auto")
     predict.add_argument("--age", type=float, help="patient's age in years (uses the fusion head)")
-    predict.add_argument("--sex", help="male or female (uses the fusion head)")
+    predict.add_argument("--sex", help=f"{' or '.join(SEXES)} (uses the fusion head)")
     predict.add_argument("--site", help="body site as HAM10000 spells it, e.g. back, face, "
                          "'lower extremity' (uses the fusion head)")
 
@@ -399,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fuse = _command(commands, "fuse", cmd_fuse, "refit a run's head on its image features plus age, sex and body site")
     fuse.add_argument("run_dir")
-    fuse.add_argument("--data-dir", help="HAM10000 folder (default: the run's, or $PSKIN_DATA)")
+    fuse.add_argument("--data-dir", help=f"HAM10000 folder (default: the run's, or ${DATA_ENV})")
     fuse.add_argument("--image-only", action="store_true",
                       help="refit on the image features alone (the control for what the metadata adds)")
     fuse.add_argument("--device", default="auto")

@@ -59,6 +59,10 @@ PAPER_REPORTED = {
 # balanced accuracy of 1/K on the paper's K classes, the floor every chapter marks.
 ONE_ANSWER_BALANCED_ACCURACY = 1 / len(PAPER_CLASSES)
 
+# The class whose missed cases matter most: its thresholds are carried to other images, its recall is reported
+# by subgroup, and a referral rule is built on its probability.
+MELANOMA = "mel"
+
 # The two tracks a network is trained on, by its config's ``pretrained`` flag: the names tables and labels use.
 TRACK_NAMES: dict[bool, str] = {False: "from scratch", True: "ImageNet-pretrained"}
 TRACK_SHORT_NAMES: dict[bool, str] = {False: "scratch", True: "pretrained"}

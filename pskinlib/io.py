@@ -2,8 +2,10 @@
 
 :func:`atomic_path` is the one way pskin writes a file: to a temporary name beside it, then renamed over it in one
 step, so a process killed at any moment leaves the previous complete version (or nothing). The JSON, CSV and text
-writers below, the image cache, the checkpoints and the data packs all go through it. :func:`read_csv` and
-:func:`read_json` turn an empty, malformed or missing file into a :class:`~pskinlib.errors.DataError` naming it.
+writers below, the image cache, the checkpoints and the data packs all go through it. :func:`make_folder` is the one
+way pskin makes an output folder: a path it cannot make one at (under a file, without permission) is an
+:class:`~pskinlib.errors.OutputFolderError` naming the folder and what to do. :func:`read_csv` and :func:`read_json`
+turn an empty, malformed or missing file into a :class:`~pskinlib.errors.DataError` naming it.
 """
 
 from __future__ import annotations
@@ -17,15 +19,44 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, OutputExistsError, OutputFolderError
+
+
+def make_folder(path: str | os.PathLike, what: str) -> Path:
+    """The folder ``path``, made with its parents if it does not exist. ``what`` names it for the user (a parameter
+    such as ``out_dir``, or what goes there); a folder that cannot be made there (a file in the way, no permission,
+    a read-only disk) is an :class:`OutputFolderError` saying so, instead of a traceback."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputFolderError(f"{what}: {path} exists and is not a folder; choose another path, or move that file "
+                                "away.") from None
+    except NotADirectoryError:
+        in_the_way = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        where = f"{in_the_way} is a file, not a folder" if in_the_way else "a part of the path is not a folder"
+        raise OutputFolderError(f"{what}: cannot make the folder {path}: {where}; choose a path that is not under a "
+                                "file.") from None
+    except PermissionError:
+        raise OutputFolderError(f"{what}: no permission to make the folder {path}; choose a folder you may write "
+                                "to.") from None
+    except OSError as exc:
+        raise OutputFolderError(f"{what}: cannot make the folder {path} ({exc.strerror or exc}); choose another "
+                                "folder.") from None
+    if not os.access(path, os.W_OK | os.X_OK):  # an existing folder may still refuse new files
+        raise OutputFolderError(f"{what}: no permission to write in the folder {path}; choose a folder you may "
+                                "write to.")
+    return path
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed to ``path`` when the block ends without an error, and
-    removed when it fails. The folder is created if needed."""
+    removed when it fails. The folder is created if needed (:func:`make_folder`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise OutputExistsError(f"{path} is a folder, and pskin writes a file there; give a file's path instead.")
+    make_folder(path.parent, f"writing {path}")
     # Keep the suffix last: numpy and torch look at it.
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:

@@ -6,6 +6,10 @@ numbers, dicts or a pandas table, ready for JSON. Scikit-learn computes the repo
 confusion matrices, to the same numbers); this module adds input checks, specificity, calibration (error,
 reliability bins, temperature scaling), percentile-bootstrap intervals (on a few hundred test images an accuracy of
 0.65 is only known to about +/- 0.045), McNemar's test, the majority baseline and clinical operating points.
+
+A class with no image in a set (PH2 has no seborrheic keratosis) gets no recall, F1 or AUC there (None, never 0),
+and every macro figure averages over the classes present: the report names both (``absent_classes``,
+``macro["classes"]``) and :func:`absent_classes_note` says it in words.
 """
 
 from __future__ import annotations
@@ -152,11 +156,14 @@ def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int
 def classification_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, ...]) -> dict:
     """Every test-set metric the book reports, as a JSON-serialisable dict.
 
-    Keys: ``n``, ``classes``, ``accuracy``, ``balanced_accuracy`` (mean recall over classes present in ``y_true``),
+    Keys: ``n``, ``classes``, ``absent_classes`` (the codes with no image in ``y_true``, e.g. ``["bkl"]`` for
+    PH2; usually ``[]``), ``accuracy``, ``balanced_accuracy`` (mean recall over the classes present),
     ``per_class`` (``{code: {precision, recall, specificity, f1, support}}``, ``zero_division=0``), ``macro``
-    (over all K classes, an absent class counting recall 0; also specificity), ``weighted`` (by support),
-    ``confusion_matrix`` (rows true), ``roc_auc_ovr`` (``{"per_class": {code: AUC or None}, "macro"}``, None for a
-    class absent from ``y_true`` or covering it), ``ece`` (15 bins) and ``log_loss`` (nats).
+    (precision, recall, F1 and specificity averaged over the classes present, named in its ``classes``),
+    ``weighted`` (by support), ``confusion_matrix`` (rows true), ``roc_auc_ovr`` (``{"per_class": {code: AUC or
+    None}, "macro"}``, None for a class absent from ``y_true`` or covering it), ``ece`` (15 bins) and ``log_loss``
+    (nats). An absent class has no recall, F1 or AUC (None, not 0: there was nothing to find), and no precision
+    unless the model predicted it (then 0: every such call was wrong); its specificity is still defined.
     """
     y_true, y_prob, classes = _check_inputs(y_true, y_prob, classes)
     y_pred = y_prob.argmax(axis=1)
@@ -166,23 +173,30 @@ def classification_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[s
     precision, recall, f1, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels,
                                                                          zero_division=0)
     specificity = specificity_per_class(confusion)
+    present = [k for k in labels if support[k] > 0]
+    predicted = np.bincount(y_pred, minlength=len(labels))
     averages = {}
-    for average in ("macro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average,
+    # An absent class's recall 0 would be a figure about images that do not exist: macro means leave it out.
+    for average, over in (("macro", present), ("weighted", labels)):
+        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=over, average=average,
                                                          zero_division=0)
         averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
-    averages["macro"]["specificity"] = float(specificity.mean())
+    averages["macro"]["specificity"] = float(specificity[present].mean())
+    averages["macro"]["classes"] = [classes[k] for k in present]
     # AUC needs positives and negatives; None rather than NaN keeps the report valid JSON.
     auc = {code: None if (y_true == k).all() or not (y_true == k).any()
            else float(skm.roc_auc_score(y_true == k, y_prob[:, k])) for k, code in enumerate(classes)}
     defined = [v for v in auc.values() if v is not None]
     return {
         "n": len(y_true), "classes": list(classes),
+        "absent_classes": [code for k, code in enumerate(classes) if support[k] == 0],
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         # scikit-learn's balanced accuracy: the mean recall over the classes present in y_true.
         "balanced_accuracy": float(recall[support > 0].mean()),
-        "per_class": {code: {"precision": float(precision[k]), "recall": float(recall[k]),
-                             "specificity": float(specificity[k]), "f1": float(f1[k]), "support": int(support[k])}
+        "per_class": {code: {"precision": float(precision[k]) if support[k] or predicted[k] else None,
+                             "recall": float(recall[k]) if support[k] else None,
+                             "specificity": float(specificity[k]), "f1": float(f1[k]) if support[k] else None,
+                             "support": int(support[k])}
                       for k, code in enumerate(classes)},
         **averages,  # "macro", "weighted"
         "confusion_matrix": confusion.astype(int).tolist(),
@@ -194,7 +208,8 @@ def classification_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[s
 
 def report_table(report: dict, classes: tuple[str, ...]) -> pd.DataFrame:
     """Per-class table of a :func:`classification_report` for a notebook: rows by display name in the order of
-    ``classes``, columns ``code, precision, recall, specificity, f1, support``."""
+    ``classes``, columns ``code, precision, recall, specificity, f1, support``; a figure the report leaves undefined
+    (a class with no image in the set has no recall or F1) is NaN, which the book shows as a dash."""
     classes = _check_classes(classes)
     try:
         per_class = report["per_class"]
@@ -207,7 +222,23 @@ def report_table(report: dict, classes: tuple[str, ...]) -> pd.DataFrame:
     columns = ["precision", "recall", "specificity", "f1", "support"]
     table = pd.DataFrame([{"code": code, **{c: per_class[code][c] for c in columns}} for code in classes],
                          index=pd.Index([CLASSES[code].name for code in classes], name="class"))
-    return table.astype({"support": int})
+    # float, not object, even when a column is all None (NaN), so the table sorts and plots like any other.
+    return table.astype({**{c: float for c in columns[:-1]}, "support": int})
+
+
+def absent_classes_note(report: dict) -> str | None:
+    """The note a table or printout of ``report`` needs when its set lacks a class, e.g. ``"no bkl image in this
+    set: bkl has no recall, F1 or AUC; macro figures average over mel, nv"``; None when every class has images.
+    A report written before ``absent_classes`` existed is read by its supports."""
+    absent = report.get("absent_classes")
+    if absent is None:
+        absent = [code for code, values in report["per_class"].items() if values["support"] == 0]
+    if not absent:
+        return None
+    names = " or ".join(absent)
+    present = [code for code in report["classes"] if code not in absent]
+    return (f"no {names} image in this set: {names} {'has' if len(absent) == 1 else 'have'} no recall, F1 or AUC; "
+            f"macro figures average over {', '.join(present)}")
 
 
 def confusion_scores(confusion: ArrayLike, classes: tuple[str, ...] | list[str]) -> dict[str, float]:
@@ -218,7 +249,7 @@ def confusion_scores(confusion: ArrayLike, classes: tuple[str, ...] | list[str])
     if matrix.shape != (len(classes), len(classes)):
         raise ParameterError(f"confusion: need a ({len(classes)}, {len(classes)}) count matrix for classes "
                              f"{list(classes)}, got shape {matrix.shape}.")
-    scores = _metrics_from_confusions(matrix[None])
+    scores = _metrics_from_confusions(matrix[None], matrix.sum(axis=1) > 0)
     return {"accuracy": float(scores["accuracy"][0]), "balanced_accuracy": float(scores["balanced_accuracy"][0]),
             **{f"recall_{code}": float(r) for code, r in zip(classes, scores["recall"][0])}}
 
@@ -246,7 +277,8 @@ def _resampled_indices(n: int, n_boot: int, seed: int):
 def _bootstrap_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: int,
                       seed: int) -> dict[str, np.ndarray]:
     """:func:`_metrics_from_confusions` of the test set itself (row 0, the estimates) and of its ``n_boot``
-    bootstrap resamples (rows 1 on), their confusion matrices counted without a Python loop."""
+    bootstrap resamples (rows 1 on), their confusion matrices counted without a Python loop; macro F1 over the
+    classes present in ``y_true`` (a resample that happens to lack one of them still counts its F1)."""
     pair = y_true * n_classes + y_pred  # one code per (true, predicted) cell
     cells = n_classes * n_classes
     blocks = []
@@ -255,12 +287,13 @@ def _bootstrap_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_
         codes = pair[indices] + (np.arange(len(indices)) * cells)[:, None]
         blocks.append(np.bincount(codes.ravel(), minlength=len(indices) * cells)
                       .reshape(len(indices), n_classes, n_classes))
-    return _metrics_from_confusions(np.concatenate(blocks))
+    return _metrics_from_confusions(np.concatenate(blocks), np.bincount(y_true, minlength=n_classes) > 0)
 
 
-def _metrics_from_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
+def _metrics_from_confusions(confusions: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
     """Accuracy, balanced accuracy, macro F1 ``(B,)`` and recall ``(B, K)`` (NaN for a class a resample lacks) of
-    ``(B, K, K)`` confusion matrices, defined as scikit-learn does."""
+    ``(B, K, K)`` confusion matrices, defined as scikit-learn does; the macro F1 averages over the classes
+    ``present`` (a ``(K,)`` mask: those with an image in the set that was resampled)."""
     confusions = confusions.astype(np.float64)
     true_positive = np.diagonal(confusions, axis1=1, axis2=2)
     actual, predicted = confusions.sum(axis=2), confusions.sum(axis=1)
@@ -268,12 +301,13 @@ def _metrics_from_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
         warnings.simplefilter("ignore", RuntimeWarning)  # an empty matrix: no class present, balanced accuracy NaN
         recall = np.where(actual > 0, true_positive / np.where(actual > 0, actual, 1), np.nan)
         # F1 = 2TP / (2TP + FP + FN), 0 for a class neither present nor predicted (zero_division=0); the macro
-        # mean runs over all K classes, as in classification_report.
+        # mean runs over the classes of the set, as in classification_report.
         seen = (actual + predicted) > 0
         f1 = np.where(seen, 2 * true_positive / np.where(seen, actual + predicted, 1), 0.0)
         return {"accuracy": true_positive.sum(axis=1) / np.maximum(confusions.sum(axis=(1, 2)), 1),  # 0 if empty
                 # sklearn's balanced accuracy averages recall over the classes present in y_true.
-                "balanced_accuracy": np.nanmean(recall, axis=1), "macro_f1": f1.mean(axis=1), "recall": recall}
+                "balanced_accuracy": np.nanmean(recall, axis=1), "macro_f1": f1[:, present].mean(axis=1),
+                "recall": recall}
 
 
 def _interval(estimate: float | None, samples: np.ndarray, confidence: float, n_boot: int) -> dict:
@@ -295,8 +329,9 @@ def bootstrap_ci(y_true: ArrayLike, y_prob_or_pred: ArrayLike, metric: str | Cal
     """Percentile-bootstrap interval of a metric over ``n_boot`` seeded resamples of the test images.
 
     ``y_prob_or_pred``: probabilities ``(N, K)`` or labels ``(N,)``. ``metric``: one of :data:`BOOTSTRAP_METRICS`
-    (``"recall:<code>"`` needs ``classes``; macro F1 over all K classes) or ``metric(y_true, y_prob_or_pred) ->
-    float``. Returns ``{"estimate", "low", "high", "n_boot", "confidence"}``, NaN resamples left out."""
+    (``"recall:<code>"`` needs ``classes``; macro F1 over the classes present in ``y_true``) or
+    ``metric(y_true, y_prob_or_pred) -> float``. Returns ``{"estimate", "low", "high", "n_boot", "confidence"}``,
+    NaN resamples left out."""
     n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
     y_true = _check_labels(y_true, "y_true")
 
@@ -348,7 +383,8 @@ def bootstrap_ci(y_true: ArrayLike, y_prob_or_pred: ArrayLike, metric: str | Cal
 def bootstrap_report(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, ...], n_boot: int = 1000,
                      seed: int = 0, confidence: float = 0.95) -> dict:
     """Bootstrap intervals of the headline metrics from the same resamples: ``{"accuracy", "balanced_accuracy",
-    "macro_f1": ci, "recall": {code: ci or None}}`` (:func:`bootstrap_ci` dicts; None for a class absent)."""
+    "macro_f1": ci, "recall": {code: ci or None}}`` (:func:`bootstrap_ci` dicts; None for a class absent from
+    ``y_true``, which the macro F1 leaves out too)."""
     n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
     y_true, y_prob, classes = _check_inputs(y_true, y_prob, classes)
     # One set of resamples for every metric: the intervals then describe the same hypothetical test sets.
@@ -389,7 +425,8 @@ def mcnemar_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike) -> dic
 def majority_baseline(y_train: ArrayLike, y_test: ArrayLike, n_classes: int,
                       classes: tuple[str, ...] | None = None) -> dict:
     """Test scores of always predicting the most frequent training class (ties: lowest label): ``{"class_index",
-    "class" (None without ``classes``), "n", "accuracy", "balanced_accuracy", "macro_f1"}``."""
+    "class" (None without ``classes``), "n", "accuracy", "balanced_accuracy", "macro_f1"}``, balanced accuracy and
+    macro F1 over the classes present in ``y_test``."""
     n_classes = check_int("n_classes", n_classes, 2)
     y_train = _check_labels(y_train, "y_train", n_classes)
     y_test = _check_labels(y_test, "y_test", n_classes)
@@ -397,7 +434,7 @@ def majority_baseline(y_train: ArrayLike, y_test: ArrayLike, n_classes: int,
         classes = _check_classes(classes, n_classes)
     majority = int(np.argmax(np.bincount(y_train, minlength=n_classes)))
     confusion = skm.confusion_matrix(y_test, np.full_like(y_test, majority), labels=list(range(n_classes)))
-    scores = _metrics_from_confusions(confusion[None])
+    scores = _metrics_from_confusions(confusion[None], confusion.sum(axis=1) > 0)
     return {"class_index": majority, "class": classes[majority] if classes is not None else None, "n": len(y_test),
             **{name: float(scores[name][0]) for name in BOOTSTRAP_METRICS[:3]}}
 
@@ -438,6 +475,9 @@ def bootstrap_scores(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, .
     """Bootstrap intervals of each class's precision and one-vs-rest ROC AUC and of the macro AUC (over classes
     present): ``{"precision": {code: ci}, "roc_auc": {code: ci}, "macro_auc": ci}``, None where undefined."""
     n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
+    # The estimates from the inputs as given: normalising twice moves the last bit and breaks exact ties either way,
+    # so the estimate would differ from classification_report's for the same predictions.
+    full = classification_report(y_true, y_prob, classes)
     y_true, y_prob, classes = _check_inputs(y_true, y_prob, classes)
     y_pred = y_prob.argmax(axis=1)
     k, n = len(classes), len(y_true)
@@ -453,7 +493,6 @@ def bootstrap_scores(y_true: ArrayLike, y_prob: ArrayLike, classes: tuple[str, .
             n_pos = positive.sum(1)
             auc[:, c] = ((ranks * positive).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))
     auc[~np.isfinite(auc)] = np.nan
-    full = classification_report(y_true, y_prob, classes)
     present = [c for c in range(k) if np.any(y_true == c)]
     ovr = full["roc_auc_ovr"]["per_class"]
     with warnings.catch_warnings():
@@ -533,8 +572,8 @@ def operating_point(positive: ArrayLike, scores: ArrayLike, threshold: float, n_
 
 
 __all__ = [
-    "apply_temperature", "bootstrap_ci", "bootstrap_scores", "fit_temperature", "operating_point",
-    "reliability_bins", "threshold_for_sensitivity", "confusion_scores", "summary_row", "pairwise_accuracy",
-    "bootstrap_report", "classification_report", "expected_calibration_error", "majority_baseline",
+    "absent_classes_note", "apply_temperature", "bootstrap_ci", "bootstrap_scores", "fit_temperature",
+    "operating_point", "reliability_bins", "threshold_for_sensitivity", "confusion_scores", "summary_row",
+    "pairwise_accuracy", "bootstrap_report", "classification_report", "expected_calibration_error", "majority_baseline",
     "mcnemar_test", "report_table", "report_with_intervals", "specificity_per_class",
 ]

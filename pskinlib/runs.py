@@ -13,14 +13,17 @@ A training run writes its folder through a :class:`RunRecord`::
     <run>/fusion-metadata/       the head refitted with age, sex and body site (fusion-image/: the control)
     <run>/eval-<name>/           an evaluation on another labelled folder (metrics.json, predictions.csv)
 
-Everything else in pskin asks a record (``RunRecord.open(path).metrics``, ``.predictions("test")``,
-``.checkpoint("best")``, ``.fusion(True)``) instead of spelling file names, so the format lives here alone. Every
-file is written atomically (:mod:`pskinlib.io`): a run killed at any moment leaves the previous complete version.
+Everything else in pskin asks a record (``RunRecord.open(path).metrics``, ``.config.model``,
+``.predictions("test")``, ``.checkpoint("best")``, ``.fusion(True)``) instead of spelling file names, so the format
+lives here alone. A record reads each of its files once and keeps what it read (a file written through the record is
+read again when next asked); a new record object reads the folder afresh. Every file is written atomically
+(:mod:`pskinlib.io`): a run killed at any moment leaves the previous complete version.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 import re
@@ -34,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import CheckpointError, DataError, OutputExistsError, ParameterError
-from .io import read_csv, read_json, write_bytes_atomic, write_csv, write_json
+from .io import make_folder, read_csv, read_json, write_bytes_atomic, write_csv, write_json
 
 RUNS_ENV = "PSKIN_RUNS"
 PARTS = ("val", "test")
@@ -110,14 +113,16 @@ class ResultRecord(os.PathLike):
         """Whether the results are written (``metrics.json`` is the last file a run writes)."""
         return (self.path / METRICS).is_file()
 
-    @property
+    @functools.cached_property
     def metrics(self) -> dict:
+        """``metrics.json``, read once (an unfinished record is an error, and is read again when asked again)."""
         if not self.finished:
             raise ParameterError(f"{self.path} is not finished: it holds no {METRICS}.")
         return read_json(self.path / METRICS)
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.path / METRICS, metrics)
+        self.__dict__.pop("metrics", None)  # read again, as written, when next asked
 
     def predictions_path(self, part: str | None = None) -> Path:
         if part is not None and part not in PARTS:
@@ -147,7 +152,7 @@ class ResultRecord(os.PathLike):
 class FusionRecord(ResultRecord):
     """A run's head refitted on its image features (and the patient's metadata): ``fusion.json`` holds the head."""
 
-    @property
+    @functools.cached_property
     def head(self) -> dict:
         if not (self.path / FUSION_HEAD).is_file():
             raise ParameterError(f"{self.path.parent} has no {self.name}/{FUSION_HEAD}; fit one first with "
@@ -157,6 +162,7 @@ class FusionRecord(ResultRecord):
 
     def write_head(self, head: dict) -> None:
         write_json(self.path / FUSION_HEAD, head)
+        self.__dict__.pop("head", None)  # read again, as written, when next asked
 
 
 class EnsembleRecord(ResultRecord):
@@ -166,12 +172,13 @@ class EnsembleRecord(ResultRecord):
     def finished(self) -> bool:
         return (self.path / ENSEMBLE_SUMMARY).is_file()
 
-    @property
+    @functools.cached_property
     def summary(self) -> dict:
         return read_json(self.path / ENSEMBLE_SUMMARY)
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.path / ENSEMBLE_SUMMARY, summary)
+        self.__dict__.pop("summary", None)  # read again, as written, when next asked
 
 
 class RunRecord(ResultRecord):
@@ -193,7 +200,7 @@ class RunRecord(ResultRecord):
         """A fresh folder ``root/<date-time>-<name>[-N]``; never an existing one (``mkdir`` without ``exist_ok``
         is atomic, so two runs started in the same second get different folders)."""
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
+        make_folder(root, "runs_dir")
         base = f"{time.strftime('%Y%m%d-%H%M%S')}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}"
         for n in range(1000):
             path = root / (base if n == 0 else f"{base}-{n}")
@@ -204,13 +211,18 @@ class RunRecord(ResultRecord):
 
     # -- what the run was ------------------------------------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def recorded(self) -> dict:
         """``config.json`` as written: ``config``, ``data``, ``class_weights``, ``environment``, ..."""
         return read_json(self.path / CONFIG)
 
-    def config(self, **overrides: Any):
-        """The run's :class:`~pskinlib.train.config.TrainConfig`, with ``overrides`` (e.g. another device)."""
+    @functools.cached_property
+    def config(self):
+        """The run's :class:`~pskinlib.train.config.TrainConfig`, as it trained."""
+        return self.config_with()
+
+    def config_with(self, **overrides: Any):
+        """The run's :class:`~pskinlib.train.config.TrainConfig` with ``overrides`` (e.g. another device)."""
         from .train.config import make_config
 
         values = dict(self.recorded["config"])
@@ -220,8 +232,9 @@ class RunRecord(ResultRecord):
     def classes(self) -> tuple[str, ...]:
         return tuple(self.recorded["data"]["classes"])
 
-    @property
+    @functools.cached_property
     def history(self) -> pd.DataFrame:
+        """``history.csv``, one row per epoch (empty before the first epoch ends)."""
         path = self.path / HISTORY
         return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
@@ -232,6 +245,8 @@ class RunRecord(ResultRecord):
 
     def write_config(self, record: dict) -> None:
         write_json(self.path / CONFIG, record)
+        for name in ("recorded", "config"):  # read again, as written, when next asked
+            self.__dict__.pop(name, None)
 
     def write_split(self, split: pd.DataFrame) -> None:
         from .data.splits import write_split
@@ -240,6 +255,7 @@ class RunRecord(ResultRecord):
 
     def write_history(self, history: pd.DataFrame) -> None:
         write_csv(self.path / HISTORY, history)
+        self.__dict__.pop("history", None)  # read again, as written, when next asked
 
     # -- checkpoints -----------------------------------------------------------------------------------------------
 
@@ -294,7 +310,8 @@ class RunRecord(ResultRecord):
             raise ParameterError(f"run_dir: {self.path} is not a finished run (no {METRICS}).")
         target = Path(destination) / self.name
         try:
-            target.mkdir(parents=True, exist_ok=False)
+            make_folder(Path(destination), "destination")
+            target.mkdir(exist_ok=False)
         except FileExistsError:
             raise OutputExistsError(f"{target} exists already; remove it or export elsewhere.") from None
         self.copy_to(target)

@@ -166,6 +166,17 @@ def test_run_benchmarks_refuses_bad_parameters_before_any_work(tiny_ham, argumen
         bench.run_benchmarks(tiny_ham, **{"out_path": "x.json", **arguments}, log=None)
 
 
+def test_a_results_file_under_a_file_is_one_error_line_before_any_work(tiny_ham, tmp_path, capsys):
+    from pskinlib.cli import main
+
+    (tmp_path / "afile").write_text("a regular file, where a folder would have to be")
+    out = tmp_path / "afile" / "results" / "benchmarks.json"
+    assert main(["bench", "--data-dir", str(tiny_ham), "--out", str(out), "--quick", "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pskin: error: out_path: cannot make the folder") and "afile is a file" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_bench_subcommand_parses_its_arguments():
     parser = argparse.ArgumentParser()
     bench.add_bench_parser(parser.add_subparsers(dest="command"))

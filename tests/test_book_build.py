@@ -3,6 +3,7 @@ figures, no error output, and a rendered widget."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from book.build import CHROMIUM, Chapter, book_chapters, chromium, served
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS: Path = Path()  # set by the smoke_book fixture
 BUILD_OUTPUT = ""  # what the build printed
+STUDY = "Xinyu Zhao. Image Recognition of Pigmented Skin Diseases Based on Deep Learning"
 
 
 
@@ -110,6 +112,11 @@ def test_every_chapter_reads_as_a_report_in_a_browser(smoke_book):
             found = page.locator("section#what-we-found")
             if found.count() and not found.locator("span.pasted-text").count():
                 problems.append(f"{name}: a 'What we found' section with no number glued from this build")
+            cites_study = chapter.notebook and "{cite}`study`" in (ROOT / "notebooks" / chapter.notebook).read_text()
+            if cites_study and "Zhao" not in text:
+                problems.append(f"{name}: cites the study without its author")
+            if name == "bibliography" and STUDY not in text:
+                problems.append(f"{name}: the study is not listed by its author and title")
             if chapter.notebook == "inspector.ipynb":
                 page.wait_for_selector(".jupyter-widgets, .widget-inline-hbox, .widget-button",
                                        timeout=30_000)
@@ -137,7 +144,7 @@ def test_widget_scripts_are_served_locally_when_npm_is_there(smoke_book):
     assert (static / "embed-amd.js").is_file() and (static / "require.js").is_file()
     fonts = smoke_book / "book" / "@jupyter-widgets"  # where the manager's stylesheet asks for them
     assert list(fonts.glob("*.woff2")), "the widget manager's icon fonts are not where its stylesheet looks"
-    inspector = (smoke_book / "book" / "06_inspector.html").read_text()
+    inspector = (smoke_book / "book" / "07_inspector.html").read_text()
     assert "_static/embed-amd.js" in inspector and "cdn.jsdelivr.net/npm/@jupyter-widgets" not in inspector
 
 
@@ -152,3 +159,42 @@ def test_the_build_prints_one_line_per_run_and_chapter_and_nothing_else(smoke_bo
     assert [line for line in lines if not BUILD_LINE.match(line)] == []
     assert sum(line.startswith("  chapter ") for line in lines) == len(book_chapters("smoke", "DATA", "RUNS"))
     assert sum(line.startswith("  run ") for line in lines) == 6  # two networks and Lite0, without and with weights
+
+
+@pytest.mark.slow
+def test_the_inspector_works_in_the_static_page_with_no_kernel_and_no_network(smoke_book):
+    """07_inspector.html in Chromium with the network cut: a confusion-matrix cell puts exactly that cell's images in
+    the gallery, and a thumbnail shows its class probabilities (and, for an error, its Grad-CAM map)."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    with served(smoke_book) as base, chromium(offline=True) as page:
+        errors = []  # scripts' errors; the inspector's must be none (the theme has one of its own on every page)
+        page.on("pageerror", lambda error: errors.append(f"{error}\n{error.stack}"))
+        page.goto(f"{base}/book/07_inspector.html", wait_until="networkidle")
+        block = page.locator(".pskin-static-inspector")
+        assert block.count() == 1 and block.get_attribute("data-ready") == "true", "inspector.js did not run"
+        data = json.loads(block.locator("script.pskin-static-data").text_content())
+        codes = [c["code"] for c in data["classes"]]
+        # The fullest error cell (a cell of the diagonal if the run made no error).
+        cells = [(t != p, count, t, p) for t, row in zip(codes, data["counts"]) for p, count in zip(codes, row)
+                 if count]
+        _, _, true, predicted = max(cells)
+        page.locator(f".pskin-cm-cell[data-true='{true}'][data-predicted='{predicted}']").click()
+        stored = [image for image in data["images"] if image["true"] == true and image["predicted"] == predicted]
+        thumbs = page.locator(".pskin-gallery .pskin-thumb")
+        shown = thumbs.evaluate_all("bs => bs.map(b => [b.dataset.id, b.dataset.true, b.dataset.predicted])")
+        assert 0 < len(shown) == min(48, len(stored))  # a page of 48 at most, "show more" for the rest
+        assert [s[0] for s in shown] == [image["id"] for image in stored[:48]]
+        assert all(s[1:] == [true, predicted] for s in shown)
+
+        image = stored[0]
+        thumbs.first.click()
+        detail = page.locator(".pskin-detail")
+        assert detail.get_attribute("data-id") == image["id"]
+        for code, p in zip(codes, image["p"]):
+            value = detail.locator(f".pskin-prob[data-class='{code}'] .pskin-prob-value").inner_text()
+            assert value == f"{100 * p:.1f}%", (code, value, p)
+        if true != predicted and data["gradcam"] != "none":
+            assert detail.locator(".pskin-detail-cam img").evaluate("i => i.complete && i.naturalWidth > 0")
+    assert not [e for e in errors if "inspector.js" in e], errors

@@ -1,11 +1,16 @@
-"""The ``pskin data`` commands, as a user runs them."""
+"""The ``pskin`` command line as a user runs it: the ``data`` commands, and the choices and defaults it offers."""
 
 from __future__ import annotations
 
+import argparse
+
 import pandas as pd
 
-from pskinlib.cli import main
-from pskinlib.info import PAPER_TABLE1
+from pskinlib.cli import build_parser, main
+from pskinlib.data.labelled_folders import IMPORTERS
+from pskinlib.data.splits import PROTOCOLS
+from pskinlib.info import DOWNLOAD_SOURCES, PAPER_CLASSES, PAPER_TABLE1
+from pskinlib.train.config import TTA_VIEWS, TrainConfig
 
 
 def test_summary_prints_counts_per_split_and_class(tiny_ham, capsys):
@@ -55,3 +60,31 @@ def test_real_summary_with_paper_protocol_prints_table_1(real_data_dir, capsys):
     expected = {(split, dx): n for split, row in PAPER_TABLE1.items() for dx, n in row.items()}
     assert _printed_counts(out) == expected
     assert "repeats" in out
+
+
+def _action(parser: argparse.ArgumentParser, *commands: str, dest: str) -> argparse.Action:
+    """The argument ``dest`` of the subcommand ``commands`` (e.g. "data", "split")."""
+    for name in commands:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return next(a for a in parser._actions if a.dest == dest)
+
+
+def test_the_command_line_offers_the_librarys_own_choices_and_defaults():
+    parser = build_parser()
+    assert _action(parser, "data", "split", dest="protocol").choices == PROTOCOLS
+    assert _action(parser, "data", "summary", dest="protocol").default == TrainConfig.protocol
+    fractions = _action(parser, "data", "summary", dest="fractions").default
+    assert tuple(float(f) for f in fractions.split(",")) == TrainConfig.fractions
+    assert _action(parser, "evaluate", dest="tta_views").choices == TTA_VIEWS
+    assert list(_action(parser, "data", "download", dest="dataset").choices) == list(DOWNLOAD_SOURCES)
+    assert list(_action(parser, "data", "import", dest="dataset").choices) == list(IMPORTERS)
+    classes = _action(parser, "data", "summary", dest="classes")
+    assert classes.default == ",".join(PAPER_CLASSES) and ",".join(PAPER_CLASSES) in classes.help
+
+
+def test_options_that_another_way_of_evaluating_ignores_are_refused(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--external", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--external" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--images", str(tmp_path), "--labels", "l.csv", "--tta-views",
+                 TTA_VIEWS[0]]) == 2
+    assert "--tta-views go with --external" in capsys.readouterr().err

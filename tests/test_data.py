@@ -10,8 +10,15 @@ import pytest
 from conftest import ham_rows, write_ham_folder
 from PIL import Image
 
-from pskinlib.data.ham10000 import find_data_dir, load_ham10000, load_image, read_metadata, validate_classes
-from pskinlib.errors import DataError
+from pskinlib.data.ham10000 import (
+    find_data_dir,
+    image_decodes,
+    load_ham10000,
+    load_image,
+    read_metadata,
+    validate_classes,
+)
+from pskinlib.errors import DataError, ParameterError
 from pskinlib.info import ALL_CLASSES, HAM10000, PAPER_CLASSES
 
 
@@ -129,6 +136,42 @@ def test_text_file_named_jpg_gives_an_error_naming_it(tmp_path):
     path.write_text("not an image")
     with pytest.raises(DataError, match="ISIC_0000001.jpg"):
         load_image(path)
+
+
+def test_a_file_that_does_not_decode_is_told_apart_without_an_error(tmp_path):
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.full((300, 400, 3), 120, dtype=np.uint8)).save(good, quality=90)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:200])
+    text = tmp_path / "text.png"
+    text.write_text("not an image")
+    assert image_decodes(good) and not image_decodes(truncated) and not image_decodes(text)
+    assert not image_decodes(tmp_path / "absent.jpg")
+
+
+def _integer_checks(tiny_ham, tmp_path):
+    """Integer parameters of the data layer, each with a value that is not an integer >= its minimum."""
+    from pskinlib.data.cache import prepare_images
+    from pskinlib.data.demo import make_demo_dataset
+    from pskinlib.data.download import download_file
+    from pskinlib.data.splits import make_split
+
+    images = load_ham10000(tiny_ham)
+    return {
+        "seed": lambda: make_split(images, "grouped", seed=-1),
+        "size": lambda: prepare_images(images, True, cache_dir=tmp_path),
+        "images_per_lesion": lambda: make_demo_dataset(tmp_path / "demo", images_per_lesion=np.float64(2.0)),
+        "chunk_size": lambda: download_file("http://127.0.0.1:9/x.zip", tmp_path / "x.zip", chunk_size=0),
+        "counts['train']['mel']": lambda: make_split(images, "paper", counts={
+            split: {"mel": 0 if split == "train" else 1, "nv": 1, "bkl": 1} for split in ("train", "val", "test")}),
+    }
+
+
+def test_integer_parameters_are_checked_by_the_one_check_with_one_message(tiny_ham, tmp_path):
+    for name, call in _integer_checks(tiny_ham, tmp_path).items():
+        with pytest.raises(ParameterError) as raised:
+            call()
+        assert str(raised.value).startswith(f"{name}: expected an integer >= "), str(raised.value)
 
 
 @pytest.mark.parametrize("bad", [["mel"], ["mel", "mel"], ["mel", "cat"], "mel,dog"])

@@ -171,3 +171,80 @@ def test_every_error_kind_is_a_pskin_error():
     assert all(issubclass(kind, PskinError) for kind in kinds)
     assert issubclass(DataError, ValueError)  # code written against ValueError still catches data errors
     assert Path(errors.__file__).name == "errors.py"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output folders that cannot be made: every command that writes says so in one line, before it starts the work.
+
+
+def _ph2_distribution(root: Path) -> Path:
+    """The smallest PH2 distribution `pskin data import ph2` reads: one common nevus."""
+    image = root / "PH2 Dataset images" / "IMD002" / "IMD002_Dermoscopic_Image" / "IMD002.bmp"
+    image.parent.mkdir(parents=True)
+    Image.fromarray(image_bytes_for("nv", "ISIC_0000002")).save(image, format="BMP")
+    (root / "PH2_dataset.txt").write_text("|| IMD002 ||     ||   0  ||  0  ||\n")
+    return root
+
+
+def _labels_csv(data: Path, path: Path) -> Path:
+    pd.read_csv(data / "HAM10000_metadata.csv")[["image_id", "dx"]].to_csv(path, index=False)
+    return path
+
+
+# Each command's arguments, given a finished run, its data, an output path under a regular file, and a scratch folder.
+WRITING_COMMANDS = {
+    "train --runs-dir": lambda run, data, out, tmp: [
+        "train", "--profile", "smoke", "--data-dir", data, "--image-size", "16", "--quiet", "--runs-dir", out],
+    "data split --out": lambda run, data, out, tmp: ["data", "split", "--data-dir", data, "--out", out / "split.csv"],
+    "data prepare --cache-dir": lambda run, data, out, tmp: [
+        "data", "prepare", "--data-dir", data, "--size", "16", "--cache-dir", out, "--quiet"],
+    "data demo --out": lambda run, data, out, tmp: ["data", "demo", "--out", out, "--lesions", "6"],
+    "data import --out": lambda run, data, out, tmp: [
+        "data", "import", "ph2", _ph2_distribution(tmp / "PH2Dataset"), "--out", out],
+    "data download --data-dir": lambda run, data, out, tmp: [
+        "data", "download", "--data-dir", out, "--base-url", f"http://127.0.0.1:{_closed_port()}/mirror", "--quiet"],
+    "evaluate --out": lambda run, data, out, tmp: [
+        "evaluate", run, "--images", data / "images", "--labels", _labels_csv(data, tmp / "labels.csv"), "--out", out],
+    "export": lambda run, data, out, tmp: ["export", run, out],
+    "ensemble --out": lambda run, data, out, tmp: ["ensemble", run, run, "--out", out],
+}
+
+
+@pytest.mark.parametrize("command", list(WRITING_COMMANDS))
+def test_an_output_folder_under_a_file_is_one_error_line(command, tiny_run, tmp_path, capsys):
+    run, data = tiny_run
+    in_the_way = tmp_path / "afile"
+    in_the_way.write_text("a regular file, where a folder would have to be")
+    argv = [str(a) for a in WRITING_COMMANDS[command](run, data, in_the_way / "out", tmp_path)]
+    assert main(argv) == 2
+    line = _error(capsys)
+    assert str(in_the_way) in line and "not a folder" in line and "choose" in line
+
+
+def test_fuse_that_cannot_make_its_folder_in_the_run_is_one_error_line(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "fusion-metadata").write_text("a regular file, where the fusion's folder goes")
+    assert main(["fuse", str(copy), "--device", "cpu"]) == 2
+    line = _error(capsys)
+    assert str(copy / "fusion-metadata") in line and "not a folder" in line
+
+
+def test_an_output_file_that_is_a_folder_is_one_error_line(tiny_ham, tmp_path, capsys):
+    assert main(["data", "split", "--data-dir", str(tiny_ham), "--out", str(tmp_path)]) == 2
+    line = _error(capsys)
+    assert str(tmp_path) in line and "is a folder" in line
+
+
+def test_an_output_folder_error_is_a_pskin_error_and_an_os_error(tmp_path):
+    from pskinlib.errors import OutputFolderError
+    from pskinlib.io import make_folder
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(OutputFolderError, match="out_dir: cannot make the folder") as raised:
+        make_folder(tmp_path / "afile" / "a" / "b", "out_dir")
+    assert isinstance(raised.value, OSError)  # code that catches OSError around a write still catches it
+    assert make_folder(tmp_path / "new" / "deeper", "out_dir").is_dir()

@@ -23,6 +23,14 @@ from pskinlib.data.labelled_folders import (
 from pskinlib.data.statistics import image_statistics, shift_table
 from pskinlib.errors import DataError, OutputExistsError
 from pskinlib.evaluate.external_validation import INTERNAL, POOLED, evaluate_external
+from pskinlib.evaluate.image_folder import (
+    REASON_NOT_RECORDED,
+    TRAINED_ON,
+    UNKNOWN_CLASS,
+    UNREADABLE,
+    leave_out,
+    left_out_by_reason,
+)
 from pskinlib.explain.inspector import load_evaluation_predictions
 from pskinlib.runs import RunRecord
 from pskinlib.train.config import make_config
@@ -115,6 +123,16 @@ def test_derm7pt_imports_the_dermoscopic_images_maps_the_diagnoses_and_counts_th
     assert (tmp_path / "d7" / "images" / "derm7pt_1.jpg").read_bytes() == first.read_bytes()
 
 
+def test_pskin_data_import_names_what_it_left_out(tmp_path, capsys):
+    source = _derm7pt(tmp_path / "derm7pt", [("clark nevus", "nv"), ("basal cell carcinoma", None),
+                                             ("lentigo", None), ("lentigo", None)])
+    assert main(["data", "import", "derm7pt", str(source), "--out", str(tmp_path / "d7")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(": nv 1") and "wrote 1 images" in out[0]
+    assert out[1] == ("left out 3 image(s), a diagnosis outside the classes pskin imports: basal cell carcinoma 1, "
+                      "lentigo 2")
+
+
 def test_an_unknown_derm7pt_diagnosis_or_a_broken_image_stops_the_import_before_anything_is_written(tmp_path):
     with pytest.raises(DataError, match="unknown diagnosis 'chilblain'"):
         derm7pt_code("chilblain")
@@ -195,7 +213,7 @@ def test_a_run_is_evaluated_per_source_and_pooled_with_thresholds_from_validatio
     external = _labelled(tmp_path / "external", rows)
     metrics = evaluate_external(run, [external])  # the CLI's number of resamples: the same intervals below
     assert set(metrics["groups"]) == {INTERNAL, "S2", "S1", POOLED}
-    assert metrics["left_out"] == {"S1/df": 6}  # a class the run does not know
+    assert metrics["left_out"] == {UNKNOWN_CLASS: {"S1/df": 6}}
     pooled = metrics["groups"][POOLED]
     assert pooled["n"] == 18 and set(pooled["bootstrap"]) >= {"balanced_accuracy", "roc_auc", "macro_auc"}
     assert set(pooled["melanoma_operating_points"]) == {"80%", "90%"}
@@ -217,3 +235,61 @@ def test_a_run_is_evaluated_per_source_and_pooled_with_thresholds_from_validatio
     assert list(table["evaluation"]) == ["external", "again"] and list(table["views"]) == ["none", "dihedral"]
     assert table.loc[0, "S1 balanced_accuracy"] == metrics["groups"]["S1"]["balanced_accuracy"]
     assert table.loc[0, "ece"] == metrics["groups"]["S2"]["calibration"]["ece"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Images an evaluation leaves out: counted by reason, recorded and printed, never dropped silently
+
+
+def test_images_a_run_cannot_be_scored_on_are_counted_by_reason(tmp_path):
+    rows = [("A1", "mel", "S1"), ("A2", "nv", "S1"), ("A3", "df", "S1"), ("A4", "df", "S1"), ("A5", "nv", "S1"),
+            ("B1", "mel", "T"), ("B2", "df", "T")]
+    folder = _labelled(tmp_path / "set", rows)
+    (folder / "images" / "A5.jpg").write_bytes(b"not a JPEG at all")
+    table = read_labelled_folder(folder).table
+    kept, left_out = leave_out(table, ("mel", "nv", "bkl"), trained_on=("T",))
+    assert list(kept["image_id"]) == ["A1", "A2"]
+    # The first reason that applies counts: T's dermatofibroma is a collection the run trained on.
+    assert left_out == {TRAINED_ON: {"T/mel": 1, "T/df": 1}, UNKNOWN_CLASS: {"S1/df": 2}, UNREADABLE: {"S1/nv": 1}}
+    _, by_class = leave_out(table.drop(columns="source_dataset"), ("mel", "nv", "bkl"))  # a plain image_id,dx CSV
+    assert by_class == {UNKNOWN_CLASS: {"df": 3}, UNREADABLE: {"nv": 1}}
+
+
+def test_left_out_counts_of_older_records_are_read_as_reason_not_recorded():
+    assert left_out_by_reason({"left_out": {"S1/df": 6}}) == {REASON_NOT_RECORDED: {"S1/df": 6}}
+    assert left_out_by_reason({"left_out": {}}) == {} and left_out_by_reason({}) == {}
+    assert left_out_by_reason({"left_out": {UNKNOWN_CLASS: {"S1/df": 6}}}) == {UNKNOWN_CLASS: {"S1/df": 6}}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A finished run of a few 16-px images (seconds on a CPU) and its data folder."""
+    root = tmp_path_factory.mktemp("left-out")
+    data = write_ham_folder(root / "ham", ham_rows({"mel": 8, "nv": 16, "bkl": 8}))
+    run = train(make_config("smoke", data_dir=str(data), image_size=16, epochs=1, batch_size=8, quiet=True,
+                            tta=False, threads=1, max_train_batches=2), runs_dir=root / "runs")
+    return run, data
+
+
+def test_evaluate_scores_the_known_classes_and_prints_what_it_left_out(small_run, tmp_path, capsys):
+    run, _ = small_run
+    rows = [(f"E{i}", dx, "S1") for i, dx in enumerate(["mel", "nv", "bkl", "df", "nv"] * 2)]
+    folder = _labelled(tmp_path / "set", rows)
+    (folder / "images" / "E9.jpg").write_bytes(b"not a JPEG at all")
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame(rows, columns=["image_id", "dx", "source_dataset"])[["image_id", "dx"]].to_csv(labels, index=False)
+
+    assert main(["evaluate", str(run), "--images", str(folder / "images"), "--labels", str(labels), "--out",
+                 str(tmp_path / "eval")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("7 images:")
+    assert "left out 2 image(s), class the run does not know: df 2" in out
+    assert "left out 1 image(s), unreadable image: nv 1" in out
+    assert RunRecord(tmp_path / "eval").metrics["left_out"] == {UNKNOWN_CLASS: {"df": 2}, UNREADABLE: {"nv": 1}}
+
+    assert main(["evaluate", str(run), "--external", str(folder), "--name", "left-out"]) == 0
+    out = capsys.readouterr().out
+    assert "left out 2 image(s), class the run does not know: S1/df 2" in out
+    assert "left out 1 image(s), unreadable image: S1/nv 1" in out
+    metrics = RunRecord.open(run).evaluations()["left-out"].metrics
+    assert metrics["images"] == 7 and metrics["left_out"] == {UNKNOWN_CLASS: {"S1/df": 2}, UNREADABLE: {"S1/nv": 1}}

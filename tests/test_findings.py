@@ -1,9 +1,9 @@
-"""The findings' rules: which method is adopted, and whether a recipe meets its bar, computed from records' rows."""
+"""The findings' rules: which method is adopted, and what a recipe reached over its split seeds, from records' rows."""
 
 import pandas as pd
 
 from book.findings import seeds_finding
-from book.outside import external_bar, method_choice
+from book.outside import adopted_finding, method_choice
 
 
 def method_row(method, val, internal, low, *, evaluation="external", extra="", test=0.5, sensitivity=0.5):
@@ -35,14 +35,15 @@ def test_the_baseline_stays_when_nothing_helps():
     assert method_choice(pd.DataFrame())["method_verdicts"] == []
 
 
-def test_the_external_bar_says_which_parts_are_met():
+def test_the_adopted_recipe_is_stated_by_its_means_and_range_over_seeds():
     rows = pd.DataFrame([method_row("sog", 0.6, 0.72, 0.7, test=0.66, sensitivity=0.55),
                          method_row("sog", 0.6, 0.70, 0.7, test=0.68, sensitivity=0.59)])
-    bar = external_bar(rows)
-    assert abs(bar["bar_balanced_accuracy"] - 0.67) < 1e-9 and bar["bar_seeds"] == 2
-    text = bar["bar_finding"].data
-    assert "0.670 (bar 0.65, met)" in text and "(bar 0.60, not met)" in text and "kept" in text
-    assert "not measured" in external_bar(pd.DataFrame())["bar_finding"].data
+    found = adopted_finding(rows)
+    assert abs(found["adopted_balanced_accuracy"] - 0.67) < 1e-9 and found["adopted_seeds"] == 2
+    text = found["adopted_finding"].data
+    assert "ISIC2017_test balanced accuracy 0.670 (from 0.660 to 0.680)" in text and "sensitivity 0.570" in text
+    assert "bar" not in text and "met" not in text  # what was measured, not a pass mark
+    assert "not measured" in adopted_finding(pd.DataFrame())["adopted_finding"].data
 
 
 def test_the_seeds_finding_uses_the_wall_minutes_and_the_means():
@@ -51,5 +52,6 @@ def test_the_seeds_finding_uses_the_wall_minutes_and_the_means():
     found = seeds_finding(table, wall_minutes=[9.0, 16.0, 9.5])
     assert abs(found["seeds_balanced_accuracy"] - 0.76) < 1e-9 and found["seeds_minutes"] == 16.0
     text = found["seeds_finding"].data
-    assert "3 split seed(s)" in text and "not met" in text and "exceeded" in text
+    assert "3 split seed(s)" in text and "(from 0.740 to 0.780)" in text and "at most 16.0 minutes" in text
+    assert "bar" not in text and "met" not in text
     assert seeds_finding(table)["seeds_minutes"] == 8.0

@@ -3,6 +3,7 @@ chapter's notebook run headless as the book runs it."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 from pathlib import Path
@@ -23,6 +24,7 @@ from pskinlib.explain.inspector import (
     NewImagePredictor,
     PredictionBrowser,
     confusion_counts,
+    explained_layer,
     filter_predictions,
     inspect_run,
     load_predictions,
@@ -128,7 +130,8 @@ def test_confusion_counts_have_true_rows_and_predicted_columns(table):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     data = write_ham_folder(tmp_path_factory.mktemp("ham"), ham_rows({"mel": 12, "nv": 40, "bkl": 12}))
-    config = make_config("smoke", data_dir=str(data), image_size=16, epochs=1, batch_size=16, warmup_epochs=0.5,
+    # 32 px, the smoke book's size: ResNet18's layer1 then has the 8 x 8 cells a Grad-CAM map needs (16 px: 4 x 4)
+    config = make_config("smoke", data_dir=str(data), image_size=32, epochs=1, batch_size=16, warmup_epochs=0.5,
                          quiet=True, deterministic=True, threads=1)
     return train(config, runs_dir=tmp_path_factory.mktemp("runs"))
 
@@ -226,9 +229,10 @@ def test_selecting_a_thumbnail_shows_the_image_probabilities_metadata_and_grad_c
     assert large.size == (300, 225)  # the 4:3 frame kept
     for widget in (browser.cam_predicted, browser.cam_true):
         assert Image.open(io.BytesIO(widget.value)).size == large.size
+    assert f"Grad-CAM at layer1 (8×8 cells): predicted class {row['predicted']}" in browser.cam_predicted_label.value
     maps = browser.heatmaps(row["image_id"])
     assert set(maps) == {row["predicted"], row["true"]}
-    assert all(m.shape == (16, 16) and 0 <= m.min() and m.max() <= 1 for m in maps.values())
+    assert all(m.shape == (32, 32) and 0 <= m.min() and m.max() <= 1 for m in maps.values())
 
 
 def test_without_the_model_the_detail_pane_says_grad_cam_needs_it(run_predictions):
@@ -271,6 +275,7 @@ def test_a_new_file_or_upload_is_predicted_with_its_heat_map(trained, tmp_path):
     assert Image.open(io.BytesIO(predictor.heatmap.value)).size == (300, 225)
     assert predictor.result.layout.display is None
     assert "new.png" in predictor.status.value and "predicted" in predictor.status.value
+    assert "Grad-CAM at layer1 (8×8 cells)" in predictor.status.value
     assert predictor.predict_bytes(path.read_bytes(), "upload.png") == pytest.approx(probabilities)
     predictor.path_text.value = str(tmp_path / "absent.png")
     predictor.predict_button.click()
@@ -323,7 +328,30 @@ def test_the_error_gallery_shows_each_error_beside_its_heat_map(run_predictions,
     assert sum(t.startswith("Grad-CAM") for t in titles) == len(errors)
     assert sum(t.startswith("true ") for t in titles) == len(errors)
     assert len(fig.axes) == 3 * 4
+    assert fig.get_suptitle().endswith("\nGrad-CAM at layer1 (8×8 cells)")
     plt.close(fig)
+
+
+def test_where_no_block_gives_7x7_cells_no_map_is_shown_and_the_page_says_so(run_predictions, trained, tmp_path):
+    small = dataclasses.replace(trained, config=dataclasses.replace(trained.config, image_size=16))
+    no_map = "no layer of resnet18 gives a 7×7 Grad-CAM map at 16 px: no map shown"
+    assert not explained_layer(small).usable and explained_layer(small).caption == no_map
+    fig = plot_error_gallery(run_predictions, small, per_class=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert not any(t.startswith("Grad-CAM") for t in titles) and len(fig.axes) == 3 * 2
+    assert no_map in fig.get_suptitle()
+    plt.close(fig)
+    browser = PredictionBrowser(run_predictions, small, per_page=3)
+    browser.thumbnail_buttons[0].click()
+    assert no_map in browser.cam_predicted_label.value
+    assert browser.cam_predicted.layout.display == browser.cam_true.layout.display == "none"
+    with pytest.raises(ValueError, match="no map shown"):
+        browser.heatmaps(browser.selected)
+    predictor = NewImagePredictor(small)
+    path = tmp_path / "new.png"
+    Image.fromarray(image_bytes_for("mel", "X_0000001", size=(120, 90))).save(path)
+    predictor.predict_path(path)
+    assert no_map in predictor.status.value and predictor.heatmap.layout.display == "none"
 
 
 @pytest.mark.slow
@@ -337,6 +365,11 @@ def test_the_chapter_runs_headless_and_saves_its_widgets(fused, tmp_path, monkey
     data = write_ham_folder(tmp_path / "ham", ham_rows({"mel": 12, "nv": 40, "bkl": 12}))
     monkeypatch.setenv("PSKIN_DATA", str(data))
     monkeypatch.setenv("PSKIN_RUNS", str(tmp_path / "runs"))
+    # The chapter reads runs, it never trains or fits one: the run and its fused head are made here first.
+    run = train(make_config("smoke", data_dir=str(data), image_size=32, epochs=1, batch_size=16, quiet=True,
+                            threads=1), runs_dir=tmp_path / "runs")
+    if fused:
+        fuse_run(run, data_dir=data, device="cpu")
     out = tmp_path / "inspector.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "inspector.ipynb"), str(out), cwd=str(tmp_path),
                                parameters={"fused": fused}, progress_bar=False, kernel_name="python3")
@@ -345,6 +378,8 @@ def test_the_chapter_runs_headless_and_saves_its_widgets(fused, tmp_path, monkey
     outputs = {cell.get("id"): cell.outputs for cell in notebook.cells if cell.cell_type == "code"}
     assert any("image/png" in o.get("data", {}) for o in outputs["gallery"])
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs["inspector"])
+    assert any("pskin-static-inspector" in "".join(o.get("data", {}).get("text/html", ""))
+               for o in outputs["static-inspector"])
     state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     assert any(w["state"].get("_dom_classes") == ["pskin-gallery"] for w in state.values())
 

@@ -21,10 +21,10 @@ LAYERS = (
     ("pskinlib.cli",),
     # the book: its package facts, then page layout, then what reads records, then the build
     ("book",),
-    ("book.format", "book.figures", "book.chapter", "book.dataset"),
+    ("book.format", "book.figures", "book.chapter", "book.dataset", "book.static_inspector"),
     ("book.findings", "book.runs"),
     ("book.outside",),
-    ("book.tables",),
+    ("book.tables", "book.clinical", "book.checklist"),
     ("book.build",),
     ("book.__main__",),
 )

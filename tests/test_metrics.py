@@ -15,6 +15,7 @@ from pskinlib.info import CLASSES
 from pskinlib.metrics import (
     bootstrap_ci,
     bootstrap_report,
+    bootstrap_scores,
     classification_report,
     expected_calibration_error,
     majority_baseline,
@@ -116,14 +117,14 @@ def test_report_keeps_a_row_for_a_class_absent_from_y_true():
     assert report["roc_auc_ovr"]["per_class"]["bkl"] is None
     present_aucs = [skm.roc_auc_score(y_true == k, y_prob[:, k]) for k in (0, 1)]
     assert report["roc_auc_ovr"]["macro"] == pytest.approx(np.mean(present_aucs))
-    # Balanced accuracy averages only the classes present; macro recall counts the absent class as 0.
+    # Balanced accuracy and macro recall both average only the classes present (the absent one has no recall).
     # mel recall 2/3 (one predicted bkl), nv recall 2/3.
+    assert report["per_class"]["bkl"]["recall"] is None and report["per_class"]["bkl"]["f1"] is None
     assert report["balanced_accuracy"] == pytest.approx((2 / 3 + 2 / 3) / 2)
-    assert report["macro"]["recall"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
+    assert report["macro"]["recall"] == pytest.approx(report["balanced_accuracy"])
     assert report["balanced_accuracy"] == pytest.approx(
         skm.recall_score(y_true, y_pred, labels=[0, 1], average="macro"))
-    assert report["macro"]["recall"] == pytest.approx(
-        skm.recall_score(y_true, y_pred, labels=[0, 1, 2], average="macro", zero_division=0))
+    assert report["absent_classes"] == ["bkl"] and report["macro"]["classes"] == ["mel", "nv"]
     assert report["log_loss"] == pytest.approx(skm.log_loss(y_true, y_prob, labels=[0, 1, 2]))
 
 
@@ -376,3 +377,14 @@ def test_majority_baseline_and_specificity_reject_bad_inputs():
 def test_report_table_rejects_something_that_is_not_a_report():
     with pytest.raises(ValueError, match="^report:"):
         report_table({"accuracy": 0.5}, THREE)
+
+
+def test_the_bootstrap_estimate_equals_the_report_s_when_probabilities_tie():
+    """Tied probabilities, unnormalised as a model's may be: the interval's estimate is the report's AUC."""
+    y_true = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    y_prob = np.array([[0.3, 0.3, 0.4], [0.3, 0.3, 0.4], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.2, 0.6, 0.2],
+                       [0.3, 0.3, 0.4], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]]) * 1.0000001
+    report = classification_report(y_true, y_prob, ("mel", "nv", "bkl"))
+    scores = bootstrap_scores(y_true, y_prob, ("mel", "nv", "bkl"), n_boot=50)
+    for code in ("mel", "nv", "bkl"):
+        assert scores["roc_auc"][code]["estimate"] == report["roc_auc_ovr"]["per_class"][code]

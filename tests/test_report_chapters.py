@@ -20,7 +20,7 @@ REFERENCES = Path(__file__).resolve().parents[1] / "book" / "results"
 
 @pytest.fixture(scope="module")
 def side():
-    return external.inside_outside([], REFERENCES)
+    return external.inside_outside(external.judged_runs([], REFERENCES))
 
 
 def test_the_front_page_picks_each_track_s_best_run_on_validation_and_reports_its_test_score(tmp_path):
@@ -60,13 +60,17 @@ def test_the_external_gap_counts_only_runs_trained_on_ham10000_alone(side):
 
 
 def test_melanoma_fates_are_shares_of_each_set_s_melanomas(side):
-    fates = external.melanoma_fates(external.reference_runs(REFERENCES))
+    judged = external.judged_runs([], REFERENCES)
+    assert len(judged) == len(external.reference_runs(REFERENCES))  # one label per run, never shared
+    fates = external.melanoma_fates(judged)
+    assert not fates.duplicated(["run", "images"]).any()  # every row names its run
     shares = fates.filter(like="called ")
     assert np.allclose(shares.sum(axis=1), 1.0) and (fates["melanomas"] > 0).all()
     found = fates[fates["images"] != "HAM10000 test"]["called melanoma"].mean()
     assert f"on average {found:.0%} of the melanomas" in external.melanoma_fate_finding(fates)["melanoma_fate"].data
     assert "no run" in external.melanoma_fate_finding(pd.DataFrame())["melanoma_fate"].data
-    points = external.operating_points(external.reference_runs(REFERENCES))
+    points = external.operating_points(judged)
+    assert not points.duplicated(["run", "images", "target on validation"]).any()
     assert set(points["target on validation"]) == {"80%", "90%"}
 
 
@@ -88,9 +92,12 @@ def test_the_results_tables_label_every_reference_run_and_compare_the_tracks_on_
     everything = pd.concat([t for t in sets.values() if len(t)], ignore_index=True)
     assert everything["label"].is_unique
     comparisons = tables.track_comparisons(sets)
-    for _, row in comparisons.iterrows():  # each set's best of each track, by test balanced accuracy
+    assert len(comparisons)
+    for _, row in comparisons.iterrows():  # each set's best of each track, chosen on validation
         table = sets[row["origin"]]
-        assert row["pretrained balanced_accuracy"] == table[table["pretrained"]]["balanced_accuracy"].max()
+        pretrained = table[table["pretrained"]]
+        chosen = pretrained.loc[pretrained["val_balanced_accuracy"].idxmax()]
+        assert row["pretrained balanced_accuracy"] == chosen["balanced_accuracy"]
     phrase = findings.pretraining(comparisons)["pretraining"].data
     assert phrase.count("pretraining moved") == len(comparisons)
     transfer, walls = tables.split_seed_runs(REFERENCES / "transfer")
@@ -133,3 +140,20 @@ def test_table1_is_set_beside_the_paper_protocol_s_draw(real_data_dir):
     assert len(table) == 9
     assert table["Table 1 (paper)"].sum() == sum(sum(v.values()) for v in PAPER_TABLE1.values())
     assert table["drawn here"].sum() == split_summary(split, images.classes)["images"].sum()
+
+
+def test_no_sentence_picks_a_run_by_its_test_score(tmp_path):
+    """The results chapter's claims judge the run best on validation and quote its test figure, on the committed
+    records; the quality bar's sentence gives the range of its settings instead of picking one."""
+    sets = tables.book_runs(tmp_path / "no-runs", REFERENCES)
+    everything = pd.concat([t for t in sets.values() if len(t)], ignore_index=True)
+    claims = findings.paper_claims(everything)
+    by_validation = everything.loc[everything["val_balanced_accuracy"].idxmax()]
+    by_test = everything.loc[everything["balanced_accuracy"].idxmax()]
+    assert by_validation["run"] != by_test["run"]  # the records tell the two rules apart
+    assert f"reached {by_validation['balanced_accuracy']:.3f} on its test images" in claims["claim_average"].data
+    assert claims["best_model"].data == by_validation["model"]
+    quality_bar = tables.quality_bar_table(REFERENCES / "quality-bar")
+    headline = quality_bar[quality_bar["headline"]]
+    text = findings.quality_bar_range(quality_bar).data
+    assert f"from {headline['balanced_accuracy'].min():.3f} to {headline['balanced_accuracy'].max():.3f}" in text

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError, ParameterError
-from ..io import atomic_path, read_json, write_json
+from ..errors import DataError, ParameterError, check_int
+from ..io import atomic_path, make_folder, read_json, write_json
 from .ham10000 import LesionImages, open_image
 
 CACHE_ENV = "PSKIN_CACHE"
@@ -168,12 +168,13 @@ def prepare_images(
     An image that does not decode is an error listing every such file; with ``skip_unreadable=True`` a warning,
     and the returned ``unreadable`` ids are to be dropped (``images.without(prepared.unreadable)``).
     """
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or not 8 <= size <= 1024:
-        raise ParameterError(f"size: need an integer number of pixels from 8 to 1024, got {size!r}.")
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()  # made by the first build
+    if check_int("size", size, 8) > 1024:
+        raise ParameterError(f"size: expected an integer from 8 to 1024 pixels, got {size!r}.")
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = cache_key(images, size, preprocessing)
     npy_path, info_path = folder / f"{key}.npy", folder / f"{key}.json"
     if not (npy_path.is_file() and info_path.is_file()):
+        make_folder(folder, "cache_dir")  # only to build: a cache already built may be read from a read-only folder
         _build(images, size, npy_path, info_path, workers, progress, preprocessing)
     info = read_json(info_path)
     unreadable = tuple(info["unreadable"])

@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..errors import OutputExistsError, ParameterError, check_int
 from ..info import ALL_CLASSES, HAM10000, PAPER_CLASSES, SYNTHETIC_MARKER, SYNTHETIC_WARNING
-from ..io import write_csv
+from ..io import make_folder, write_csv
 from .ham10000 import validate_classes
 
 # Colours are RGB in 0..255 floats while painting.
@@ -478,8 +478,8 @@ def make_demo_dataset(root: Path, *, n_lesions: int = 600, classes: tuple[str, .
     classes = validate_classes(classes)
     n_lesions = check_int("n_lesions", n_lesions, 2 * len(classes))  # at least two lesions per class
     class_fractions = _check_fractions(class_fractions, classes)
-    if not isinstance(images_per_lesion, (int, np.integer)) or images_per_lesion not in (1, 2, 3):
-        raise ParameterError(f"images_per_lesion must be 1, 2 or 3, got {images_per_lesion!r}")
+    if check_int("images_per_lesion", images_per_lesion, 1) > 3:
+        raise ParameterError(f"images_per_lesion: expected 1, 2 or 3, got {images_per_lesion!r}.")
     seed = check_int("seed", seed, 0)
     height, width = check_int("height", height, _MIN_SIZE), check_int("width", width, _MIN_SIZE)
     workers = min(os.cpu_count() or 1, 4) if workers is None else check_int("workers", workers, 1)
@@ -505,7 +505,7 @@ def make_demo_dataset(root: Path, *, n_lesions: int = 600, classes: tuple[str, .
     rows = [{"lesion_id": f"SYNL_{i + 1:07d}", "image_id": image_id, "dx": dx, **meta[i]}
             for i, dx in enumerate(dxs) for image_id in image_ids[i]]  # fmt: skip
 
-    root.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(root.parent, f"root ({root})")
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
     try:
         (tmp / "images").mkdir()

@@ -24,9 +24,9 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .. import __version__
-from ..errors import DownloadError, ParameterError, UnsafeArchiveError
+from ..errors import DownloadError, ParameterError, UnsafeArchiveError, check_int
 from ..info import DOWNLOAD_SOURCES, HAM10000, ISIC2017
-from ..io import read_json, write_json
+from ..io import make_folder, read_json, write_json
 from .ham10000 import find_image_files, read_isic2018_labels
 from .labelled_folders import isic2017_from_archives
 
@@ -63,10 +63,9 @@ def download_file(url: str, dest: Path | str, *, size: int | None = None, md5: s
     a good existing ``dest`` is returned offline, a bad one set aside. ``timeout``: seconds per network operation."""
     _check_url(url, "url")
     dest = Path(dest)
-    for name, value, low in (("size", size, 0), ("chunk_size", chunk_size, 1)):
-        _require(value is None or (not isinstance(value, bool) and isinstance(value, int) and value >= low),
-                 f"{name} must be {'None or ' if name == 'size' else ''}a whole number of bytes >= {low}, "
-                 f"got {value!r}")
+    if size is not None:
+        check_int("size", size, 0)  # bytes
+    check_int("chunk_size", chunk_size, 1)  # bytes
     _require(md5 is None or (isinstance(md5, str) and _MD5_PATTERN.fullmatch(md5) is not None),
              f"md5 must be None or 32 hexadecimal digits, got {md5!r}")
     _require(not isinstance(timeout, bool) and isinstance(timeout, (int, float)) and timeout > 0,
@@ -80,7 +79,7 @@ def download_file(url: str, dest: Path | str, *, size: int | None = None, md5: s
         os.replace(dest, bad)
         logger.warning("%s (%s); moved it to %s and downloading again", dest, problem, bad)
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(dest.parent, "dest")
     offset = part.stat().st_size if part.exists() else 0
     offset = 0 if size is not None and offset > size else offset  # larger than the whole file: start again
     total: int | None = size
@@ -257,8 +256,7 @@ def download_dataset(name: str, target_dir: Path | str, *, sources: tuple[dict, 
     checked = [_checked_source(s, i) for i, s in enumerate(sources or DOWNLOAD_SOURCES[name])]
     target = Path(target_dir)
     _require(target.is_dir() or not target.exists(), f"target_dir {target} exists but is not a folder", DownloadError)
-    downloads = target / DOWNLOADS_FOLDER
-    downloads.mkdir(parents=True, exist_ok=True)
+    downloads = make_folder(target / DOWNLOADS_FOLDER, "target_dir")
     for source in checked:
         url = source["url"] if base_url is None else base_url.rstrip("/") + "/" + source["url"].rsplit("/", 1)[-1]
         archive, marker = downloads / source["name"], downloads / (source["name"] + MARKER_SUFFIX)

@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..errors import DataError, OutputExistsError, ParameterError
 from ..info import ALL_CLASSES
-from ..io import read_csv, write_csv
+from ..io import make_folder, read_csv, write_csv
 from .ham10000 import open_image
 
 LABELS_FILE = "labels.csv"
@@ -37,6 +37,7 @@ IMAGES_FOLDER = "images"
 EXTERNAL_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 PATIENT_COLUMNS = ("age", "sex", "localization")
 ISIC2017_ENV = "PSKIN_ISIC2017"
+ISIC2017_DEFAULT_DIR = Path("data") / "isic2017"  # where `pskin data download isic2017` puts it
 ISIC2017_SETS = {"test": "ISIC2017_test", "val": "ISIC2017_val", "train": "ISIC2017_train"}
 # Other collections' training images a run may add to HAM10000's training split (TrainConfig.extra_sources): name ->
 # the environment variable of its labelled folder and the source_dataset it takes. Only training sets belong here.
@@ -141,7 +142,7 @@ def write_labelled_folder(target: str | os.PathLike, rows: list[dict], *, overwr
                                 "--overwrite.")
     if not rows:
         raise DataError(f"nothing to write to {target}: no image of the classes pskin knows was found.")
-    target.mkdir(parents=True, exist_ok=True)
+    make_folder(target, "target")
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target))
     try:
         (staging / IMAGES_FOLDER).mkdir()
@@ -274,6 +275,10 @@ def import_derm7pt(folder: str | os.PathLike, target: str | os.PathLike, *, over
                      "source": path})
     write_labelled_folder(target, rows, overwrite=overwrite)
     return {**pd.Series([r["dx"] for r in rows]).value_counts().to_dict(), "left_out": left_out}
+
+
+# The distributions `pskin data import NAME` turns into labelled folders, by name.
+IMPORTERS = {"ph2": import_ph2, "derm7pt": import_derm7pt}
 
 
 # ---------------------------------------------------------------------------------------------------------------

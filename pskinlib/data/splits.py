@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, ParameterError
+from ..errors import DataError, ParameterError, check_int
 from ..info import PAPER_CLASSES, PAPER_TABLE1, SPLITS
 from ..io import read_csv, write_csv
 from .ham10000 import LesionImages
@@ -58,9 +58,7 @@ def make_split(
     """
     if protocol not in PROTOCOLS:
         raise ParameterError(f"protocol: unknown value {protocol!r}; choose from {list(PROTOCOLS)}.")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise ParameterError(f"seed: need an integer, got {seed!r}.")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_int("seed", seed, 0))
     if protocol == "grouped":
         return grouped_split(images, validate_fractions(fractions), rng)
     return paper_split(images, counts if counts is not None else PAPER_TABLE1, rng)
@@ -149,10 +147,8 @@ def _validate_counts(counts: dict[str, dict[str, int]], classes: tuple[str, ...]
             hint = (" The paper protocol's Table 1 covers only the paper's classes "
                     f"{list(PAPER_CLASSES)}." if counts is PAPER_TABLE1 else "")
             raise ParameterError(f"counts: no {name} count for class(es) {absent}.{hint}")
-        bad = {c: counts[name][c] for c in classes if not isinstance(counts[name][c], (int, np.integer))
-               or counts[name][c] <= 0}
-        if bad:
-            raise ParameterError(f"counts: {name} counts must be positive integers, got {bad}.")
+        for c in classes:
+            check_int(f"counts[{name!r}][{c!r}]", counts[name][c], 1)
 
 
 def _ordered(split: pd.DataFrame) -> pd.DataFrame:

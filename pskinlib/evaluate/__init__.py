@@ -8,4 +8,6 @@ Scores come from :mod:`pskinlib.metrics`, results go into the run's record (:mod
   pooled, with calibration and the melanoma operating points carried from HAM10000 validation.
 - :mod:`~pskinlib.evaluate.ensemble`: averaging runs, and a lesion's images into one decision.
 - :mod:`~pskinlib.evaluate.fusion`: the head refitted on image features plus age, sex and body site.
+- :mod:`~pskinlib.evaluate.subgroups`: balanced accuracy and melanoma recall by age band, sex and body site.
+- :mod:`~pskinlib.evaluate.referral`: referral and biopsy at melanoma thresholds chosen on HAM10000 validation.
 """

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..data.splits import split_hash
 from ..errors import ParameterError
+from ..io import make_folder
 from ..metrics import report_with_intervals
 from ..runs import PARTS, EnsembleRecord, RunRecord, scores_of
 
@@ -100,7 +101,7 @@ def write_ensemble(run_dirs, out_dir: str | os.PathLike, n_boot: int = 1000) -> 
     averaging (``<part>_by_lesion``).
     """
     runs = [_finished(r) for r in run_dirs]
-    ensemble = EnsembleRecord(out_dir)
+    ensemble = EnsembleRecord(make_folder(out_dir, "out_dir"))  # before any work: a bad folder fails at once
     summary: dict = {"members": [], "classes": None}
     for run in runs:
         metrics = run.metrics

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..data.labelled_folders import EXTRA_SOURCES, read_labelled_folders
 from ..errors import DataError, ParameterError
+from ..info import MELANOMA
 from ..metrics import (
     apply_temperature,
     expected_calibration_error,
@@ -37,6 +38,7 @@ from ..metrics import (
     threshold_for_sensitivity,
 )
 from ..runs import RunRecord, predictions_table
+from .image_folder import leave_out
 from .predict import load_trained
 
 SENSITIVITIES = (0.80, 0.90)
@@ -49,8 +51,10 @@ def evaluate_external(run_dir: str | os.PathLike, folders, *, name: str = "exter
                       tta_views: str | None = None) -> dict:
     """Evaluate a finished run on the labelled folders ``folders``; record and return the metrics (see the
     module's docstring). Images of classes the run does not know are left out and counted, and so are images of a
-    collection the run trained on (``extra_sources``). ``tta_views`` predicts with other test-time views than the
-    run's own (``flips``, ``dihedral``, ``dihedral_zoom``); the HAM10000 rows then stay the run's recorded ones."""
+    collection the run trained on (``extra_sources``) and files that do not decode: ``metrics["left_out"]`` holds
+    the counts by reason (:func:`~pskinlib.evaluate.image_folder.leave_out`). ``tta_views`` predicts with other
+    test-time views than the run's own (one of :data:`~pskinlib.train.config.TTA_VIEWS`); the HAM10000 rows then
+    stay the run's recorded ones."""
     record = RunRecord.open(run_dir, finished=True)
     folders = [Path(f) for f in ([folders] if isinstance(folders, (str, os.PathLike)) else folders)]
     if not folders:
@@ -63,12 +67,11 @@ def evaluate_external(run_dir: str | os.PathLike, folders, *, name: str = "exter
     if table["image_id"].duplicated().any():
         raise DataError(f"the folders {[f.name for f in folders]} share image ids: "
                         f"{table.loc[table['image_id'].duplicated(), 'image_id'].tolist()[:10]}.")
-    seen = {EXTRA_SOURCES[n][1] for n in trained.config.extra_sources}  # its own training images are not external
-    known = table["dx"].isin(classes) & ~table["source_dataset"].isin(seen)
-    left_out = table.loc[~known].groupby(["source_dataset", "dx"]).size()
-    table = table[known].reset_index(drop=True)
+    seen = tuple(EXTRA_SOURCES[n][1] for n in trained.config.extra_sources)  # its own training images are not external
+    table, left_out = leave_out(table, classes, trained_on=seen)
     if table.empty:
-        raise DataError(f"the folders {[f.name for f in folders]} hold no image of the run's classes {list(classes)}.")
+        raise DataError(f"the folders {[f.name for f in folders]} hold no image the run can be evaluated on (of its "
+                        f"classes {list(classes)}); left out: {left_out}.")
     probs = trained.predict(table["path"].tolist())
     labels = table["dx"].map({c: i for i, c in enumerate(classes)}).to_numpy()
 
@@ -81,7 +84,7 @@ def evaluate_external(run_dir: str | os.PathLike, folders, *, name: str = "exter
         groups[POOLED] = (labels, probs)
     metrics = {
         "run": record.name, "folders": [f.name for f in folders], "classes": list(classes),
-        "images": int(len(table)), "left_out": {f"{s}/{d}": int(n) for (s, d), n in left_out.items()},
+        "images": int(len(table)), "left_out": left_out,
         "tta": trained.config.tta and trained.config.tta_views, "temperature": calibration["temperature"],
         "melanoma_thresholds": calibration["thresholds"],
         "note": "Temperature and melanoma thresholds were fitted on the run's HAM10000 validation predictions and "
@@ -100,8 +103,8 @@ def _calibration(record: RunRecord, classes: tuple[str, ...], sensitivities) -> 
     """The temperature and the melanoma thresholds, from the run's HAM10000 validation predictions."""
     y, p = record.scores("val", classes)
     thresholds = {}
-    if "mel" in classes:
-        mel = classes.index("mel")
+    if MELANOMA in classes:
+        mel = classes.index(MELANOMA)
         thresholds = {f"{s:.0%}": threshold_for_sensitivity(y == mel, p[:, mel], s) for s in sensitivities}
     return {"temperature": fit_temperature(y, p), "thresholds": thresholds}
 
@@ -112,8 +115,8 @@ def _group_report(y: np.ndarray, p: np.ndarray, classes: tuple[str, ...], calibr
     report["calibration"] = {"ece": report["ece"], "ece_calibrated": expected_calibration_error(y, calibrated),
                              "reliability": reliability_bins(y, p),
                              "reliability_calibrated": reliability_bins(y, calibrated)}
-    if "mel" in classes and np.any(y == classes.index("mel")):
-        mel = classes.index("mel")
+    if MELANOMA in classes and np.any(y == classes.index(MELANOMA)):
+        mel = classes.index(MELANOMA)
         report["melanoma_operating_points"] = {
             target: operating_point(y == mel, p[:, mel], threshold, n_boot=n_boot)
             for target, threshold in calibration["thresholds"].items()}

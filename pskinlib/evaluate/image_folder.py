@@ -3,6 +3,11 @@
 A model trained on HAM10000 can be tested on another dermoscopy collection: :func:`evaluate_folder` reads a CSV with
 ``image_id,dx`` and ``<image_id>.jpg``/``.jpeg``/``.png`` files of any size, resizes them exactly as the training
 cache did, and records the result in the run (``RunRecord.evaluation(name)``).
+
+Images a run cannot be scored on are left out and counted, never dropped silently: :func:`leave_out` sorts them by
+reason (a class the run does not know, a collection the run trained on, a file that does not decode), and the
+evaluation's ``metrics.json`` records the counts as ``left_out``: reason -> ``<source_dataset>/<dx>`` (or ``<dx>``)
+-> images. :func:`left_out_by_reason` reads them back, from older records too.
 """
 
 from __future__ import annotations
@@ -12,24 +17,59 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data.ham10000 import IMAGE_SUFFIXES
+from ..data.ham10000 import IMAGE_SUFFIXES, image_decodes
 from ..errors import DataError
-from ..io import read_csv
+from ..io import make_folder, read_csv
 from ..metrics import report_with_intervals
 from ..runs import ResultRecord, RunRecord, predictions_table
 from .fusion import PATIENT_COLUMNS, load_fused
 from .predict import load_trained
 
+# Why an evaluation leaves an image out, in the order they are checked (the first that applies counts).
+TRAINED_ON = "trained on this collection"
+UNKNOWN_CLASS = "class the run does not know"
+UNREADABLE = "unreadable image"
+LEFT_OUT_REASONS = (TRAINED_ON, UNKNOWN_CLASS, UNREADABLE)
+# Records written before the reasons were kept hold one flat count per <source_dataset>/<dx>.
+REASON_NOT_RECORDED = "left out (reason not recorded)"
 
-def read_labels(labels_csv: str | os.PathLike, images_dir: str | os.PathLike,
-                classes: tuple[str, ...]) -> pd.DataFrame:
-    """An ``image_id,dx`` CSV joined to its files in ``images_dir`` (``<image_id>.jpg``/``.jpeg``/``.png``)."""
+
+def leave_out(table: pd.DataFrame, classes: tuple[str, ...], *,
+              trained_on: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
+    """The rows of ``table`` (``image_id, dx, path``, and ``source_dataset`` where known) a run with ``classes`` can
+    be scored on, and the counts of the others by reason (:data:`LEFT_OUT_REASONS`) and by ``<source_dataset>/<dx>``
+    (``<dx>`` without a source column): images of a collection in ``trained_on``, of a class not in ``classes``, and
+    files that do not decode. Only the images still kept are decoded (cheaply, :func:`image_decodes`)."""
+    reasons = pd.Series("", index=table.index, dtype=object)
+    if "source_dataset" in table:
+        reasons[table["source_dataset"].isin(trained_on)] = TRAINED_ON
+    reasons[(reasons == "") & ~table["dx"].isin(classes)] = UNKNOWN_CLASS
+    kept = reasons.index[reasons == ""]
+    reasons.loc[[i for i in kept if not image_decodes(table.at[i, "path"])]] = UNREADABLE
+    groups = table["source_dataset"] + "/" + table["dx"] if "source_dataset" in table else table["dx"]
+    left_out = {}
+    for reason in LEFT_OUT_REASONS:
+        if (reasons == reason).any():
+            left = groups[reasons == reason]
+            left_out[reason] = {group: int(n) for group, n in left.groupby(left, sort=False).size().items()}
+    return table[reasons == ""].reset_index(drop=True), left_out
+
+
+def left_out_by_reason(metrics: dict) -> dict[str, dict[str, int]]:
+    """An evaluation's ``left_out`` counts by reason; a record written before the reasons were kept (one flat count
+    per ``<source_dataset>/<dx>``) gives them under :data:`REASON_NOT_RECORDED`."""
+    left_out = metrics.get("left_out") or {}
+    if all(isinstance(counts, dict) for counts in left_out.values()):
+        return left_out
+    return {REASON_NOT_RECORDED: left_out}
+
+
+def read_labels(labels_csv: str | os.PathLike, images_dir: str | os.PathLike) -> pd.DataFrame:
+    """An ``image_id,dx`` CSV joined to its files in ``images_dir`` (``<image_id>.jpg``/``.jpeg``/``.png``); a
+    listed image without its file is an error (the wrong folder, most likely)."""
     labels = read_csv(labels_csv, required=("image_id", "dx"), what="labels file")
     if labels.empty:
         raise DataError(f"{labels_csv}: the labels file lists no image.")
-    unknown = sorted(set(labels["dx"]) - set(classes))
-    if unknown:
-        raise DataError(f"{labels_csv}: dx value(s) {unknown} are not among the model's classes {list(classes)}.")
     if not Path(images_dir).is_dir():
         raise DataError(f"{images_dir}: no such folder of images.")
     files = {Path(name).stem: Path(images_dir) / name for name in os.listdir(images_dir)
@@ -47,16 +87,21 @@ def evaluate_folder(run_dir: str | os.PathLike, images_dir: str | os.PathLike, l
     ``eval-<folder name>/`` (``...-metadata`` with ``metadata``), or in ``out_dir``, and return the metrics.
 
     ``metadata``: predict through the run's fusion head (fitted by ``pskin fuse``) with the CSV's ``age``, ``sex``
-    and ``localization`` columns.
+    and ``localization`` columns. Images of classes the run does not know, and files that do not decode, are left
+    out and counted (``metrics["left_out"]``, see :func:`leave_out`).
     """
     record = RunRecord.open(run_dir)
+    out_dir = make_folder(out_dir, "out_dir") if out_dir else None  # before any work: a bad folder fails at once
     model = load_fused(record, device=device) if metadata else load_trained(record, device=device)
     classes = model.head.classes if metadata else model.classes
-    labels = read_labels(labels_csv, images_dir, classes)
+    labels = read_labels(labels_csv, images_dir)
+    if metadata and (missing := [c for c in PATIENT_COLUMNS if c not in labels.columns]):
+        raise DataError(f"{labels_csv}: metadata=True needs the column(s) {missing} beside image_id,dx.")
+    labels, left_out = leave_out(labels, classes)
+    if labels.empty:
+        raise DataError(f"{labels_csv}: no image of the run's classes {list(classes)} could be evaluated; left out: "
+                        f"{left_out}.")
     if metadata:
-        missing = [c for c in PATIENT_COLUMNS if c not in labels.columns]
-        if missing:
-            raise DataError(f"{labels_csv}: metadata=True needs the column(s) {missing} beside image_id,dx.")
         probs = model.predict(labels["path"].tolist(), labels[list(PATIENT_COLUMNS)])
     else:
         probs = model.predict(labels["path"].tolist())
@@ -65,6 +110,6 @@ def evaluate_folder(run_dir: str | os.PathLike, images_dir: str | os.PathLike, l
     result = ResultRecord(out_dir) if out_dir else record.evaluation(name)
     result.write_predictions(predictions_table(labels["image_id"], y_true, probs, classes))
     metrics = {**report_with_intervals(y_true, probs, classes), "images_dir": Path(images_dir).name,
-               "metadata": metadata}
+               "metadata": metadata, "left_out": left_out}
     result.write_metrics(metrics)
     return metrics

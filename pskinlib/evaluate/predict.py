@@ -52,7 +52,7 @@ class TrainedModel:
 def load_trained(run_dir: str | os.PathLike, *, device: str = "auto", checkpoint: str = "best") -> TrainedModel:
     """Load a run folder's config and its best (or ``"last"``) checkpoint."""
     record = RunRecord.open(run_dir)
-    config = record.config(pretrained=False, device=device)  # the weights come from the checkpoint
+    config = record.config_with(pretrained=False, device=device)  # the weights come from the checkpoint
     torch_device = select_device(device)
     state = record.load_checkpoint(checkpoint.removesuffix(".pt"), map_location=torch_device)
     classes = tuple(state["classes"])

@@ -35,7 +35,7 @@ from ..info import CLASSES
 from ..runs import RunRecord
 from ..train.models import model_spec
 from ..train.trainer import preprocessing_of
-from .gradcam import grad_cam, overlay
+from .gradcam import GradCamTarget, grad_cam, gradcam_target, overlay
 
 SPLITS = ("val", "test")
 SORT_KEYS = ("confidence", "loss")
@@ -219,15 +219,24 @@ def model_input(path: str | os.PathLike, image_size: int, normalisation: str = "
     return normalise(to_float(pixels), BatchConstants.on("cpu", normalisation))
 
 
-def class_heatmaps(trained: TrainedModel, path: str | os.PathLike, codes: list[str] | tuple[str, ...]) -> np.ndarray:
-    """Grad-CAM maps ``(len(codes), S, S)`` of one image for the given classes, in one forward pass."""
+def explained_layer(trained: TrainedModel) -> GradCamTarget:
+    """The block Grad-CAM reads in a run's model at the run's image size, and its grid: ``.caption`` names both
+    (``"Grad-CAM at layer1 (12×12 cells)"``); ``.usable`` is false, and the caption says no map is shown, where no
+    block gives 7×7 cells (:func:`~pskinlib.explain.gradcam.gradcam_target`)."""
+    return gradcam_target(trained.model, trained.config.image_size)
+
+
+def class_heatmaps(trained: TrainedModel, path: str | os.PathLike, codes: list[str] | tuple[str, ...], *,
+                   layer: str | None = None) -> np.ndarray:
+    """Grad-CAM maps ``(len(codes), S, S)`` of one image for the given classes, in one forward pass, at ``layer``
+    (``None``: :func:`explained_layer`'s, an error where no block gives 7×7 cells)."""
     unknown = [c for c in codes if c not in trained.classes]
     if unknown:
         raise ParameterError(f"codes: {unknown} are not classes of the model ({list(trained.classes)}).")
     x = model_input(path, trained.config.image_size, model_spec(trained.config.model).normalisation,
                     preprocessing_of(trained.config))
     x = x.repeat(len(codes), 1, 1, 1).to(trained.device)
-    return grad_cam(trained.model, x, torch.tensor([trained.classes.index(c) for c in codes]))
+    return grad_cam(trained.model, x, torch.tensor([trained.classes.index(c) for c in codes]), layer=layer)
 
 
 def probability_html(probabilities: dict[str, float], true: str | None = None, predicted: str | None = None) -> str:
@@ -284,6 +293,7 @@ class PredictionBrowser(_Displayable):
                                  ("detail_size", detail_size, 32)):
             check_int(name, value, low, int)
         self.predictions, self.trained = predictions, trained
+        self.gradcam = explained_layer(trained) if trained is not None else None
         self.per_page, self.thumbnail_size, self.detail_size = per_page, thumbnail_size, detail_size
         self.page_index, self.selected = 0, None
         self._thumbnails: dict[str, bytes] = {}
@@ -413,16 +423,19 @@ class PredictionBrowser(_Displayable):
         probabilities = {c: float(row[f"p_{c}"]) for c in self.classes}
         self.probability_html.value = probability_html(probabilities, row["true"], row["predicted"])
         self.metadata_html.value = metadata_html(row)
+        mapped = self.gradcam is not None and self.gradcam.usable
         for cam in (self.cam_predicted, self.cam_true):
-            cam.layout.display = "none" if self.trained is None else None
-        if self.trained is None:
-            self.cam_predicted_label.value = "<i>Grad-CAM needs the run's model (pass trained=).</i>"
+            cam.layout.display = None if mapped else "none"
+        if not mapped:
+            self.cam_predicted_label.value = ("<i>Grad-CAM needs the run's model (pass trained=).</i>"
+                                              if self.gradcam is None else f"<i>{html.escape(self.gradcam.caption)}"
+                                              "</i>")
             self.cam_true_label.value = ""
         else:
             maps = self.heatmaps(image_id)
             for label, cam, kind in ((self.cam_predicted_label, self.cam_predicted, "predicted"),
                                      (self.cam_true_label, self.cam_true, "true")):
-                label.value = f"<b>Grad-CAM: {kind} class {row[kind]}</b>"
+                label.value = f"<b>{self.gradcam.caption}: {kind} class {row[kind]}</b>"
                 cam.value = _png(overlay(image, maps[row[kind]]))
         self._show_detail(True)
 
@@ -430,10 +443,13 @@ class PredictionBrowser(_Displayable):
         """Grad-CAM maps of one image for its predicted and its true class (computed once, then kept)."""
         if self.trained is None:
             raise ParameterError("trained: the browser was made without the run's model, so it has no Grad-CAM.")
+        if not self.gradcam.usable:
+            raise ParameterError(f"trained: {self.gradcam.caption}.")
         if image_id not in self._heatmaps:
             row = self.predictions.loc[self.predictions["image_id"] == image_id].iloc[0]
             codes = list(dict.fromkeys([row["predicted"], row["true"]]))
-            self._heatmaps[image_id] = dict(zip(codes, class_heatmaps(self.trained, row["path"], codes)))
+            maps = class_heatmaps(self.trained, row["path"], codes, layer=self.gradcam.layer)
+            self._heatmaps[image_id] = dict(zip(codes, maps))
         return self._heatmaps[image_id]
 
 
@@ -493,6 +509,7 @@ class NewImagePredictor(_Displayable):
 
     def __init__(self, trained: TrainedModel, *, detail_size: int = 300):
         self.trained, self.detail_size = trained, detail_size
+        self.gradcam = explained_layer(trained)
         self.path_text = _sized(widgets.Text, "420px", placeholder="path to a .jpg or .png", description="file")
         self.predict_button = widgets.Button(description="predict", button_style="primary")
         self.predict_button.on_click(lambda _: self._reporting(self.predict_path, self.path_text.value.strip()))
@@ -516,10 +533,14 @@ class NewImagePredictor(_Displayable):
         predicted = self.trained.classes[int(np.argmax(probs))]
         image = display_image(path, self.detail_size)
         self.image.value = _png(image)
-        self.heatmap.value = _png(overlay(image, class_heatmaps(self.trained, path, [predicted])[0]))
+        self.heatmap.layout.display = None if self.gradcam.usable else "none"
+        if self.gradcam.usable:
+            heatmap = class_heatmaps(self.trained, path, [predicted], layer=self.gradcam.layer)[0]
+            self.heatmap.value = _png(overlay(image, heatmap))
         self.probability_html.value = probability_html(probabilities, predicted=predicted)
+        explained = f"right: {self.gradcam.caption} of {predicted}" if self.gradcam.usable else self.gradcam.caption
         self.status.value = (f"<b>{html.escape(name or path.name)}</b>: predicted <b>{predicted}</b> "
-                             f"({probabilities[predicted]:.1%}); right: Grad-CAM of {predicted}")
+                             f"({probabilities[predicted]:.1%}); {html.escape(explained)}")
         self.probabilities = probabilities
         self.result.layout.display = None
         return probabilities
@@ -577,10 +598,13 @@ def inspect_run(run_dir: str | os.PathLike, split: str = "test", *, data_dir: st
 def plot_error_gallery(predictions: pd.DataFrame, trained: TrainedModel, per_class: int = 4, *,
                        width: int = 160):
     """A matplotlib Figure of the ``per_class`` most confident errors of each true class, each image beside its
-    Grad-CAM map for the (wrong) predicted class."""
+    Grad-CAM map for the (wrong) predicted class; the title names the block and its grid (:func:`explained_layer`).
+    Where no block gives a 7×7 map the images stand alone and the title says why."""
     errors = most_confident_errors(predictions, per_class)
     classes = prediction_classes(predictions)
-    fig, axes = plt.subplots(len(classes), 2 * per_class, figsize=(1.55 * 2 * per_class, 1.75 * len(classes)),
+    target = explained_layer(trained)
+    step = 2 if target.usable else 1  # columns per error: the image, then its map
+    fig, axes = plt.subplots(len(classes), step * per_class, figsize=(1.55 * 2 * per_class, 1.75 * len(classes)),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -591,11 +615,14 @@ def plot_error_gallery(predictions: pd.DataFrame, trained: TrainedModel, per_cla
             axes[r, 0].text(0, 0.5, f"true {code}:\nno errors", color=colour, fontsize=9, va="center")
         for k, row in enumerate(rows.itertuples()):
             image = display_image(row.path, width)
-            axes[r, 2 * k].imshow(image)
-            axes[r, 2 * k].set_title(f"true {row.true} → {row.predicted}\n{row.confidence:.0%} confident",
-                                     fontsize=8, color=colour)
-            axes[r, 2 * k + 1].imshow(overlay(image, class_heatmaps(trained, row.path, [row.predicted])[0]))
-            axes[r, 2 * k + 1].set_title(f"Grad-CAM {row.predicted}", fontsize=8)
-    fig.suptitle("Most confident errors of each true class, and where the model looked for its answer", fontsize=10)
+            axes[r, step * k].imshow(image)
+            axes[r, step * k].set_title(f"true {row.true} → {row.predicted}\n{row.confidence:.0%} confident",
+                                        fontsize=8, color=colour)
+            if target.usable:
+                heatmap = class_heatmaps(trained, row.path, [row.predicted], layer=target.layer)[0]
+                axes[r, 2 * k + 1].imshow(overlay(image, heatmap))
+                axes[r, 2 * k + 1].set_title(f"Grad-CAM {row.predicted}", fontsize=8)
+    looked = "and where the model looked for its answer" if target.usable else "without maps"
+    fig.suptitle(f"Most confident errors of each true class, {looked}\n{target.caption}", fontsize=10)
     fig.tight_layout()
     return fig

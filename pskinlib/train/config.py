@@ -22,7 +22,7 @@ from typing import Any
 from ..data.cache import Preprocessing
 from ..data.ham10000 import validate_classes
 from ..data.labelled_folders import EXTRA_SOURCES
-from ..data.splits import PROTOCOLS, validate_fractions
+from ..data.splits import DEFAULT_FRACTIONS, PROTOCOLS, validate_fractions
 from ..errors import ParameterError
 from ..info import PAPER_CLASSES
 from .losses import WEIGHT_SCHEMES
@@ -51,7 +51,7 @@ class TrainConfig:
     data_dir: str | None = None
     classes: tuple[str, ...] = PAPER_CLASSES
     protocol: str = "grouped"
-    fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
     split_seed: int = 0
     image_size: int = 64
     resize: str = "squash"  # squash the 4:3 frame to a square, or crop its centre square (keeps the aspect)

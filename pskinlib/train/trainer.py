@@ -266,7 +266,7 @@ def train(config: TrainConfig | None = None, *, runs_dir: str | os.PathLike | No
 def resume(run_dir: str | os.PathLike, *, on_epoch_end: EpochCallback | None = None) -> Path:
     """Continue an interrupted run from its ``last`` checkpoint with its recorded config and split."""
     record = RunRecord.open(run_dir)
-    return _run(record.config(), record=record, runs_dir=None, on_epoch_end=on_epoch_end).path
+    return _run(record.config, record=record, runs_dir=None, on_epoch_end=on_epoch_end).path
 
 
 def _run(config: TrainConfig, *, record: RunRecord | None, runs_dir, on_epoch_end,

@@ -1,0 +1,159 @@
+"""The chapter "For whom it fails, and how many it refers": the book's headline runs by subgroup of patients and
+lesions, and as a referral rule for biopsy, beside the figures dermatology reports.
+
+The headline runs are this build's best run of each track (from scratch, ImageNet-pretrained), each chosen on its
+validation balanced accuracy. Subgroups and referral come from the library (:mod:`pskinlib.evaluate.subgroups`,
+:mod:`pskinlib.evaluate.referral`), so a researcher can ask the same of any run; here they are laid out and put
+into sentences.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+from IPython.display import Markdown
+
+from pskinlib.evaluate.referral import run_referral
+from pskinlib.evaluate.subgroups import GROUPINGS, run_subgroups
+from pskinlib.info import TRACK_NAMES
+from pskinlib.runs import RunRecord
+
+from .format import interval, intervals
+from .runs import latest_runs, runs_table
+
+# What dermatology reports for the same decisions, from published sources (``source``: the key in references.bib,
+# ``cited``: how the table names it). Not comparable one to one: other images, another prevalence of melanoma, real
+# clinics instead of a test split.
+REFERENCE_POINTS = (
+    {"who": "dermatologists", "sensitivity": 0.875, "specificity": 0.814, "number_needed_to_biopsy": None,
+     "source": "phillips2020derm", "cited": "Phillips et al. 2020",
+     "what": "meta-analysis of 92 studies: examination with or without dermoscopy, against histopathology"},
+    {"who": "primary care physicians", "sensitivity": 0.799, "specificity": 0.709, "number_needed_to_biopsy": None,
+     "source": "phillips2020derm", "cited": "Phillips et al. 2020", "what": "the same meta-analysis, 10 studies"},
+    {"who": "dermatology clinics", "sensitivity": None, "specificity": None, "number_needed_to_biopsy": 9.60,
+     "source": "petty2020nnt", "cited": "Petty et al. 2020",
+     "what": "biopsies or excisions per melanoma (95 % CI 6.97–13.41), meta-analysis of 29 studies"},
+    {"who": "primary care clinics", "sensitivity": None, "specificity": None, "number_needed_to_biopsy": 22.62,
+     "source": "petty2020nnt", "cited": "Petty et al. 2020",
+     "what": "biopsies or excisions per melanoma (95 % CI 12.95–40.10)"},
+    {"who": "pigmented lesion specialists", "sensitivity": None, "specificity": None,
+     "number_needed_to_biopsy": 5.85, "source": "petty2020nnt", "cited": "Petty et al. 2020",
+     "what": "biopsies or excisions per melanoma (95 % CI 4.24–8.27)"},
+)
+
+
+def headline_runs(runs_dir: str | os.PathLike) -> dict[str, RunRecord]:
+    """This build's best run of each track, chosen on validation balanced accuracy (never on test), by label
+    ``model (track)``; a track without a run is left out."""
+    table = latest_runs(runs_table(runs_dir))
+    chosen = {}
+    for pretrained, track in TRACK_NAMES.items():
+        part = table[table["pretrained"] == pretrained] if len(table) else table
+        if len(part):
+            best = part.loc[part["val_balanced_accuracy"].idxmax()]
+            chosen[f"{best['model']} ({track})"] = RunRecord(best["path"])
+    return chosen
+
+
+def headline_view(runs: dict[str, RunRecord]) -> pd.DataFrame:
+    """The headline runs: network, track, weights, size and epochs, validation and test balanced accuracy."""
+    rows = []
+    for label, run in runs.items():
+        config, metrics = run.config, run.metrics
+        ci = metrics["test"]["bootstrap"]["balanced_accuracy"]
+        rows.append({"run": label, "class weights": config.class_weights,
+                     "px x epochs": f"{config.image_size} x {config.epochs}",
+                     "validation balanced accuracy (chooses)": metrics["val"]["balanced_accuracy"],
+                     "test balanced accuracy (95 % CI)": interval(metrics["test"]["balanced_accuracy"], ci["low"],
+                                                                  ci["high"])})
+    return pd.DataFrame(rows)
+
+
+def subgroups(runs: dict[str, RunRecord], images_table: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """:func:`~pskinlib.evaluate.subgroups.run_subgroups` of each headline run's test split by age band, sex and body
+    site, with a ``run`` column; the same six body sites for every run (the most common in the first run's test
+    split)."""
+    parts = [run_subgroups(run, images_table, tuple(GROUPINGS), n_boot=n_boot).assign(run=label)
+             for label, run in runs.items()]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _mark(value) -> str:
+    return {True: "below", False: "", None: ""}.get(value if value is None else bool(value), "")
+
+
+def subgroup_view(table: pd.DataFrame, run: str) -> pd.DataFrame:
+    """One run's subgroups as the chapter shows them: n, melanomas, balanced accuracy and melanoma recall with their
+    intervals, a mark where the interval lies wholly below the overall estimate, and why an interval is missing."""
+    part = table[table["run"] == run]
+    return pd.DataFrame({
+        "grouping": part["grouping"], "subgroup": part["group"], "images": part["n"],
+        "melanomas": part["melanomas"],
+        "balanced accuracy (95 % CI)": intervals(part, "balanced_accuracy", "balanced_accuracy_low",
+                                                 "balanced_accuracy_high"),
+        "below overall": [_mark(v) for v in part["balanced_accuracy_below_overall"]],
+        "melanoma recall (95 % CI)": intervals(part, "melanoma_recall", "melanoma_recall_low",
+                                               "melanoma_recall_high"),
+        "below overall ": [_mark(v) for v in part["melanoma_recall_below_overall"]],
+        "note": part["note"]})
+
+
+def subgroup_finding(table: pd.DataFrame) -> dict[str, Any]:
+    """``subgroup_finding``: for each run, the subgroups whose interval lies wholly below its overall estimate (of
+    balanced accuracy or of melanoma recall), and how many subgroups were too small for an interval."""
+    if not len(table):
+        return {"subgroup_finding": Markdown("no run of this build could be analysed by subgroup")}
+    phrases = []
+    for run, part in table.groupby("run", sort=False):
+        below = [f"{row.group} ({what})" for row in part.itertuples()
+                 for what, flag in (("balanced accuracy", row.balanced_accuracy_below_overall),
+                                    ("melanoma recall", row.melanoma_recall_below_overall)) if flag is True]
+        small = int(part["note"].str.startswith("too few").sum())
+        listed = ", ".join(below) if below else "no subgroup"
+        phrases.append(f"for {run}, {listed} lay wholly below the overall estimate; {small} of its "
+                       f"{len(part) - 1} subgroups were too small for an interval")
+    return {"subgroup_finding": Markdown("; ".join(phrases))}
+
+
+def referral(runs: dict[str, RunRecord], n_boot: int = 1000) -> pd.DataFrame:
+    """:func:`~pskinlib.evaluate.referral.run_referral` of each headline run (its test split and every external set
+    it was evaluated on), with a ``run`` column."""
+    parts = [run_referral(run, n_boot=n_boot).assign(run=label) for label, run in runs.items()]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def referral_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The referral rules as the chapter shows them, a row per (run, set, target)."""
+    def ci(name: str, digits: int = 3) -> list[str]:
+        return intervals(table, name, f"{name}_low", f"{name}_high", digits)
+
+    return pd.DataFrame({
+        "run": table["run"], "images": table["set"], "sensitivity on validation": table["target"],
+        "melanomas": table["melanomas"], "sensitivity (95 % CI)": ci("sensitivity"),
+        "specificity (95 % CI)": ci("specificity"), "share referred (95 % CI)": ci("share_referred"),
+        "biopsies per melanoma found (95 % CI)": ci("number_needed_to_biopsy", 1)})
+
+
+def reference_view() -> pd.DataFrame:
+    """:data:`REFERENCE_POINTS` as a table, with the citation of each row."""
+    return pd.DataFrame([{"who": r["who"], "sensitivity": r["sensitivity"], "specificity": r["specificity"],
+                          "biopsies per melanoma": r["number_needed_to_biopsy"], "what": r["what"],
+                          "source": r["cited"]} for r in REFERENCE_POINTS])
+
+
+def referral_finding(table: pd.DataFrame, internal: str = "HAM10000 test") -> dict[str, Any]:
+    """``referral_finding``: at the threshold for 90 % sensitivity on validation, what each run referred on
+    HAM10000 test and the sensitivity it kept on each other set."""
+    if not len(table):
+        return {"referral_finding": Markdown("no run of this build has a referral rule")}
+    phrases = []
+    for run, part in table[table["target"] == "90%"].groupby("run", sort=False):
+        inside = part[part["set"] == internal].iloc[0]
+        outside = [f"{row.set} {row.sensitivity:.2f}" for row in part.itertuples() if row.set != internal]
+        phrases.append(f"{run} referred {inside['share_referred']:.0%} of the {internal} images, found "
+                       f"{inside['sensitivity']:.0%} of their melanomas and needed "
+                       f"{inside['number_needed_to_biopsy']:.1f} biopsies per melanoma found"
+                       + (f"; elsewhere its sensitivity was {', '.join(outside)}" if outside else ""))
+    return {"referral_finding": Markdown("; ".join(phrases))}
