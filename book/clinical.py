@@ -139,7 +139,9 @@ def referral_view(table: pd.DataFrame) -> pd.DataFrame:
 def reference_view() -> pd.DataFrame:
     """:data:`REFERENCE_POINTS` as a table, with the citation of each row."""
     return pd.DataFrame([{"who": r["who"], "sensitivity": r["sensitivity"], "specificity": r["specificity"],
-                          "biopsies per melanoma": r["number_needed_to_biopsy"], "what": r["what"],
+                          "biopsies per melanoma": (f"{r['number_needed_to_biopsy']:.2f}"
+                                                    if r["number_needed_to_biopsy"] else None),
+                          "what": r["what"],
                           "source": r["cited"]} for r in REFERENCE_POINTS])
 
 

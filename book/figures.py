@@ -140,7 +140,9 @@ def interval_dots(table: pd.DataFrame, label: str, value: str, low: str, high: s
                   xlabel: str = "test balanced accuracy (95 % bootstrap interval)") -> plt.Figure:
     """One dot with its interval per row of ``table`` (labelled by ``label``), and vertical lines at ``marks``
     ({text: value}: the paper's figure, the majority baseline, an anchor)."""
-    fig, ax = plt.subplots(figsize=(8, 0.32 * len(table) + 1.6))
+    longest = max((len(str(text)) for text in table[label]), default=0)
+    # wide enough that long run labels leave the axes most of the figure
+    fig, ax = plt.subplots(figsize=(max(8.0, 5.0 + 0.07 * longest), 0.32 * len(table) + 1.6))
     y = np.arange(len(table))[::-1]
     errors = np.vstack([table[value] - table[low], table[high] - table[value]]).clip(min=0)
     ax.errorbar(table[value], y, xerr=errors, fmt="o", capsize=3, color="#1f4e79")
@@ -205,9 +207,12 @@ def shift_bars(shift: pd.DataFrame) -> plt.Figure:
     neutral) and the corner-to-centre brightness (vignetting)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     by_source = shift.set_index("source_dataset")
-    by_source[["light_r", "light_g", "light_b"]].plot.bar(ax=axes[0], color=["#c44", "#4a4", "#44c"], xlabel="",
-                                                          ylabel="light chromaticity (fraction)")
+    light = by_source[["light_r", "light_g", "light_b"]].rename(columns={"light_r": "red", "light_g": "green",
+                                                                        "light_b": "blue"})
+    light.plot.bar(ax=axes[0], color=["#c44", "#4a4", "#44c"], xlabel="", ylabel="light chromaticity (fraction)")
     axes[0].axhline(1 / 3, color="grey", ls=":", lw=1)
+    axes[0].set_ylim(0, max(0.5, float(light.to_numpy().max()) * 1.35))  # room above the bars for the legend
+    axes[0].legend(ncol=3, fontsize=8, loc="upper center", frameon=False)
     axes[0].set_title("the colour of the light", fontsize=10)
     by_source["corner_ratio"].plot.bar(ax=axes[1], color="#777", xlabel="", ylabel="corner / centre brightness")
     axes[1].set_title("vignetting", fontsize=10)

@@ -331,8 +331,7 @@ def unseen_finding(two: pd.DataFrame, reference_dir: str | os.PathLike) -> dict[
     groups = {g for run in two["run"] for g in RunRecord(in_checkout(reference_dir) / TWO_SOURCE / run)
               .evaluation(EXTERNAL_EVALUATION).metrics["groups"]}
     unseen = sorted(groups - {*SETS[:3], POOLED})
-    return {"two_source_note": Markdown("collections seen by neither source in these records: "
-                                        + (", ".join(unseen) if unseen else "none (only ISIC 2017 was at hand)"))}
+    return {"two_source_note": Markdown(", ".join(unseen) if unseen else "none (only ISIC 2017 was at hand)")}
 
 
 def method_choice(methods, baseline: str = "baseline", choose_on: str = "ISIC2017_val",
@@ -379,12 +378,12 @@ def adopted_finding(methods, test_set: str = "ISIC2017_test", internal: str = "H
     values = {"balanced_accuracy": float(outside.mean()),
               "melanoma_sensitivity": float(methods[f"{test_set} sensitivity_at_80"].mean()),
               "internal_balanced_accuracy": float(methods[f"{internal} balanced_accuracy"].mean())}
-    parts = [f"{test_set} balanced accuracy {values['balanced_accuracy']:.3f} (from {outside.min():.3f} to "
-             f"{outside.max():.3f})",
-             f"melanoma sensitivity {values['melanoma_sensitivity']:.3f} there at the HAM10000-validation threshold "
-             "for 80 %", f"{internal} balanced accuracy {values['internal_balanced_accuracy']:.3f}"]
     return {"adopted_seeds": seeds, **{f"adopted_{k}": v for k, v in values.items()},
-            "adopted_finding": Markdown(f"over {seeds} split seed(s): " + "; ".join(parts))}
+            "adopted_finding": Markdown(
+                f"over {seeds} split seed(s) it reached a mean {test_set} balanced accuracy of "
+                f"{values['balanced_accuracy']:.3f} (from {outside.min():.3f} to {outside.max():.3f}), a melanoma "
+                f"sensitivity of {values['melanoma_sensitivity']:.3f} there at the HAM10000-validation threshold for "
+                f"80 %, and a {internal} balanced accuracy of {values['internal_balanced_accuracy']:.3f}")}
 
 
 def best_outside(external: pd.DataFrame) -> pd.Series | None:

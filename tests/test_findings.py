@@ -41,7 +41,7 @@ def test_the_adopted_recipe_is_stated_by_its_means_and_range_over_seeds():
     found = adopted_finding(rows)
     assert abs(found["adopted_balanced_accuracy"] - 0.67) < 1e-9 and found["adopted_seeds"] == 2
     text = found["adopted_finding"].data
-    assert "ISIC2017_test balanced accuracy 0.670 (from 0.660 to 0.680)" in text and "sensitivity 0.570" in text
+    assert "ISIC2017_test balanced accuracy of 0.670 (from 0.660 to 0.680)" in text and "sensitivity of 0.570" in text
     assert "bar" not in text and "met" not in text  # what was measured, not a pass mark
     assert "not measured" in adopted_finding(pd.DataFrame())["adopted_finding"].data
 
