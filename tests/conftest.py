@@ -85,6 +85,54 @@ def tiny_ham(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A finished run of a few 16-px images (seconds on a CPU) and its data folder, trained once for the tests that
+    read a run or add an evaluation to it (none changes what it holds)."""
+    from pskinlib.train.config import make_config
+    from pskinlib.train.trainer import train
+
+    root = tmp_path_factory.mktemp("small-run")
+    data = write_ham_folder(root / "ham", ham_rows({"mel": 8, "nv": 16, "bkl": 8}))
+    run = train(make_config("smoke", data_dir=str(data), image_size=16, epochs=1, batch_size=8, quiet=True,
+                            tta=False, threads=1, max_train_batches=2), runs_dir=root / "runs")
+    return run, data
+
+
+@pytest.fixture(scope="session")
+def imbalanced_ham(tmp_path_factory) -> Path:
+    """A HAM10000-like folder as imbalanced as the real one (mel 12, nv 40, bkl 12 lesions), written once."""
+    return write_ham_folder(tmp_path_factory.mktemp("imbalanced-ham"), ham_rows({"mel": 12, "nv": 40, "bkl": 12}))
+
+
+@pytest.fixture(scope="session")
+def grad_cam_run(imbalanced_ham, tmp_path_factory) -> Path:
+    """A finished 32-px run of :func:`imbalanced_ham`, trained once: at 32 px ResNet18's layer1 has the 8 x 8 cells a
+    Grad-CAM map needs (at 16 px, 4 x 4)."""
+    from pskinlib.train.config import make_config
+    from pskinlib.train.trainer import train
+
+    config = make_config("smoke", data_dir=str(imbalanced_ham), image_size=32, epochs=1, batch_size=16,
+                         warmup_epochs=0.5, quiet=True, deterministic=True, threads=1)
+    return train(config, runs_dir=tmp_path_factory.mktemp("grad-cam-runs"))
+
+
+@pytest.fixture(scope="session")
+def run_predictions(grad_cam_run):
+    """The test predictions of :func:`grad_cam_run` joined with their images, as the inspector loads them."""
+    from pskinlib.explain.inspector import load_predictions
+
+    return load_predictions(grad_cam_run, "test")
+
+
+@pytest.fixture(scope="session")
+def trained(grad_cam_run):
+    """:func:`grad_cam_run`'s best checkpoint as a model that predicts image files, on the CPU."""
+    from pskinlib.evaluate.predict import load_trained
+
+    return load_trained(grad_cam_run, device="cpu")
+
+
+@pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The real HAM10000, or a skip saying why it is not used."""
     value = os.environ.get("PSKIN_DATA")

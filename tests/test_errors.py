@@ -17,8 +17,6 @@ from PIL import Image
 
 from pskinlib.cli import main
 from pskinlib.errors import DataError, PskinError
-from pskinlib.train.config import make_config
-from pskinlib.train.trainer import train
 
 
 def _error(capsys) -> str:
@@ -30,16 +28,10 @@ def _error(capsys) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A finished run of a few 16-px images (seconds on a CPU), for the commands that read one."""
-    from conftest import ham_rows, write_ham_folder
-
-    root = tmp_path_factory.mktemp("errors")
-    data = write_ham_folder(root / "ham", ham_rows({"mel": 8, "nv": 16, "bkl": 8}))
-    run = train(make_config("smoke", data_dir=str(data), image_size=16, epochs=1, batch_size=8, quiet=True,
-                            tta=False, threads=1, max_train_batches=2), runs_dir=root / "runs")
-    return run, data
+@pytest.fixture
+def tiny_run(small_run):
+    """A finished run of a few 16-px images, for the commands that read one (conftest's, trained once)."""
+    return small_run
 
 
 def test_bad_data_names_the_file(tiny_ham, capsys):

@@ -261,16 +261,6 @@ def test_left_out_counts_of_older_records_are_read_as_reason_not_recorded():
     assert left_out_by_reason({"left_out": {UNKNOWN_CLASS: {"S1/df": 6}}}) == {UNKNOWN_CLASS: {"S1/df": 6}}
 
 
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
-    """A finished run of a few 16-px images (seconds on a CPU) and its data folder."""
-    root = tmp_path_factory.mktemp("left-out")
-    data = write_ham_folder(root / "ham", ham_rows({"mel": 8, "nv": 16, "bkl": 8}))
-    run = train(make_config("smoke", data_dir=str(data), image_size=16, epochs=1, batch_size=8, quiet=True,
-                            tta=False, threads=1, max_train_batches=2), runs_dir=root / "runs")
-    return run, data
-
-
 def test_evaluate_scores_the_known_classes_and_prints_what_it_left_out(small_run, tmp_path, capsys):
     run, _ = small_run
     rows = [(f"E{i}", dx, "S1") for i, dx in enumerate(["mel", "nv", "bkl", "df", "nv"] * 2)]

@@ -18,7 +18,6 @@ from PIL import Image
 
 from book.tables import run_to_inspect
 from pskinlib.evaluate.fusion import fuse_run
-from pskinlib.evaluate.predict import load_trained
 from pskinlib.explain.inspector import (
     ConfusionMatrixWidget,
     NewImagePredictor,
@@ -127,43 +126,24 @@ def test_confusion_counts_have_true_rows_and_predicted_columns(table):
 # A real (tiny) run for the widgets
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    data = write_ham_folder(tmp_path_factory.mktemp("ham"), ham_rows({"mel": 12, "nv": 40, "bkl": 12}))
-    # 32 px, the smoke book's size: ResNet18's layer1 then has the 8 x 8 cells a Grad-CAM map needs (16 px: 4 x 4)
-    config = make_config("smoke", data_dir=str(data), image_size=32, epochs=1, batch_size=16, warmup_epochs=0.5,
-                         quiet=True, deterministic=True, threads=1)
-    return train(config, runs_dir=tmp_path_factory.mktemp("runs"))
-
-
-@pytest.fixture(scope="module")
-def run_predictions(tiny_run) -> pd.DataFrame:
-    return load_predictions(tiny_run, "test")
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_run):
-    return load_trained(tiny_run, device="cpu")
-
-
-def test_a_run_folder_is_joined_with_the_images_it_was_trained_on(tiny_run, run_predictions):
-    raw = pd.read_csv(tiny_run / "predictions_test.csv")
+def test_a_run_folder_is_joined_with_the_images_it_was_trained_on(grad_cam_run, run_predictions):
+    raw = pd.read_csv(grad_cam_run / "predictions_test.csv")
     assert len(run_predictions) == raw["image_id"].nunique()
     assert run_predictions["path"].map(lambda p: Path(p).is_file()).all()
     assert (run_predictions["sex"] == "male").all() and run_predictions["age"].notna().all()
     with pytest.raises(ValueError, match="split"):
-        load_predictions(tiny_run, "train")
+        load_predictions(grad_cam_run, "train")
 
 
-def test_the_chapter_finds_the_newest_run_of_its_model(tiny_run, tmp_path):
-    assert run_to_inspect(runs_dir=tiny_run.parent, model="resnet18") == tiny_run
-    data_root = read_json(tiny_run / "config.json")["data"]["root"]
-    assert run_to_inspect(runs_dir=tiny_run.parent, model="resnet18", data_dir=data_root) == tiny_run
-    assert run_to_inspect(tiny_run) == tiny_run
+def test_the_chapter_finds_the_newest_run_of_its_model(grad_cam_run, tmp_path):
+    assert run_to_inspect(runs_dir=grad_cam_run.parent, model="resnet18") == grad_cam_run
+    data_root = read_json(grad_cam_run / "config.json")["data"]["root"]
+    assert run_to_inspect(runs_dir=grad_cam_run.parent, model="resnet18", data_dir=data_root) == grad_cam_run
+    assert run_to_inspect(grad_cam_run) == grad_cam_run
     with pytest.raises(ValueError, match="run_dir"):
         run_to_inspect(tmp_path)
     with pytest.raises(ValueError, match="model"):
-        run_to_inspect(runs_dir=tiny_run.parent, model="vgg16")
+        run_to_inspect(runs_dir=grad_cam_run.parent, model="vgg16")
 
 
 def _gallery(browser: PredictionBrowser) -> list[str]:
@@ -282,8 +262,8 @@ def test_a_new_file_or_upload_is_predicted_with_its_heat_map(trained, tmp_path):
     assert "no image file" in predictor.status.value
 
 
-def test_inspect_run_puts_the_widgets_together_and_shows_one_image(tiny_run, run_predictions):
-    inspector = inspect_run(tiny_run, "test", per_page=5, device="cpu")
+def test_inspect_run_puts_the_widgets_together_and_shows_one_image(grad_cam_run, run_predictions):
+    inspector = inspect_run(grad_cam_run, "test", per_page=5, device="cpu")
     assert inspector.browser.selected == inspector.browser.rows["image_id"].iloc[0]
     assert inspector.browser.widget in inspector.children and inspector.confusion.widget in inspector.children
     inspector.confusion.cell_button(0, 0).click()
@@ -300,8 +280,8 @@ def test_inspect_run_puts_the_widgets_together_and_shows_one_image(tiny_run, run
     assert all(Image.open(io.BytesIO(image.value)).size for image in images(inspector))
 
 
-def test_the_fused_heads_predictions_are_inspected_like_the_networks(tiny_run, tmp_path):
-    run = Path(shutil.copytree(tiny_run, tmp_path / tiny_run.name))  # the module's run stays without a head
+def test_the_fused_heads_predictions_are_inspected_like_the_networks(grad_cam_run, tmp_path):
+    run = Path(shutil.copytree(grad_cam_run, tmp_path / grad_cam_run.name))  # the module's run stays without a head
     with pytest.raises(ValueError, match="pskin fuse"):
         load_predictions(run, "test", fused=True)
     fuse_run(run)

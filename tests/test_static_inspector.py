@@ -13,16 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ham_rows, write_ham_folder
 from PIL import Image
 
 from book.build import CHROMIUM, chromium, served
 from book.static_inspector import SCRIPT, STYLESHEET, gradcam_caption, static_inspector
 from pskinlib.data.ham10000 import load_ham10000
-from pskinlib.evaluate.predict import load_trained
 from pskinlib.explain.inspector import confusion_counts, load_predictions
-from pskinlib.train.config import make_config
-from pskinlib.train.trainer import train
 
 CODES = ("mel", "nv", "bkl")
 DATA_BLOCK = re.compile(r'<script type="application/json" class="pskin-static-data">(.*?)</script>', re.S)
@@ -39,8 +35,8 @@ def jpeg_bytes(data: dict, kind: str, image: dict) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def ham(tmp_path_factory) -> Path:
-    return write_ham_folder(tmp_path_factory.mktemp("ham"), ham_rows({"mel": 12, "nv": 40, "bkl": 12}))
+def ham(imbalanced_ham) -> Path:
+    return imbalanced_ham
 
 
 @pytest.fixture(scope="module")
@@ -53,24 +49,6 @@ def made_up(ham) -> pd.DataFrame:
                         "predicted": np.array(CODES)[probabilities.argmax(axis=1)],
                         **{f"p_{c}": probabilities[:, k] for k, c in enumerate(CODES)}})
     return load_predictions(raw, images=images)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(ham, tmp_path_factory) -> Path:
-    # 32 px: the smallest size at which a ResNet18 block gives a Grad-CAM map of 7 x 7 cells or more (layer1, 8 x 8)
-    config = make_config("smoke", data_dir=str(ham), image_size=32, epochs=1, batch_size=16, warmup_epochs=0.5,
-                         quiet=True, deterministic=True, threads=1)
-    return train(config, runs_dir=tmp_path_factory.mktemp("runs"))
-
-
-@pytest.fixture(scope="module")
-def run_predictions(tiny_run) -> pd.DataFrame:
-    return load_predictions(tiny_run, "test")
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_run):
-    return load_trained(tiny_run, device="cpu")
 
 
 def test_the_block_carries_every_image_once_and_the_confusion_matrix(made_up):
