@@ -102,9 +102,14 @@ def subgroup_view(table: pd.DataFrame, run: str) -> pd.DataFrame:
 
 def subgroup_finding(table: pd.DataFrame) -> dict[str, Any]:
     """``subgroup_finding``: for each run, the subgroups whose interval lies wholly below its overall estimate (of
-    balanced accuracy or of melanoma recall), and how many subgroups were too small for an interval."""
+    balanced accuracy or of melanoma recall), and how many subgroups were too small for an interval;
+    ``subgroups_analysed`` and ``subgroups_below``: the counts over all runs."""
     if not len(table):
-        return {"subgroup_finding": Markdown("no run of this build could be analysed by subgroup")}
+        return {"subgroup_finding": Markdown("no run of this build could be analysed by subgroup"),
+                "subgroups_analysed": 0, "subgroups_below": 0}
+    subgroups = table[table["grouping"] != "all"]
+    below = (subgroups["balanced_accuracy_below_overall"].eq(True)
+             | subgroups["melanoma_recall_below_overall"].eq(True))
     phrases = []
     for run, part in table.groupby("run", sort=False):
         below = [f"{row.group} ({what})" for row in part.itertuples()
@@ -114,7 +119,8 @@ def subgroup_finding(table: pd.DataFrame) -> dict[str, Any]:
         listed = ", ".join(below) if below else "no subgroup"
         phrases.append(f"for {run}, {listed} lay wholly below the overall estimate; {small} of its "
                        f"{len(part) - 1} subgroups were too small for an interval")
-    return {"subgroup_finding": Markdown("; ".join(phrases))}
+    return {"subgroup_finding": Markdown("; ".join(phrases)), "subgroups_analysed": len(subgroups),
+            "subgroups_below": int(below.sum())}
 
 
 def referral(runs: dict[str, RunRecord], n_boot: int = 1000) -> pd.DataFrame:

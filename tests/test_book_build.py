@@ -180,9 +180,10 @@ def test_the_inspector_works_in_the_static_page_with_no_kernel_and_no_network(sm
         cells = [(t != p, count, t, p) for t, row in zip(codes, data["counts"]) for p, count in zip(codes, row)
                  if count]
         _, _, true, predicted = max(cells)
-        page.locator(f".pskin-cm-cell[data-true='{true}'][data-predicted='{predicted}']").click()
+        # inside the static inspector: the live ipywidgets one below uses some of the same class names
+        block.locator(f".pskin-cm-cell[data-true='{true}'][data-predicted='{predicted}']").click()
         stored = [image for image in data["images"] if image["true"] == true and image["predicted"] == predicted]
-        thumbs = page.locator(".pskin-gallery .pskin-thumb")
+        thumbs = block.locator(".pskin-gallery .pskin-thumb")
         shown = thumbs.evaluate_all("bs => bs.map(b => [b.dataset.id, b.dataset.true, b.dataset.predicted])")
         assert 0 < len(shown) == min(48, len(stored))  # a page of 48 at most, "show more" for the rest
         assert [s[0] for s in shown] == [image["id"] for image in stored[:48]]
@@ -190,7 +191,7 @@ def test_the_inspector_works_in_the_static_page_with_no_kernel_and_no_network(sm
 
         image = stored[0]
         thumbs.first.click()
-        detail = page.locator(".pskin-detail")
+        detail = block.locator(".pskin-detail")
         assert detail.get_attribute("data-id") == image["id"]
         for code, p in zip(codes, image["p"]):
             value = detail.locator(f".pskin-prob[data-class='{code}'] .pskin-prob-value").inner_text()
