@@ -108,8 +108,8 @@ def subgroup_finding(table: pd.DataFrame) -> dict[str, Any]:
         return {"subgroup_finding": Markdown("no run of this build could be analysed by subgroup"),
                 "subgroups_analysed": 0, "subgroups_below": 0}
     subgroups = table[table["grouping"] != "all"]
-    below = (subgroups["balanced_accuracy_below_overall"].eq(True)
-             | subgroups["melanoma_recall_below_overall"].eq(True))
+    any_below = (subgroups["balanced_accuracy_below_overall"].eq(True)
+                 | subgroups["melanoma_recall_below_overall"].eq(True))
     phrases = []
     for run, part in table.groupby("run", sort=False):
         below = [f"{row.group} ({what})" for row in part.itertuples()
@@ -120,7 +120,7 @@ def subgroup_finding(table: pd.DataFrame) -> dict[str, Any]:
         phrases.append(f"for {run}, {listed} lay wholly below the overall estimate; {small} of its "
                        f"{len(part) - 1} subgroups were too small for an interval")
     return {"subgroup_finding": Markdown("; ".join(phrases)), "subgroups_analysed": len(subgroups),
-            "subgroups_below": int(below.sum())}
+            "subgroups_below": int(any_below.sum())}
 
 
 def referral(runs: dict[str, RunRecord], n_boot: int = 1000) -> pd.DataFrame:

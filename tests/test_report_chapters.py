@@ -157,3 +157,19 @@ def test_no_sentence_picks_a_run_by_its_test_score(tmp_path):
     headline = quality_bar[quality_bar["headline"]]
     text = findings.quality_bar_range(quality_bar).data
     assert f"from {headline['balanced_accuracy'].min():.3f} to {headline['balanced_accuracy'].max():.3f}" in text
+
+
+def test_the_clinical_finding_counts_the_subgroups_below_their_run_s_estimate():
+    from book import clinical
+
+    table = pd.DataFrame([
+        {"run": "a", "grouping": "all", "group": "all images", "balanced_accuracy_below_overall": None,
+         "melanoma_recall_below_overall": None, "note": ""},
+        {"run": "a", "grouping": "sex", "group": "male", "balanced_accuracy_below_overall": True,
+         "melanoma_recall_below_overall": False, "note": ""},
+        {"run": "a", "grouping": "sex", "group": "female", "balanced_accuracy_below_overall": None,
+         "melanoma_recall_below_overall": None, "note": "too few images for an interval (n=12)"}])
+    found = clinical.subgroup_finding(table)
+    assert (found["subgroups_analysed"], found["subgroups_below"]) == (2, 1)
+    assert "male (balanced accuracy)" in found["subgroup_finding"].data and "1 of its 2 subgroups" in \
+        found["subgroup_finding"].data
