@@ -126,6 +126,16 @@ def test_confusion_counts_have_true_rows_and_predicted_columns(table):
 # A real (tiny) run for the widgets
 
 
+def test_a_class_the_set_lacks_is_named_as_absent_in_the_confusion_matrix_not_given_0_percent(table):
+    without_bkl = table[table["true"] != "bkl"]
+    confusion = ConfusionMatrixWidget(without_bkl)
+    labels = [cell.value for cell in confusion.grid.children if isinstance(cell, widgets.HTML)]
+    assert "<b>bkl</b> <small>(none in this set)</small>" in labels and "<b>mel</b>" in labels
+    bkl = confusion.classes.index("bkl")
+    assert all(confusion.cell_button(bkl, j).tooltip.endswith("no true bkl image in this set") for j in range(3))
+    assert confusion.cell_button(0, 0).tooltip.endswith("% of true mel")
+
+
 def test_a_run_folder_is_joined_with_the_images_it_was_trained_on(grad_cam_run, run_predictions):
     raw = pd.read_csv(grad_cam_run / "predictions_test.csv")
     assert len(run_predictions) == raw["image_id"].nunique()

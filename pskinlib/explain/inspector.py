@@ -462,7 +462,8 @@ class ConfusionMatrixWidget(_Displayable):
         self.classes = _check_predictions(predictions)
         self.counts = confusion_counts(predictions)
         self.browser, self._on_select, self.selected = browser, on_select, None
-        share = self.counts.to_numpy() / self.counts.to_numpy().sum(axis=1, keepdims=True).clip(min=1)
+        per_true = self.counts.to_numpy().sum(axis=1)
+        share = self.counts.to_numpy() / per_true[:, None].clip(min=1)
         blues = matplotlib.colormaps["Blues"]
         self._buttons: list[list[widgets.Button]] = []
         cells: list[widgets.Widget] = [widgets.HTML("<small>true ↓ predicted →</small>")]
@@ -473,13 +474,16 @@ class ConfusionMatrixWidget(_Displayable):
                 count = int(self.counts.iloc[i, j])
                 button = _sized(widgets.Button, "72px", description=str(count),
                                 tooltip=f"true {true}, predicted {predicted}: {count} image(s), "
-                                        f"{share[i, j]:.0%} of true {true}",
+                                        + (f"{share[i, j]:.0%} of true {true}" if per_true[i]
+                                           else f"no true {true} image in this set"),
                                 style={"button_color": to_hex(blues(0.1 + 0.8 * share[i, j])),
                                        "text_color": "white" if share[i, j] > 0.5 else "black",
                                        "font_weight": "bold" if i == j else "normal"})
                 button.on_click(lambda _, t=true, p=predicted: self._select(t, p))
                 self._buttons[i].append(button)
-            cells += [widgets.HTML(f"<b>{true}</b>"), *self._buttons[i]]
+            # A class the set lacks has no share to colour and no recall: its row says so instead of showing 0 %.
+            row_label = f"<b>{true}</b>" if per_true[i] else f"<b>{true}</b> <small>(none in this set)</small>"
+            cells += [widgets.HTML(row_label), *self._buttons[i]]
         self.grid = widgets.GridBox(cells, layout=widgets.Layout(
             grid_template_columns=f"120px repeat({len(self.classes)}, 76px)", grid_gap="2px"))
         self.grid.add_class("pskin-confusion")
