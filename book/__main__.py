@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A build lasts minutes: its lines reach a log file or a pipe (`make book | tee`) as they are written.
+    sys.stdout.reconfigure(line_buffering=True)
     try:
         from .build import book_chapters, build_book, screenshot_book
 
