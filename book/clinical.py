@@ -80,24 +80,25 @@ def subgroups(runs: dict[str, RunRecord], images_table: pd.DataFrame, n_boot: in
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _mark(value) -> str:
-    return {True: "below", False: "", None: ""}.get(value if value is None else bool(value), "")
+def _marked(estimates: list[str], below) -> list[str]:
+    """Each formatted estimate, followed by ", below" where its interval lies wholly below the overall estimate."""
+    return [f"{text}, below" if flag is True else text for text, flag in zip(estimates, below)]
 
 
 def subgroup_view(table: pd.DataFrame, run: str) -> pd.DataFrame:
-    """One run's subgroups as the chapter shows them: n, melanomas, balanced accuracy and melanoma recall with their
-    intervals, a mark where the interval lies wholly below the overall estimate, and why an interval is missing."""
+    """One run's subgroups as the chapter shows them: each subgroup named with its grouping ("age band: 30–49"),
+    n, melanomas, balanced accuracy and melanoma recall with their intervals (", below" where the interval lies
+    wholly below the overall estimate), and why an interval is missing."""
     part = table[table["run"] == run]
+    names = ["all test images" if grouping == "all" else f"{grouping}: {group}"
+             for grouping, group in zip(part["grouping"], part["group"])]
+    balanced = intervals(part, "balanced_accuracy", "balanced_accuracy_low", "balanced_accuracy_high")
+    melanoma = intervals(part, "melanoma_recall", "melanoma_recall_low", "melanoma_recall_high")
     return pd.DataFrame({
-        "grouping": part["grouping"], "subgroup": part["group"], "images": part["n"],
-        "melanomas": part["melanomas"],
-        "balanced accuracy (95 % CI)": intervals(part, "balanced_accuracy", "balanced_accuracy_low",
-                                                 "balanced_accuracy_high"),
-        "below overall": [_mark(v) for v in part["balanced_accuracy_below_overall"]],
-        "melanoma recall (95 % CI)": intervals(part, "melanoma_recall", "melanoma_recall_low",
-                                               "melanoma_recall_high"),
-        "below overall ": [_mark(v) for v in part["melanoma_recall_below_overall"]],
-        "note": part["note"]})
+        "subgroup": names, "images": part["n"].to_numpy(), "melanomas": part["melanomas"].to_numpy(),
+        "balanced accuracy (95 % CI)": _marked(balanced, part["balanced_accuracy_below_overall"]),
+        "melanoma recall (95 % CI)": _marked(melanoma, part["melanoma_recall_below_overall"]),
+        "note": part["note"].to_numpy()})
 
 
 def subgroup_finding(table: pd.DataFrame) -> dict[str, Any]:
@@ -130,14 +131,16 @@ def referral(runs: dict[str, RunRecord], n_boot: int = 1000) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def referral_view(table: pd.DataFrame) -> pd.DataFrame:
-    """The referral rules as the chapter shows them, a row per (run, set, target)."""
+def referral_view(table: pd.DataFrame, run: str) -> pd.DataFrame:
+    """One run's referral rules as the chapter shows them, a row per (set, target)."""
+    part = table[table["run"] == run]
+
     def ci(name: str, digits: int = 3) -> list[str]:
-        return intervals(table, name, f"{name}_low", f"{name}_high", digits)
+        return intervals(part, name, f"{name}_low", f"{name}_high", digits)
 
     return pd.DataFrame({
-        "run": table["run"], "images": table["set"], "sensitivity on validation": table["target"],
-        "melanomas": table["melanomas"], "sensitivity (95 % CI)": ci("sensitivity"),
+        "images": part["set"].to_numpy(), "sensitivity on validation": part["target"].to_numpy(),
+        "melanomas": part["melanomas"].to_numpy(), "sensitivity (95 % CI)": ci("sensitivity"),
         "specificity (95 % CI)": ci("specificity"), "share referred (95 % CI)": ci("share_referred"),
         "biopsies per melanoma found (95 % CI)": ci("number_needed_to_biopsy", 1)})
 

@@ -173,3 +173,27 @@ def test_the_clinical_finding_counts_the_subgroups_below_their_run_s_estimate():
     assert (found["subgroups_analysed"], found["subgroups_below"]) == (2, 1)
     assert "male (balanced accuracy)" in found["subgroup_finding"].data and "1 of its 2 subgroups" in \
         found["subgroup_finding"].data
+
+
+def test_the_subgroup_view_names_each_subgroup_with_its_grouping_and_marks_intervals_below_the_overall_estimate():
+    from book import clinical
+
+    table = pd.DataFrame([
+        {"run": "a", "grouping": "all", "group": "all images", "n": 100, "melanomas": 20,
+         "balanced_accuracy": 0.7, "balanced_accuracy_low": 0.6, "balanced_accuracy_high": 0.8,
+         "balanced_accuracy_below_overall": None, "melanoma_recall": 0.5, "melanoma_recall_low": 0.3,
+         "melanoma_recall_high": 0.7, "melanoma_recall_below_overall": None, "note": ""},
+        {"run": "a", "grouping": "body site", "group": "face", "n": 40, "melanomas": 12,
+         "balanced_accuracy": 0.4, "balanced_accuracy_low": 0.3, "balanced_accuracy_high": 0.5,
+         "balanced_accuracy_below_overall": True, "melanoma_recall": 0.45, "melanoma_recall_low": 0.2,
+         "melanoma_recall_high": 0.7, "melanoma_recall_below_overall": False, "note": ""},
+        {"run": "b", "grouping": "sex", "group": "male", "n": 3, "melanomas": 0,
+         "balanced_accuracy": 1.0, "balanced_accuracy_low": float("nan"), "balanced_accuracy_high": float("nan"),
+         "balanced_accuracy_below_overall": None, "melanoma_recall": float("nan"), "melanoma_recall_low": float("nan"),
+         "melanoma_recall_high": float("nan"), "melanoma_recall_below_overall": None, "note": "too few"}])
+    view = clinical.subgroup_view(table, "a")
+    assert view["subgroup"].tolist() == ["all test images", "body site: face"]
+    assert view["images"].tolist() == [100, 40] and view["note"].tolist() == ["", ""]
+    balanced = view["balanced accuracy (95 % CI)"].tolist()
+    assert balanced[1].endswith(", below") and not balanced[0].endswith("below")
+    assert not view["melanoma recall (95 % CI)"].str.endswith("below").any()
