@@ -16,7 +16,7 @@ from IPython.display import Markdown
 from pskinlib.info import CLASSES, MELANOMA, PAPER_REPORTED
 from pskinlib.runs import RunRecord
 
-from .format import interval
+from .format import counted, interval
 
 SIGNIFICANCE = 0.05
 
@@ -148,7 +148,7 @@ def fusion_gain(fused) -> dict[str, Any]:
         return {"fusion": Markdown("no run of this build was fused")}
     gain = fused["+ metadata"] - fused["head refitted, images"]
     return {"fusion": Markdown(f"the metadata moved test balanced accuracy by {gain.min():+.3f} to {gain.max():+.3f} "
-                               f"over the refitted image-only head ({len(fused)} run(s))")}
+                               f"over the refitted image-only head ({counted(len(fused), 'run')})")}
 
 
 def seeds_finding(table, wall_minutes: list[float] | None = None, prefix: str = "seeds_") -> dict[str, Any]:
@@ -164,7 +164,7 @@ def seeds_finding(table, wall_minutes: list[float] | None = None, prefix: str = 
              f"to {table['balanced_accuracy'].max():.3f})", f"macro AUC {values['macro_auc']:.3f}",
              f"at most {values['minutes']:.1f} minutes a run"]
     return {f"{prefix}count": len(table), **{f"{prefix}{k}": v for k, v in values.items()},
-            f"{prefix}finding": Markdown(f"mean over {len(table)} split seed(s): " + "; ".join(parts))}
+            f"{prefix}finding": Markdown(f"mean over {counted(len(table), 'split seed')}: " + "; ".join(parts))}
 
 
 def quality_bar_range(quality_bar) -> Markdown:

@@ -30,6 +30,12 @@ def interval(value: float | None, low: float | None, high: float | None, digits:
     return f"{value:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` with its noun, singular or plural: ``counted(1, "split seed")`` is "1 split seed", 3 gives "3 split
+    seeds", 1200 gives "1,200 ..."."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def intervals(table: pd.DataFrame, value: str, low: str, high: str, digits: int = 3) -> list[str]:
     """:func:`interval` of each row of ``table``, from its columns ``value``, ``low`` and ``high``."""
     return [interval(v, lo, hi, digits) for v, lo, hi in table[[value, low, high]].itertuples(index=False)]

@@ -21,7 +21,7 @@ from pskinlib.info import CLASSES, MELANOMA, TRACK_SHORT_NAMES
 from pskinlib.runs import RunRecord, find_runs
 
 from . import in_checkout
-from .format import interval, intervals
+from .format import counted, interval, intervals
 from .runs import EXTERNAL_EVALUATION
 
 SETS = (INTERNAL, "ISIC2017_val", "ISIC2017_test", POOLED)
@@ -42,7 +42,7 @@ def images_note(evaluated, counts: pd.DataFrame | None) -> dict[str, Any]:
                                           "on ISIC 2017 with the committed runs.")}
     images = int(counts.drop(columns="source_dataset").to_numpy().sum())
     return {"external_note": Markdown(f"This build evaluated its {len(evaluated)} runs on {images} external images "
-                                      f"of {len(counts)} set(s).")}
+                                      f"of {counted(len(counts), 'set')}.")}
 
 
 def reference_runs(reference_dir: str | os.PathLike) -> list[Path]:
@@ -380,7 +380,7 @@ def adopted_finding(methods, test_set: str = "ISIC2017_test", internal: str = "H
               "internal_balanced_accuracy": float(methods[f"{internal} balanced_accuracy"].mean())}
     return {"adopted_seeds": seeds, **{f"adopted_{k}": v for k, v in values.items()},
             "adopted_finding": Markdown(
-                f"over {seeds} split seed(s) it reached a mean {test_set} balanced accuracy of "
+                f"over {counted(seeds, 'split seed')} it reached a mean {test_set} balanced accuracy of "
                 f"{values['balanced_accuracy']:.3f} (from {outside.min():.3f} to {outside.max():.3f}), a melanoma "
                 f"sensitivity of {values['melanoma_sensitivity']:.3f} there at the HAM10000-validation threshold for "
                 f"80 %, and a {internal} balanced accuracy of {values['internal_balanced_accuracy']:.3f}")}

@@ -52,6 +52,14 @@ def test_the_seeds_finding_uses_the_wall_minutes_and_the_means():
     found = seeds_finding(table, wall_minutes=[9.0, 16.0, 9.5])
     assert abs(found["seeds_balanced_accuracy"] - 0.76) < 1e-9 and found["seeds_minutes"] == 16.0
     text = found["seeds_finding"].data
-    assert "3 split seed(s)" in text and "(from 0.740 to 0.780)" in text and "at most 16.0 minutes" in text
+    assert "3 split seeds" in text and "(from 0.740 to 0.780)" in text and "at most 16.0 minutes" in text
     assert "bar" not in text and "met" not in text
     assert seeds_finding(table)["seeds_minutes"] == 8.0
+
+
+def test_counts_in_sentences_take_the_singular_or_the_plural():
+    from book.format import counted
+
+    assert (counted(1, "split seed"), counted(3, "split seed"), counted(0, "run")) == ("1 split seed", "3 split seeds",
+                                                                                      "0 runs")
+    assert counted(1200, "image") == "1,200 images" and counted(2, "child", "children") == "2 children"

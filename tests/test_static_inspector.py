@@ -168,7 +168,8 @@ def test_a_cell_filters_the_gallery_and_a_thumbnail_shows_its_probabilities(brow
         assert page.locator(".pskin-filter[data-filter='predicted']").input_value() == predicted
         assert page.locator(f".pskin-cm-cell[data-true='{true}'][data-predicted='{predicted}']"
                             ).get_attribute("aria-pressed") == "true"
-        assert f"Showing {count} of {count} image(s)" in page.inner_text(".pskin-gallery-status")
+        status = page.inner_text(".pskin-gallery-status")
+        assert f"Showing {count:,} of {count:,} image{'s' if count != 1 else ''}" in status
 
         # A thumbnail: the detail pane shows its probabilities, as the data has them, and its Grad-CAM map.
         chosen = shown[-1]["id"]

@@ -25,6 +25,10 @@
     return node;
   }
 
+  function images(n) {  // "1 image", "1,338 images"
+    return n.toLocaleString("en-US") + (n === 1 ? " image" : " images");
+  }
+
   function percent(p, digits) {
     return (100 * p).toFixed(digits) + "%";
   }
@@ -70,7 +74,7 @@
           type: "button", class: "pskin-cm-cell" + (i === j ? " pskin-cm-diagonal" : ""),
           "data-true": codes[i], "data-predicted": codes[j], "data-count": String(count), "aria-pressed": "false",
           // a class with no image in this set has no share of its row: a dash, not 0 %
-          title: "true " + codes[i] + ", predicted " + codes[j] + ": " + count + " image(s), " +
+          title: "true " + codes[i] + ", predicted " + codes[j] + ": " + images(count) + ", " +
             (total ? percent(share, 0) + " of true " + codes[i] : "no true " + codes[i] + " image in this set"),
           style: "background:hsl(210,65%," + (96 - 56 * share).toFixed(0) + "%);color:" +
             (share > 0.5 ? "white" : "black")
@@ -175,11 +179,11 @@
       if (state.true !== ALL) what.push("true " + state.true);
       if (state.predicted !== ALL) what.push("predicted " + state.predicted);
       if (state.correct !== ALL) what.push(state.correct);
-      var text = "Showing " + page.length + " of " + rows.length + " image(s)" +
+      var text = "Showing " + page.length.toLocaleString("en-US") + " of " + images(rows.length) +
         (what.length ? " (" + what.join(", ") + ")" : "") + ", the most confident first.";
       if (state.true !== ALL && state.predicted !== ALL && state.correct === ALL) {
         var count = data.counts[codes.indexOf(state.true)][codes.indexOf(state.predicted)];
-        if (count !== rows.length) text += " The page stores " + rows.length + " of this cell's " + count + ".";
+        if (count !== rows.length) text += " The page stores " + rows.length.toLocaleString("en-US") + " of this cell's " + images(count) + ".";
       }
       status.textContent = text;
       more.hidden = page.length >= rows.length;
