@@ -36,6 +36,12 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def minutes(values) -> list[str]:
+    """Durations in minutes as a table shows them: one decimal (a run's minutes are not known to the second), a
+    dash where one is missing."""
+    return [DASH if _missing(v) else f"{float(v):.1f}" for v in values]
+
+
 def intervals(table: pd.DataFrame, value: str, low: str, high: str, digits: int = 3) -> list[str]:
     """:func:`interval` of each row of ``table``, from its columns ``value``, ``low`` and ``high``."""
     return [interval(v, lo, hi, digits) for v, lo, hi in table[[value, low, high]].itertuples(index=False)]

@@ -29,7 +29,7 @@ from pskinlib.train.models import validate_model_name
 
 from . import BookBuildError, in_checkout
 from .findings import comparison
-from .format import interval, intervals
+from .format import interval, intervals, minutes
 from .outside import best_outside, external_table, reference_runs
 from .runs import ablation_configs, is_paper_weighted, latest_runs, need_run, runs_table, test_labels
 
@@ -271,7 +271,7 @@ def runs_view(table: pd.DataFrame) -> pd.DataFrame:
     interval, each class's test recall."""
     return pd.DataFrame({
         "run": table["label"], "px x epochs": table["image_size"].astype(str) + " x " + table["epochs"].astype(str),
-        "minutes": table["train_minutes"], "balanced accuracy (95 % CI)": _ci(table),
+        "minutes": minutes(table["train_minutes"]), "balanced accuracy (95 % CI)": _ci(table),
         "melanoma": table["recall_mel"], "nevus": table["recall_nv"], "keratosis": table["recall_bkl"]})
 
 
@@ -329,7 +329,7 @@ def track_comparisons_view(comparisons: pd.DataFrame) -> pd.DataFrame:
 def quality_bar_view(quality_bar: pd.DataFrame) -> pd.DataFrame:
     """The headline result of each quality-bar setting: minutes, balanced accuracy with its interval, recalls."""
     headline = quality_bar[quality_bar["headline"]]
-    return pd.DataFrame({"setting": headline["setting"], "minutes": headline["wall_minutes"],
+    return pd.DataFrame({"setting": headline["setting"], "minutes": minutes(headline["wall_minutes"]),
                          "balanced accuracy (95 % CI)": _ci(headline), "melanoma": headline["recall_mel"],
                          "nevus": headline["recall_nv"], "keratosis": headline["recall_bkl"]})
 
@@ -346,7 +346,7 @@ def split_seeds_view(table: pd.DataFrame, walls: dict) -> pd.DataFrame:
     """:func:`split_seed_runs` as the results chapter shows it: a row per split seed."""
     return pd.DataFrame({
         "split seed": table["split_seed"], "best epoch": table["best_epoch"],
-        "wall minutes": [walls.get(r) for r in table["run"]],
+        "wall minutes": minutes(walls.get(r) for r in table["run"]),
         "balanced accuracy (95 % CI)": _ci(table), "macro AUC (95 % CI)": _ci(table, "macro_auc"),
         "melanoma": table["recall_mel"], "nevus": table["recall_nv"], "keratosis": table["recall_bkl"]})
 

@@ -63,3 +63,11 @@ def test_counts_in_sentences_take_the_singular_or_the_plural():
     assert (counted(1, "split seed"), counted(3, "split seed"), counted(0, "run")) == ("1 split seed", "3 split seeds",
                                                                                       "0 runs")
     assert counted(1200, "image") == "1,200 images" and counted(2, "child", "children") == "2 children"
+
+
+def test_minutes_show_one_decimal_and_a_dash_where_missing():
+    import numpy as np
+
+    from book.format import DASH, minutes
+
+    assert minutes([7.686, np.float64(10.04), 3, None, float("nan")]) == ["7.7", "10.0", "3.0", DASH, DASH]
