@@ -19,6 +19,7 @@ images' melanoma scores (as :func:`pskinlib.evaluate.ensemble.average_by_lesion`
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import os
 from collections.abc import Mapping, Sequence
@@ -27,16 +28,14 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ..errors import ParameterError, check_int
+from ..errors import ParameterError
 from ..info import MELANOMA
-from ..metrics import threshold_for_sensitivity
+from ..metrics import _check_bootstrap_args, _interval, _resampled_indices, threshold_for_sensitivity
 from ..runs import RunRecord, scores_of
 from .external_validation import INTERNAL
 
 REFERRAL_SENSITIVITIES = (0.90, 0.95)
 RATES = ("sensitivity", "specificity", "share_referred", "number_needed_to_biopsy")
-# Resampled index rows are built this many entries at a time, so memory stays small for large sets.
-_BOOTSTRAP_CHUNK_ENTRIES = 2_000_000
 
 
 def _target_name(sensitivity: float) -> str:
@@ -85,34 +84,6 @@ def _check_thresholds(thresholds) -> dict[str, float]:
     return {target: float(value) for target, value in thresholds.items()}
 
 
-def _check_bootstrap(n_boot, seed, confidence) -> tuple[int, int, float]:
-    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
-        raise ParameterError(f"confidence: need a number strictly between 0 and 1 (e.g. 0.95), got {confidence!r}.")
-    return check_int("n_boot", n_boot, 1), check_int("seed", seed, 0), float(confidence)
-
-
-def _resampled_rows(n: int, n_boot: int, seed: int):
-    """The cases themselves (one row), then ``n_boot`` rows of ``n`` cases drawn with replacement by
-    ``default_rng(seed)``, in blocks: the resamples :func:`pskinlib.metrics.operating_point` draws."""
-    yield np.arange(n)[None]
-    rng = np.random.default_rng(seed)
-    rows_per_block = max(1, _BOOTSTRAP_CHUNK_ENTRIES // n)
-    for start in range(0, n_boot, rows_per_block):
-        yield rng.integers(0, n, size=(min(rows_per_block, n_boot - start), n))
-
-
-def _interval(samples: np.ndarray, confidence: float) -> dict:
-    """``{"estimate", "low", "high"}`` from row 0 (the cases themselves) and the finite resamples after it."""
-    estimate, finite = samples[0], samples[1:][np.isfinite(samples[1:])]
-    if not np.isfinite(estimate):
-        return {"estimate": None, "low": None, "high": None}
-    if finite.size == 0:
-        return {"estimate": float(estimate), "low": None, "high": None}
-    alpha = 1 - confidence
-    low, high = np.percentile(finite, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return {"estimate": float(estimate), "low": float(low), "high": float(high)}
-
-
 def referral_table(positive: ArrayLike, scores: ArrayLike, thresholds: Mapping[str, float], *,
                    lesion_ids: ArrayLike | None = None, n_boot: int = 1000, seed: int = 0,
                    confidence: float = 0.95) -> pd.DataFrame:
@@ -130,11 +101,12 @@ def referral_table(positive: ArrayLike, scores: ArrayLike, thresholds: Mapping[s
     """
     positive, scores = _check_cases(positive, scores, lesion_ids)
     thresholds = _check_thresholds(thresholds)
-    n_boot, seed, confidence = _check_bootstrap(n_boot, seed, confidence)
+    n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
     n = len(positive)
     # Counts per row (row 0: the cases themselves) of melanomas, and per threshold of referred and found.
     melanomas, referred, found = [], {t: [] for t in thresholds}, {t: [] for t in thresholds}
-    for rows in _resampled_rows(n, n_boot, seed):
+    # Row 0 is the cases themselves (the estimates), then the resamples operating_point draws.
+    for rows in itertools.chain([np.arange(n)[None]], _resampled_indices(n, n_boot, seed)):
         melanoma_rows = positive[rows]
         melanomas.append(melanoma_rows.sum(1))
         for target, threshold in thresholds.items():
@@ -153,7 +125,7 @@ def referral_table(positive: ArrayLike, scores: ArrayLike, thresholds: Mapping[s
         row = {"target": target, "threshold": threshold, "n": n, "melanomas": int(melanomas[0]),
                "referred": int(flagged[0]), "melanomas_found": int(hits[0])}
         for name in RATES:
-            interval = _interval(rates[name], confidence)
+            interval = _interval(rates[name][0], rates[name][1:], confidence, n_boot)
             row.update({name: interval["estimate"], f"{name}_low": interval["low"], f"{name}_high": interval["high"]})
         table.append(row)
     result = pd.DataFrame(table).astype({f"{name}{end}": float for name in RATES for end in ("", "_low", "_high")})
@@ -221,7 +193,7 @@ def run_referral(run_dir: str | os.PathLike, sets: Mapping[str, tuple[ArrayLike,
 
     Columns: ``set``, ``unit`` (``images``; ``lesions`` for the test split with ``by_lesion``) and
     :func:`referral_table`'s; one row per set and target, the test split first."""
-    _check_bootstrap(n_boot, seed, confidence)
+    _check_bootstrap_args(n_boot, confidence, seed)
     record = RunRecord.open(run_dir, finished=True)
     melanoma = _melanoma_index(record)
     thresholds = validation_thresholds(record, sensitivities)

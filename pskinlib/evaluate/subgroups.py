@@ -28,9 +28,7 @@ Choices, so that a table can be read without the code:
 
 from __future__ import annotations
 
-import numbers
 import os
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,6 +38,7 @@ from numpy.typing import ArrayLike
 from ..data.ham10000 import validate_classes
 from ..errors import ParameterError, check_int
 from ..info import MELANOMA
+from ..metrics import _check_bootstrap_args, _interval, _metrics_from_confusions, _resampled_indices
 from ..runs import RunRecord, scores_of
 
 # (label, lowest age, first age above the band) in years; ages are whole years or HAM10000's multiples of 5.
@@ -53,8 +52,6 @@ GROUPINGS = {"age band": "age", "sex": "sex", "body site": "localization"}
 ALL_IMAGES = "all images"
 MIN_LESIONS_FOR_INTERVAL = 30
 MIN_MELANOMAS_FOR_INTERVAL = 10
-# Resampled lesion counts are built this many entries at a time, so memory stays small for large sets.
-_BOOTSTRAP_CHUNK_ENTRIES = 2_000_000
 
 
 # ---------- Labels from metadata
@@ -174,10 +171,9 @@ def _per_image(values, name: str, n: int) -> np.ndarray:
 
 
 def _check_bootstrap(n_boot, seed, confidence, min_lesions, min_melanomas) -> tuple:
-    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
-        raise ParameterError(f"confidence: need a number strictly between 0 and 1 (e.g. 0.95), got {confidence!r}.")
-    return (check_int("n_boot", n_boot, 1), check_int("seed", seed, 0), float(confidence),
-            check_int("min_lesions", min_lesions, 2), check_int("min_melanomas", min_melanomas, 2))
+    n_boot, confidence, seed = _check_bootstrap_args(n_boot, confidence, seed)
+    return (n_boot, seed, confidence, check_int("min_lesions", min_lesions, 2),
+            check_int("min_melanomas", min_melanomas, 2))
 
 
 def _lesion_counts(y_true: np.ndarray, y_pred: np.ndarray, lesions: np.ndarray, n_classes: int) -> np.ndarray:
@@ -193,13 +189,12 @@ def _resampled_confusions(lesion_counts: np.ndarray, n_boot: int, seed: int) -> 
     """``(n_boot, K * K)`` confusion counts of ``n_boot`` resamples of the lesions, drawn with replacement by
     ``default_rng(seed)`` in the order :mod:`pskinlib.metrics` draws images."""
     n = len(lesion_counts)
-    rng = np.random.default_rng(seed)
-    rows_per_block = max(1, _BOOTSTRAP_CHUNK_ENTRIES // n)
     blocks = []
-    for start in range(0, n_boot, rows_per_block):
-        rows = min(rows_per_block, n_boot - start)
-        drawn = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
-        times_drawn = np.bincount(drawn.ravel(), minlength=rows * n).reshape(rows, n)
+    for drawn in _resampled_indices(n, n_boot, seed):
+        rows = len(drawn)
+        # How often each resample drew each lesion, then its lesions' counts summed.
+        offset = drawn + (np.arange(rows) * n)[:, None]
+        times_drawn = np.bincount(offset.ravel(), minlength=rows * n).reshape(rows, n)
         blocks.append(times_drawn @ lesion_counts)
     return np.concatenate(blocks)
 
@@ -207,25 +202,16 @@ def _resampled_confusions(lesion_counts: np.ndarray, n_boot: int, seed: int) -> 
 def _scores(confusions: np.ndarray, n_classes: int, melanoma: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Balanced accuracy (mean recall over the classes present) and melanoma recall of ``(B, K * K)`` counts; NaN
     where undefined."""
-    matrices = confusions.reshape(len(confusions), n_classes, n_classes)
-    actual = matrices.sum(axis=2)
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a resample without any class: NaN
-        recall = np.where(actual > 0, np.diagonal(matrices, axis1=1, axis2=2) / actual, np.nan)
-        balanced = np.nanmean(recall, axis=1)
+    scores = _metrics_from_confusions(confusions.reshape(len(confusions), n_classes, n_classes),
+                                      np.ones(n_classes, dtype=bool))  # (the mask only matters to macro F1)
+    recall = scores["recall"]
     melanoma_recall = recall[:, melanoma] if melanoma is not None else np.full(len(confusions), np.nan)
-    return balanced, melanoma_recall
+    return scores["balanced_accuracy"], melanoma_recall
 
 
-def _interval(estimate: float, samples: np.ndarray | None, confidence: float) -> dict:
-    """``{"estimate", "low", "high"}``: the percentile interval of the finite samples; None where undefined."""
-    estimate = float(estimate) if np.isfinite(estimate) else None
-    finite = samples[np.isfinite(samples)] if samples is not None else np.empty(0)
-    if estimate is None or finite.size == 0:
-        return {"estimate": estimate, "low": None, "high": None}
-    alpha = 1 - confidence
-    low, high = np.percentile(finite, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return {"estimate": estimate, "low": float(low), "high": float(high)}
+def _interval_of(estimate: float, samples: np.ndarray | None, settings: dict) -> dict:
+    """The estimate with the percentile interval of its resamples (none without resamples: too few cases)."""
+    return _interval(estimate, np.empty(0) if samples is None else samples, settings["confidence"], settings["n_boot"])
 
 
 def _below(interval: dict, overall: float | None) -> bool | None:
@@ -261,8 +247,8 @@ def _group_row(group: str, y_true, y_pred, lesions, n_classes: int, melanoma: in
         boot_recall = None
     return {"group": group, "n": len(y_true), "lesions": len(counts),
             "melanomas": int(np.sum(y_true == melanoma)) if melanoma is not None else 0,
-            "balanced_accuracy": _interval(balanced[0], boot_balanced, settings["confidence"]),
-            "melanoma_recall": _interval(recall[0], boot_recall, settings["confidence"]), "notes": notes}
+            "balanced_accuracy": _interval_of(balanced[0], boot_balanced, settings),
+            "melanoma_recall": _interval_of(recall[0], boot_recall, settings), "notes": notes}
 
 
 def subgroup_table(y_true: ArrayLike, y_prob: ArrayLike, classes: Sequence[str], groups: ArrayLike, *,
