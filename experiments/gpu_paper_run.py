@@ -52,14 +52,13 @@ from pathlib import Path
 
 from experiments.gpu_pack import DEFAULT_PACK, unpack
 from pskinlib.errors import DataError, ParameterError, PskinError, check_int
+from pskinlib.info import PAPER_MODELS, PAPER_PROCEDURES
 from pskinlib.io import atomic_path, make_folder, read_json, write_json
 from pskinlib.runs import GPU_RUN_SUMMARY, RunRecord
 from pskinlib.train.config import PROFILES
 from pskinlib.train.losses import WEIGHT_SCHEMES
 from pskinlib.train.models import MODELS
 
-PAPER_MODELS = ("resnet101", "efficientnet_b0")
-PAPER_PROCEDURES = ("none", "inverse")  # the paper trains each model without and with class weights
 ARCHIVE_NAME, LOG_NAME = "gpu_paper_run.tar.gz", "gpu_paper_run.log"
 FOLDER = "gpu"  # inside the archive, and under book/results once unpacked
 TARGET_SECONDS_PER_MODEL = 300.0

@@ -144,24 +144,55 @@ def _parse_value(text: str, annotation: str):
     return text
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, so every parameter can be set from the command line."""
-    from .train.config import PROFILES, TrainConfig
+def _shown(value) -> str:
+    """A default as it is typed on the command line: ``none``, ``true``/``false``, comma-separated items."""
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value) if value != "" else "''"
 
-    parser.add_argument("--profile", choices=list(PROFILES), default="default",
-                        help="named defaults, pskinlib/configs/NAME.yaml: default (TrainConfig's), smoke (seconds), "
-                             "quick (a CPU minute), transfer (pretrained, CPU minutes), paper (the study, GPU)")
-    parser.add_argument("--config", help="YAML file of parameters (flags override it)")
-    for f in dataclasses.fields(TrainConfig):
+
+def _flag_help(field: dataclasses.Field, more: str = "") -> str:
+    """A TrainConfig field's help (written once, beside the field), ``more``, then its default; ``%`` escaped for
+    argparse."""
+    return f"{field.metadata.get('help', '')}{more} (default: {_shown(field.default)})".replace("%", "%%")
+
+
+def _metavar(field: dataclasses.Field) -> str:
+    """What a flag's value looks like: its choices, N (an integer), X (a number), comma-separated items, or a
+    word from its name (``data_dir``: DIR)."""
+    annotation = str(field.type)
+    if field.metadata.get("choices"):
+        return "{" + ",".join(field.metadata["choices"]) + "}"
+    if annotation.startswith("tuple"):
+        return "X,X,..." if "float" in annotation else "A,B,..."
+    return {"int": "N", "float": "X"}.get(annotation.split(" ")[0], field.name.split("_")[-1].upper())
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
+    """One flag per TrainConfig field, so every parameter can be set from the command line, each with the help and
+    in the group its field declares (pskinlib/train/config.py); returns the groups by name."""
+    from .train.config import GROUPS, PROFILES, TrainConfig
+
+    groups = {name: parser.add_argument_group(name, description) for name, description in GROUPS.items()}
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    groups["run"].add_argument("--profile", choices=list(PROFILES), default=fields["profile"].default,
+                               metavar="NAME", help=_flag_help(fields["profile"], f"; one of {', '.join(PROFILES)}"))
+    groups["run"].add_argument("--config", metavar="FILE",
+                               help="YAML file of name: value pairs (profile: NAME picks its base); flags override it")
+    for f in fields.values():
         if f.name == "profile":
             continue
-        flag = "--" + f.name.replace("_", "-")
-        annotation = str(f.type)
+        group, flag, annotation = groups[f.metadata.get("group", "run")], "--" + f.name.replace("_", "-"), str(f.type)
         if annotation.startswith("bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction)
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=_flag_help(f))
         else:
-            parser.add_argument(flag, dest=f.name,
-                                type=lambda text, a=annotation: _parse_value(text, a), metavar=f.name.upper())
+            group.add_argument(flag, dest=f.name, type=lambda text, a=annotation: _parse_value(text, a),
+                               metavar=_metavar(f), help=_flag_help(f))
+    return groups
 
 
 def _config_from_args(args):
@@ -190,6 +221,12 @@ def cmd_train(args) -> int:
     from .runs import RunRecord, default_runs_dir
     from .train.trainer import resume, train
 
+    if args.print_config:
+        config = RunRecord.open(args.resume).config if args.resume else _config_from_args(args)
+        print(f"# the parameters {'of the run ' + args.resume if args.resume else 'a run would use'}, resolved and "
+              "validated; saved to a file, `pskin train --config FILE` trains with them")
+        print(config.to_yaml(), end="")
+        return 0
     if args.resume:
         run_dir = resume(args.resume)
     else:
@@ -209,18 +246,9 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _left_out_lines(metrics: dict) -> list[str]:
-    """One line per reason an evaluation left images out, with the count per ``<source_dataset>/<dx>``."""
-    from .evaluate.image_folder import left_out_by_reason
-
-    return [f"left out {sum(counts.values())} image(s), {reason}: "
-            + ", ".join(f"{group} {n}" for group, n in counts.items())
-            for reason, counts in left_out_by_reason(metrics).items() if counts]
-
-
 def cmd_evaluate(args) -> int:
     from .evaluate.external_validation import SENSITIVITIES, evaluate_external
-    from .evaluate.image_folder import evaluate_folder
+    from .evaluate.image_folder import evaluate_folder, left_out_lines
     from .info import CLASSES, MELANOMA
 
     if args.external:
@@ -248,7 +276,7 @@ def cmd_evaluate(args) -> int:
                                   metadata=args.metadata)
         print(f"{metrics['n']} images: accuracy {metrics['accuracy']:.3f}, balanced accuracy "
               f"{metrics['balanced_accuracy']:.3f}")
-    for line in _left_out_lines(metrics):
+    for line in left_out_lines(metrics):
         print(line)
     return 0
 
@@ -406,10 +434,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo set in --out")
 
-    train = _command(commands, "train", cmd_train, "train a model and write its run folder")
-    _add_config_arguments(train)
-    train.add_argument("--runs-dir", help=f"where run folders go (default: ${RUNS_ENV} or runs/)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    train = _command(commands, "train", cmd_train, "train a model and write its run folder",
+                     usage="pskin train [--profile NAME] [--config FILE] [--PARAMETER VALUE ...] [--print-config] "
+                           "[--runs-dir RUNS_DIR] [--resume RUN_DIR]",
+                     description="Train a model and write its run folder. Each flag sets the TrainConfig parameter "
+                                 "of the same name (pskinlib/train/config.py); the defaults shown are the default "
+                                 "profile's, which --profile and --config change: --print-config shows the values "
+                                 "a run would use.")
+    run = _add_config_arguments(train)["run"]
+    run.add_argument("--print-config", action="store_true",
+                     help="print the resolved, validated parameters as YAML (a file --config reads back) and exit, "
+                          "reading no data; with --resume, the run's own")
+    run.add_argument("--runs-dir", help=f"where run folders go (default: ${RUNS_ENV} or runs/)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run with its recorded parameters")
 
     evaluate = _command(commands, "evaluate", cmd_evaluate, "evaluate a trained run on labelled images from anywhere")
     evaluate.add_argument("run_dir")

@@ -2,10 +2,10 @@
 
 Every failure a user can cause or repair — bad data, a bad parameter, a failed or unverifiable download, missing
 pretrained weights, a loss that turned NaN, a damaged checkpoint, an image that is huge or not an image, an empty or
-malformed CSV, an output folder that cannot be made — raises a :class:`PskinError` whose message names the file,
-parameter or value at fault and what to do. The command line catches ``PskinError`` once and prints
-``pskin: error: <message>`` (exit code 2); anything else is a bug and keeps its traceback. ``PSKIN_DEBUG=1`` shows
-the traceback of a ``PskinError`` too.
+malformed CSV, an output folder that cannot be made, a file that cannot be written (a full disk, a read-only
+folder) — raises a :class:`PskinError` whose message names the file, parameter or value at fault and what to do.
+The command line catches ``PskinError`` once and prints ``pskin: error: <message>`` (exit code 2); anything else is
+a bug and keeps its traceback. ``PSKIN_DEBUG=1`` shows the traceback of a ``PskinError`` too.
 
 ``ParameterError`` and ``DataError`` are also ``ValueError``\\ s, so code written against plain ``ValueError`` still
 catches them.
@@ -34,6 +34,10 @@ class OutputExistsError(PskinError, FileExistsError):
 
 class OutputFolderError(PskinError, OSError):
     """A folder pskin must write into cannot be made: a file is in the way, or the permission is missing."""
+
+
+class WriteError(PskinError, OSError):
+    """A file cannot be written: the disk is full, the folder read-only, or the permission is missing."""
 
 
 class DownloadError(PskinError):

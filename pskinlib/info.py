@@ -46,6 +46,11 @@ PAPER_TABLE1: dict[str, dict[str, int]] = {
 }
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
+# The paper's two procedures: each network trained without and with class weights (the class_weights schemes
+# ``none`` and ``inverse``, pskinlib.train.losses), and its two networks as pskin's model table names them.
+PAPER_PROCEDURES: tuple[str, ...] = ("none", "inverse")
+PAPER_MODELS: tuple[str, ...] = ("resnet101", "efficientnet_b0")
+
 # The paper's reported results, for comparison in the book (read off its text; not our measurements).
 PAPER_REPORTED = {
     "average_accuracy": 0.65,
@@ -74,6 +79,16 @@ PUBLISHED_ANCHORS = (
      "value": 0.885, "source": "Codella et al. 2019, arXiv:1902.03368"},
 )
 
+# The patient facts HAM10000_metadata.csv records for each lesion, as spelled there (``unknown`` and blanks mean
+# not recorded). ``dx_type`` (how the diagnosis was confirmed) is deliberately absent: it gives the label away
+# (only nevi are ever confirmed by follow-up), so no model input may use it.
+PATIENT_COLUMNS: tuple[str, ...] = ("age", "sex", "localization")
+SEXES: tuple[str, ...] = ("male", "female")
+BODY_SITES: tuple[str, ...] = (
+    "abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand", "lower extremity", "neck",
+    "scalp", "trunk", "upper extremity",
+)  # fmt: skip
+
 # Facts about the real dataset, used to check a download and to explain the data in the book.
 HAM10000 = {
     "name": "HAM10000",
@@ -81,7 +96,7 @@ HAM10000 = {
     "lesions": 7470,
     "images_per_class": {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115},
     "metadata_file": "HAM10000_metadata.csv",
-    "metadata_columns": ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"),
+    "metadata_columns": ("lesion_id", "image_id", "dx", "dx_type", *PATIENT_COLUMNS),
     "licence": "CC BY-NC 4.0",
     "licence_url": "https://creativecommons.org/licenses/by-nc/4.0/",
     "citation": (
@@ -92,15 +107,6 @@ HAM10000 = {
     "doi": "10.1038/sdata.2018.161",
     "homepage": "https://doi.org/10.7910/DVN/DBW86T",
 }
-
-# The patient facts HAM10000_metadata.csv records for each lesion, as spelled there (``unknown`` and blanks mean
-# not recorded). ``dx_type`` (how the diagnosis was confirmed) is deliberately absent: it gives the label away
-# (only nevi are ever confirmed by follow-up), so no model input may use it.
-SEXES: tuple[str, ...] = ("male", "female")
-BODY_SITES: tuple[str, ...] = (
-    "abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand", "lower extremity", "neck",
-    "scalp", "trunk", "upper extremity",
-)  # fmt: skip
 
 # Folder names of the layouts the loader understands (see ``pskinlib.data``).
 LAYOUT_FOLDERS = {

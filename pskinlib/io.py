@@ -2,7 +2,9 @@
 
 :func:`atomic_path` is the one way pskin writes a file: to a temporary name beside it, then renamed over it in one
 step, so a process killed at any moment leaves the previous complete version (or nothing). The JSON, CSV and text
-writers below, the image cache, the checkpoints and the data packs all go through it. :func:`make_folder` is the one
+writers below, the image cache, the checkpoints and the data packs all go through it; a write the disk refuses (full,
+read-only, no permission) is a :class:`~pskinlib.errors.WriteError` naming the folder and the cause, and leaves no
+half-written file. :func:`make_folder` is the one
 way pskin makes an output folder: a path it cannot make one at (under a file, without permission) is an
 :class:`~pskinlib.errors.OutputFolderError` naming the folder and what to do. :func:`read_csv` and :func:`read_json`
 turn an empty, malformed or missing file into a :class:`~pskinlib.errors.DataError` naming it.
@@ -10,8 +12,10 @@ turn an empty, malformed or missing file into a :class:`~pskinlib.errors.DataErr
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import DataError, OutputExistsError, OutputFolderError
+from .errors import DataError, OutputExistsError, OutputFolderError, PskinError, WriteError
 
 
 def make_folder(path: str | os.PathLike, what: str) -> Path:
@@ -44,9 +48,49 @@ def make_folder(path: str | os.PathLike, what: str) -> Path:
         raise OutputFolderError(f"{what}: cannot make the folder {path} ({exc.strerror or exc}); choose another "
                                 "folder.") from None
     if not os.access(path, os.W_OK | os.X_OK):  # an existing folder may still refuse new files
-        raise OutputFolderError(f"{what}: no permission to write in the folder {path}; choose a folder you may "
-                                "write to.")
+        why = "is on a read-only file system" if _read_only(path) else "refuses new files (no permission)"
+        raise OutputFolderError(f"{what}: the folder {path} {why}; choose a folder you may write to.")
     return path
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows), or the folder is gone
+        return False
+
+
+# Why a write failed, by the OSError's errno, and what the user can do about it.
+_WRITE_FAILURES = {
+    errno.ENOSPC: ("no space left on device", "free some space there, or write to another disk"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space there, or write to another disk"),
+    errno.EFBIG: ("the file is too large for that file system", "write to another disk"),
+    errno.EROFS: ("read-only file system", "choose a folder you may write to"),
+    errno.EACCES: ("permission denied", "choose a folder you may write to"),
+    errno.EPERM: ("operation not permitted", "choose a folder you may write to"),
+    errno.EIO: ("input/output error (a failing disk or a lost network drive)", "check the disk, or write elsewhere"),
+}
+LOW_SPACE_BYTES = 16 * 2**20  # a writer that fails with less free than this ran out of space
+
+
+def _write_failure(folder: Path, exc: BaseException) -> tuple[str, str]:
+    """(cause, what to do) of a failed write in ``folder``: from the OSError's errno, else (a writer that reports in
+    its own words, such as torch's RuntimeError) from the state of the disk while the partial file is still there."""
+    code = getattr(exc, "errno", None)
+    if code in _WRITE_FAILURES:
+        return _WRITE_FAILURES[code]
+    if _read_only(folder):
+        return _WRITE_FAILURES[errno.EROFS]
+    if not os.access(folder, os.W_OK):
+        return _WRITE_FAILURES[errno.EACCES]
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < LOW_SPACE_BYTES:
+        return (f"no space left on device ({free / 2**20:.1f} MiB free)", _WRITE_FAILURES[errno.ENOSPC][1])
+    message = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return message, "check the disk, or write elsewhere"
 
 
 @contextmanager
@@ -66,13 +110,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes_atomic(path: str | os.PathLike, write, *, binary: bool = True) -> Path:
-    """Call ``write(handle)`` on a file opened at a temporary path, flush it to disk, then rename it to ``path``."""
-    with atomic_path(path) as tmp, open(tmp, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    return Path(path)
+def write_bytes_atomic(path: str | os.PathLike, write, *, binary: bool = True,
+                       writer_errors: tuple[type[Exception], ...] = ()) -> Path:
+    """Call ``write(handle)`` on a file opened at a temporary path, flush it to disk, then rename it to ``path``.
+
+    A write that fails (an ``OSError``, or one of ``writer_errors``: what ``write`` raises when the disk refuses in
+    its own words, such as torch's ``RuntimeError``) is a :class:`~pskinlib.errors.WriteError` naming the folder and
+    the cause (no space left, read-only, no permission); the partial file is removed and ``path`` keeps its previous
+    version, if any."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        try:
+            with open(tmp, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+        except PskinError:
+            raise
+        except (OSError, *writer_errors) as exc:
+            cause, advice = _write_failure(path.parent, exc)  # while the partial file still takes its space
+            kept = " (its previous version is kept)" if path.exists() else ""
+            raise WriteError(f"cannot write {path.name} in the folder {path.parent}: {cause}. Nothing was left "
+                             f"half-written{kept}; {advice}.") from exc
+    return path
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

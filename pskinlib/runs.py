@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import CheckpointError, DataError, OutputExistsError, ParameterError
+from .errors import CheckpointError, DataError, OutputExistsError, ParameterError, WriteError
 from .io import make_folder, read_csv, read_json, write_bytes_atomic, write_csv, write_json
 
 RUNS_ENV = "PSKIN_RUNS"
@@ -50,6 +50,7 @@ ENSEMBLE_SUMMARY = "ensemble.json"
 # Summaries that the experiment scripts write beside their run records.
 QUALITY_BAR_SUMMARY = "quality_bar.json"
 GPU_RUN_SUMMARY = "gpu_paper_run.json"
+PAPER_CPU_SUMMARY = "paper_cpu.json"  # the manifest of the study's runs on a CPU (experiments/paper_cpu.py)
 RECORD_FILES = (CONFIG, SPLIT, HISTORY, METRICS, *(f"predictions_{p}.csv" for p in PARTS))
 
 
@@ -265,7 +266,13 @@ class RunRecord(ResultRecord):
         return self.path / CHECKPOINTS[kind]
 
     def save_checkpoint(self, kind: str, state: dict[str, Any]) -> None:
-        save_checkpoint(self.checkpoint(kind), state)
+        try:
+            save_checkpoint(self.checkpoint(kind), state)
+        except WriteError as exc:
+            if not self.checkpoint("last").is_file():
+                raise
+            raise WriteError(f"{exc} Its last complete checkpoint is kept: once the disk takes it, `pskin train "
+                             f"--resume {self.path}` goes on from there.") from exc
 
     def load_checkpoint(self, kind: str = "best", map_location: Any = "cpu") -> dict[str, Any]:
         return load_checkpoint(self.checkpoint(kind), map_location)
@@ -331,10 +338,12 @@ def find_runs(root: str | os.PathLike) -> list[RunRecord]:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write a checkpoint atomically: a crash mid-write leaves the previous file intact."""
+    """Write a checkpoint atomically: a crash mid-write leaves the previous file intact. A disk that refuses it is a
+    :class:`~pskinlib.errors.WriteError` saying why: torch's writer reports a full disk as a ``RuntimeError``
+    (``[enforce fail at inline_container.cc] unexpected pos``), so that counts as a failed write too."""
     import torch
 
-    write_bytes_atomic(path, lambda handle: torch.save(state, handle))
+    write_bytes_atomic(path, lambda handle: torch.save(state, handle), writer_errors=(RuntimeError,))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

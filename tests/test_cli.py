@@ -1,16 +1,22 @@
-"""The ``pskin`` command line as a user runs it: the ``data`` commands, and the choices and defaults it offers."""
+"""The ``pskin`` command line as a user runs it: the ``data`` commands, the choices and defaults it offers, and
+``pskin train``'s documented flags and ``--print-config``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
 
 import pandas as pd
+import pytest
+import yaml
 
 from pskinlib.cli import build_parser, main
 from pskinlib.data.labelled_folders import IMPORTERS
 from pskinlib.data.splits import PROTOCOLS
 from pskinlib.info import DOWNLOAD_SOURCES, PAPER_CLASSES, PAPER_TABLE1
-from pskinlib.train.config import TTA_VIEWS, TrainConfig
+from pskinlib.runs import RunRecord
+from pskinlib.train.config import GROUPS, TTA_VIEWS, TrainConfig, load_yaml_config, make_config
 
 
 def test_summary_prints_counts_per_split_and_class(tiny_ham, capsys):
@@ -88,3 +94,55 @@ def test_options_that_another_way_of_evaluating_ignores_are_refused(tmp_path, ca
     assert main(["evaluate", str(tmp_path), "--images", str(tmp_path), "--labels", "l.csv", "--tta-views",
                  TTA_VIEWS[0]]) == 2
     assert "--tta-views go with --external" in capsys.readouterr().err
+
+
+def _train_help(capsys) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_train_help_explains_every_flag_with_its_default_in_its_group(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    out = _train_help(capsys)
+    flat = "".join(out.split())  # argparse wraps the help: compare without the line breaks
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in out, flag
+        assert "".join(f.metadata["help"].split()) in flat, f"{flag}: its help is not shown"
+    titles = [line.rstrip(":") for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert titles[-len(GROUPS):] == list(GROUPS)  # after argparse's own options, in the config's order
+    # Each flag sits in its field's group, with the default after its help.
+    train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    groups = {a.dest: g.title for g in train._action_groups for a in g._group_actions}
+    for f in dataclasses.fields(TrainConfig):
+        assert groups[f.name] == f.metadata["group"], f.name
+    assert "peak learning rate, reached at the end of the warm-up (default: 0.003)" in " ".join(out.split())
+    assert "(default: mel,nv,bkl)" in out and "--class-weights {none,inverse,sqrt_inverse,effective,manual}" in out
+
+
+def test_print_config_shows_a_profiles_resolved_values_and_reads_no_data(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    argv = ["train", "--profile", "paper", "--model", "efficientnet_b0", "--data-dir", str(tmp_path / "no-data"),
+            "--runs-dir", str(runs), "--print-config"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    values = yaml.safe_load(out)
+    assert values["profile"] == "paper" and values["model"] == "efficientnet_b0" and values["epochs"] == 100
+    assert list(values) == [f.name for f in dataclasses.fields(TrainConfig)]  # every parameter, in order
+    assert not runs.exists()  # nothing made, nothing read
+    saved = tmp_path / "resolved.yaml"
+    saved.write_text(out)
+    assert load_yaml_config(saved) == make_config("paper", model="efficientnet_b0", data_dir=str(tmp_path / "no-data"))
+    # A bad value is refused as training would refuse it.
+    assert main([*argv, "--lr", "0"]) == 2
+    assert "lr: expected a positive number" in capsys.readouterr().err
+
+
+def test_print_config_with_resume_shows_the_runs_own_values(capsys):
+    record = next(p.parent for p in sorted((Path(__file__).resolve().parents[1] / "book" / "results")
+                                            .rglob("config.json")))
+    assert main(["train", "--resume", str(record), "--print-config"]) == 0
+    values = yaml.safe_load(capsys.readouterr().out)
+    assert values == yaml.safe_load(RunRecord.open(record).config.to_yaml())

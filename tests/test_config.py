@@ -63,3 +63,31 @@ def test_cli_rejects_bad_parameters_before_reading_any_data(tmp_path, capsys):
         main(["train", "--profile", "huge"])
     with pytest.raises(SystemExit):
         main(["train", "--image-size", "big"])
+
+
+def test_every_parameter_is_documented_once_beside_its_field_with_a_group():
+    import dataclasses
+
+    from pskinlib.train.config import GROUPS, TrainConfig
+
+    fields = dataclasses.fields(TrainConfig)
+    undocumented = [f.name for f in fields if not (isinstance(f.metadata.get("help"), str)
+                                                    and len(f.metadata["help"].split()) >= 3)]
+    assert not undocumented, f"TrainConfig fields without help (give them param(default, group, help)): " \
+                             f"{undocumented}"
+    ungrouped = [f.name for f in fields if f.metadata.get("group") not in GROUPS]
+    assert not ungrouped, f"TrainConfig fields without a group among {list(GROUPS)}: {ungrouped}"
+    assert {f.metadata["group"] for f in fields} == set(GROUPS)  # no group stays empty
+    for f in fields:  # a field with choices takes only those, and its default is one of them
+        if f.metadata.get("choices"):
+            assert f.default in f.metadata["choices"]
+            with pytest.raises(ValueError, match=f.name):
+                make_config(**{f.name: "no-such-choice"})
+
+
+def test_a_config_written_as_yaml_reads_back_to_the_same_config(tmp_path):
+    config = make_config("paper", model="efficientnet_b0", classes=("mel", "nv"), manual_weights=(1, 2),
+                         class_weights="manual", crop_scale=(0.5, 1.0), colour_constancy=6.0)
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config.to_yaml())
+    assert load_yaml_config(path) == config

@@ -3,7 +3,9 @@ traceback unless PSKIN_DEBUG=1 — and the line says what is wrong and where."""
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import socket
 import struct
 import urllib.error
@@ -240,3 +242,95 @@ def test_an_output_folder_error_is_a_pskin_error_and_an_os_error(tmp_path):
         make_folder(tmp_path / "afile" / "a" / "b", "out_dir")
     assert isinstance(raised.value, OSError)  # code that catches OSError around a write still catches it
     assert make_folder(tmp_path / "new" / "deeper", "out_dir").is_dir()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files the disk refuses (full, read-only, no permission): one line naming the folder and the cause, no half-written
+# file, the previous version kept.
+
+DISK_FAILURES = {
+    "no space left on device": OSError(errno.ENOSPC, "No space left on device"),
+    "read-only file system": OSError(errno.EROFS, "Read-only file system"),
+    "permission denied": PermissionError(errno.EACCES, "Permission denied"),
+}
+
+
+@pytest.mark.parametrize("cause", list(DISK_FAILURES))
+def test_a_write_the_disk_refuses_names_the_folder_and_the_cause_and_keeps_the_previous_file(cause, tmp_path):
+    from pskinlib.errors import WriteError
+    from pskinlib.io import write_bytes_atomic, write_json
+
+    path = write_json(tmp_path / "out" / "metrics.json", {"n": 1})
+
+    def write(handle):
+        handle.write(b"half of a file")
+        raise DISK_FAILURES[cause]
+
+    with pytest.raises(WriteError) as raised:
+        write_bytes_atomic(path, write)
+    message = str(raised.value)
+    assert f"metrics.json in the folder {path.parent}: {cause}" in message and "previous version is kept" in message
+    assert isinstance(raised.value, PskinError) and isinstance(raised.value, OSError)
+    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"] and path.read_text() == '{\n  "n": 1\n}\n'
+
+
+def _full_disk(monkeypatch, error: BaseException) -> None:
+    """torch.save writes part of a checkpoint, then fails as it does on a full disk; the disk reports no free space."""
+    import shutil
+    from collections import namedtuple
+
+    import torch
+
+    def save(state, handle):
+        handle.write(b"PK\x03\x04 part of a checkpoint")
+        raise error
+
+    monkeypatch.setattr(torch, "save", save)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30, 0))
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 662"),  # torch's own words
+    OSError(errno.ENOSPC, "No space left on device"),
+], ids=["torch's RuntimeError", "OSError ENOSPC"])
+def test_a_full_disk_during_training_is_one_error_line_naming_the_run_folder(error, tiny_ham, tmp_path, capsys,
+                                                                             monkeypatch):
+    _full_disk(monkeypatch, error)
+    runs = tmp_path / "runs"
+    assert main(["train", "--profile", "smoke", "--data-dir", str(tiny_ham), "--image-size", "16", "--epochs", "1",
+                 "--max-train-batches", "1", "--quiet", "--runs-dir", str(runs)]) == 2
+    line = _error(capsys)
+    (run,) = runs.iterdir()
+    assert f"cannot write best.pt in the folder {run}: no space left on device" in line
+    assert "inline_container" not in line and "free some space" in line
+    assert not [p.name for p in run.iterdir() if p.suffix == ".pt" or ".tmp" in p.name]  # nothing half-written
+
+
+def test_a_failed_checkpoint_says_how_to_resume_from_the_last_complete_one(tmp_path, monkeypatch):
+    from pskinlib.errors import WriteError
+    from pskinlib.runs import RunRecord
+
+    run = RunRecord(tmp_path)
+    run.save_checkpoint("last", {"model": {}, "epoch": 3})
+    _full_disk(monkeypatch, RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 662"))
+    with pytest.raises(WriteError, match=rf"last\.pt in the folder {tmp_path}: no space left.*--resume {tmp_path}"):
+        run.save_checkpoint("last", {"model": {}, "epoch": 4})
+    monkeypatch.undo()
+    assert run.load_checkpoint("last")["epoch"] == 3
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_one_error_line(tmp_path):
+    from pskinlib.errors import OutputFolderError
+    from pskinlib.io import write_json
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(OutputFolderError, match=f"{folder}.*choose a folder you may write to"):
+            write_json(folder / "metrics.json", {})
+    finally:
+        folder.chmod(0o755)
+    assert not list(folder.iterdir())

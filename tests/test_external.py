@@ -30,6 +30,7 @@ from pskinlib.evaluate.image_folder import (
     UNREADABLE,
     leave_out,
     left_out_by_reason,
+    left_out_lines,
 )
 from pskinlib.explain.inspector import load_evaluation_predictions
 from pskinlib.runs import RunRecord
@@ -247,12 +248,25 @@ def test_images_a_run_cannot_be_scored_on_are_counted_by_reason(tmp_path):
     folder = _labelled(tmp_path / "set", rows)
     (folder / "images" / "A5.jpg").write_bytes(b"not a JPEG at all")
     table = read_labelled_folder(folder).table
-    kept, left_out = leave_out(table, ("mel", "nv", "bkl"), trained_on=("T",))
+    kept, left_out, names = leave_out(table, ("mel", "nv", "bkl"), trained_on=("T",))
     assert list(kept["image_id"]) == ["A1", "A2"]
     # The first reason that applies counts: T's dermatofibroma is a collection the run trained on.
     assert left_out == {TRAINED_ON: {"T/mel": 1, "T/df": 1}, UNKNOWN_CLASS: {"S1/df": 2}, UNREADABLE: {"S1/nv": 1}}
-    _, by_class = leave_out(table.drop(columns="source_dataset"), ("mel", "nv", "bkl"))  # a plain image_id,dx CSV
+    assert names == {TRAINED_ON: ["B1", "B2"], UNKNOWN_CLASS: ["A3", "A4"], UNREADABLE: ["A5"]}
+    _, by_class, _ = leave_out(table.drop(columns="source_dataset"), ("mel", "nv", "bkl"))  # a plain image_id,dx CSV
     assert by_class == {UNKNOWN_CLASS: {"df": 3}, UNREADABLE: {"nv": 1}}
+
+
+def test_left_out_images_are_named_the_first_ten_then_counted():
+    ids = [f"ISIC_{i:07d}" for i in range(12)]
+    metrics = {"left_out": {UNREADABLE: {"ISIC2017_val/nv": 12}, UNKNOWN_CLASS: {"ISIC2017_val/df": 1}},
+               "left_out_images": {UNREADABLE: ids, UNKNOWN_CLASS: ["ISIC_0099999"]}}
+    assert left_out_lines(metrics) == [
+        "left out 12 image(s), unreadable image: ISIC2017_val/nv 12; image ids " + ", ".join(ids[:10])
+        + " and 2 more",
+        "left out 1 image(s), class the run does not know: ISIC2017_val/df 1; image ids ISIC_0099999"]
+    # A record written before the ids were kept is still said, without them.
+    assert left_out_lines({"left_out": {"S1/df": 6}}) == [f"left out 6 image(s), {REASON_NOT_RECORDED}: S1/df 6"]
 
 
 def test_left_out_counts_of_older_records_are_read_as_reason_not_recorded():
@@ -273,13 +287,15 @@ def test_evaluate_scores_the_known_classes_and_prints_what_it_left_out(small_run
                  str(tmp_path / "eval")]) == 0
     out = capsys.readouterr().out
     assert out.startswith("7 images:")
-    assert "left out 2 image(s), class the run does not know: df 2" in out
-    assert "left out 1 image(s), unreadable image: nv 1" in out
-    assert RunRecord(tmp_path / "eval").metrics["left_out"] == {UNKNOWN_CLASS: {"df": 2}, UNREADABLE: {"nv": 1}}
+    assert "left out 2 image(s), class the run does not know: df 2; image ids E3, E8" in out
+    assert "left out 1 image(s), unreadable image: nv 1; image ids E9" in out
+    metrics = RunRecord(tmp_path / "eval").metrics
+    assert metrics["left_out"] == {UNKNOWN_CLASS: {"df": 2}, UNREADABLE: {"nv": 1}}
+    assert metrics["left_out_images"] == {UNKNOWN_CLASS: ["E3", "E8"], UNREADABLE: ["E9"]}
 
     assert main(["evaluate", str(run), "--external", str(folder), "--name", "left-out"]) == 0
     out = capsys.readouterr().out
-    assert "left out 2 image(s), class the run does not know: S1/df 2" in out
-    assert "left out 1 image(s), unreadable image: S1/nv 1" in out
+    assert "left out 2 image(s), class the run does not know: S1/df 2; image ids E3, E8" in out
+    assert "left out 1 image(s), unreadable image: S1/nv 1; image ids E9" in out
     metrics = RunRecord.open(run).evaluations()["left-out"].metrics
     assert metrics["images"] == 7 and metrics["left_out"] == {UNKNOWN_CLASS: {"S1/df": 2}, UNREADABLE: {"S1/nv": 1}}

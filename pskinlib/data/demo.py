@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import OutputExistsError, ParameterError, check_int
-from ..info import ALL_CLASSES, HAM10000, PAPER_CLASSES, SYNTHETIC_MARKER, SYNTHETIC_WARNING
+from ..info import ALL_CLASSES, HAM10000, PAPER_CLASSES, SEXES, SYNTHETIC_MARKER, SYNTHETIC_WARNING
 from ..io import make_folder, write_csv
 from .ham10000 import validate_classes
 
@@ -41,7 +41,7 @@ _IMAGES_PER_LESION_P = (0.75, 0.18, 0.07)
 _DX_TYPES = ("histo", "follow_up", "consensus", "confocal")
 # In HAM10000 only nevi are confirmed by follow-up.
 _DX_TYPE_P = {"nv": (0.40, 0.50, 0.08, 0.02), "mel": (0.95, 0.0, 0.04, 0.01), "other": (0.70, 0.0, 0.26, 0.04)}
-_SEXES, _SEX_P = ("male", "female", "unknown"), (0.54, 0.45, 0.01)
+_SEXES, _SEX_P = (*SEXES, "unknown"), (0.54, 0.45, 0.01)
 _LOCALIZATION_P = {
     "back": 0.22, "lower extremity": 0.21, "trunk": 0.14, "upper extremity": 0.11, "abdomen": 0.10, "face": 0.07,
     "chest": 0.04, "foot": 0.03, "scalp": 0.03, "neck": 0.02, "hand": 0.01, "ear": 0.005, "genital": 0.005,

@@ -35,7 +35,6 @@ from .ham10000 import open_image
 LABELS_FILE = "labels.csv"
 IMAGES_FOLDER = "images"
 EXTERNAL_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-PATIENT_COLUMNS = ("age", "sex", "localization")
 ISIC2017_ENV = "PSKIN_ISIC2017"
 ISIC2017_DEFAULT_DIR = Path("data") / "isic2017"  # where `pskin data download isic2017` puts it
 ISIC2017_SETS = {"test": "ISIC2017_test", "val": "ISIC2017_val", "train": "ISIC2017_train"}

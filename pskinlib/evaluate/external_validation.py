@@ -38,7 +38,7 @@ from ..metrics import (
     threshold_for_sensitivity,
 )
 from ..runs import RunRecord, predictions_table
-from .image_folder import leave_out
+from .image_folder import leave_out, left_out_lines
 from .predict import load_trained
 
 SENSITIVITIES = (0.80, 0.90)
@@ -52,7 +52,8 @@ def evaluate_external(run_dir: str | os.PathLike, folders, *, name: str = "exter
     """Evaluate a finished run on the labelled folders ``folders``; record and return the metrics (see the
     module's docstring). Images of classes the run does not know are left out and counted, and so are images of a
     collection the run trained on (``extra_sources``) and files that do not decode: ``metrics["left_out"]`` holds
-    the counts by reason (:func:`~pskinlib.evaluate.image_folder.leave_out`). ``tta_views`` predicts with other
+    the counts by reason and ``metrics["left_out_images"]`` their ids
+    (:func:`~pskinlib.evaluate.image_folder.leave_out`). ``tta_views`` predicts with other
     test-time views than the run's own (one of :data:`~pskinlib.train.config.TTA_VIEWS`); the HAM10000 rows then
     stay the run's recorded ones."""
     record = RunRecord.open(run_dir, finished=True)
@@ -68,10 +69,11 @@ def evaluate_external(run_dir: str | os.PathLike, folders, *, name: str = "exter
         raise DataError(f"the folders {[f.name for f in folders]} share image ids: "
                         f"{table.loc[table['image_id'].duplicated(), 'image_id'].tolist()[:10]}.")
     seen = tuple(EXTRA_SOURCES[n][1] for n in trained.config.extra_sources)  # its own training images are not external
-    table, left_out = leave_out(table, classes, trained_on=seen)
+    table, left_out, left_out_images = leave_out(table, classes, trained_on=seen)
     if table.empty:
         raise DataError(f"the folders {[f.name for f in folders]} hold no image the run can be evaluated on (of its "
-                        f"classes {list(classes)}); left out: {left_out}.")
+                        f"classes {list(classes)}); "
+                        + "; ".join(left_out_lines({"left_out": left_out, "left_out_images": left_out_images})) + ".")
     probs = trained.predict(table["path"].tolist())
     labels = table["dx"].map({c: i for i, c in enumerate(classes)}).to_numpy()
 
@@ -84,7 +86,7 @@ def evaluate_external(run_dir: str | os.PathLike, folders, *, name: str = "exter
         groups[POOLED] = (labels, probs)
     metrics = {
         "run": record.name, "folders": [f.name for f in folders], "classes": list(classes),
-        "images": int(len(table)), "left_out": left_out,
+        "images": int(len(table)), "left_out": left_out, "left_out_images": left_out_images,
         "tta": trained.config.tta and trained.config.tta_views, "temperature": calibration["temperature"],
         "melanoma_thresholds": calibration["thresholds"],
         "note": "Temperature and melanoma thresholds were fitted on the run's HAM10000 validation predictions and "

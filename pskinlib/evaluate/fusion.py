@@ -43,7 +43,7 @@ from torch import nn
 
 from ..data.batches import BatchLoader
 from ..errors import DataError, ParameterError
-from ..info import BODY_SITES, SEXES
+from ..info import BODY_SITES, PATIENT_COLUMNS, SEXES
 from ..metrics import confusion_scores, report_with_intervals
 from ..runs import FusionRecord, RunRecord, predictions_table
 from ..train.device import autocast, autocast_dtype, use_channels_last
@@ -52,8 +52,6 @@ from ..train.trainer import prepare_run_data, tta_of, tta_views
 from .ensemble import average_by_lesion, evaluate_predictions
 from .predict import TrainedModel, load_trained
 
-# The metadata columns fusion reads, as HAM10000_metadata.csv names them.
-PATIENT_COLUMNS = ("age", "sex", "localization")
 # Regularisation strengths tried (scikit-learn's C: smaller is stronger) on standardised inputs.
 STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0)
 METADATA_COLUMNS = ("age", "age_squared", "age_missing", *(f"sex_{s}" for s in SEXES),

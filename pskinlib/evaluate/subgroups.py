@@ -37,7 +37,7 @@ from numpy.typing import ArrayLike
 
 from ..data.ham10000 import validate_classes
 from ..errors import ParameterError, check_int
-from ..info import MELANOMA
+from ..info import MELANOMA, SEXES
 from ..metrics import _check_bootstrap_args, _interval, _metrics_from_confusions, _resampled_indices
 from ..runs import RunRecord, scores_of
 
@@ -45,7 +45,6 @@ from ..runs import RunRecord, scores_of
 AGE_BANDS = (("under 30", 0.0, 30.0), ("30–49", 30.0, 50.0), ("50–69", 50.0, 70.0), ("70 and over", 70.0, np.inf))
 UNKNOWN = "unknown"
 OTHER_SITES = "other sites"
-SEXES = ("female", "male")
 N_SITES = 6
 # Each grouping and the metadata column it reads.
 GROUPINGS = {"age band": "age", "sex": "sex", "body site": "localization"}

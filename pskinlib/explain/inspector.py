@@ -31,15 +31,14 @@ from ..data.cache import Preprocessing, resize_image
 from ..data.ham10000 import LesionImages, load_ham10000, load_image
 from ..errors import ParameterError, check_int
 from ..evaluate.predict import TrainedModel, load_trained
-from ..info import CLASSES
-from ..runs import RunRecord
+from ..info import CLASSES, PATIENT_COLUMNS
+from ..runs import PARTS, RunRecord
 from ..train.models import model_spec
 from ..train.trainer import preprocessing_of
 from .gradcam import GradCamTarget, grad_cam, gradcam_target, overlay
 
-SPLITS = ("val", "test")
 SORT_KEYS = ("confidence", "loss")
-METADATA_COLUMNS = ("lesion_id", "dx_type", "age", "sex", "localization")
+METADATA_COLUMNS = ("lesion_id", "dx_type", *PATIENT_COLUMNS)
 ALL = "all"
 CORRECTNESS = {ALL: None, "correct": True, "wrong": False}
 
@@ -89,8 +88,8 @@ def load_predictions(source: str | os.PathLike | pd.DataFrame, split: str = "tes
         predictions = source.copy()
     else:
         record = RunRecord.open(source)
-        if split not in SPLITS:
-            raise ParameterError(f"split: expected one of {list(SPLITS)}, got {split!r}.")
+        if split not in PARTS:
+            raise ParameterError(f"split: expected one of {list(PARTS)}, got {split!r}.")
         results = record.fusion(True) if fused else record
         if fused and not results.finished:
             raise ParameterError(f"run_dir: {record.path} has no fused head yet; fit one with "

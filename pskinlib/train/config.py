@@ -4,6 +4,10 @@
 bad value fails at once with a message naming the parameter, the value and what was expected. The CLI flags, YAML
 files and papermill parameters all go through :func:`make_config`, so they share those checks.
 
+Each field is documented once, where it is declared (:func:`param`): what it means, in which unit, what ``None``
+means, its group (:data:`GROUPS`) and, for a field that names one of a few choices, those choices. ``pskin train
+--help`` reads every flag's help and group from there, and :func:`validate` reads the choices.
+
 Profiles are YAML files in ``pskinlib/configs/`` (a profile is a config file, read by :func:`load_yaml_config`):
 ``default`` (these defaults), ``smoke`` (seconds, for CI), ``quick`` (the quick book: a minute on a laptop CPU),
 ``transfer`` (ImageNet-pretrained Lite0 in CPU minutes), ``paper`` (the study's protocol: ResNet101 /
@@ -19,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.cache import Preprocessing
-from ..data.ham10000 import validate_classes
+from ..data.cache import RESIZE_MODES, Preprocessing
+from ..data.ham10000 import DATA_ENV, DEFAULT_DATA_DIR, validate_classes
 from ..data.labelled_folders import EXTRA_SOURCES
 from ..data.splits import DEFAULT_FRACTIONS, PROTOCOLS, validate_fractions
 from ..errors import ParameterError
-from ..info import PAPER_CLASSES
+from ..info import ALL_CLASSES, PAPER_CLASSES
 from .losses import WEIGHT_SCHEMES
-from .models import validate_model_name
+from .models import MODELS, validate_model_name
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -35,92 +39,200 @@ SAMPLERS = ("shuffle", "balanced", "balanced_sources")
 SELECT_METRICS = ("accuracy", "balanced_accuracy")
 PRECISIONS = ("auto", "fp32", "bf16")
 TTA_VIEWS = ("flips", "dihedral", "dihedral_zoom")
-# every_epoch: best.pt when validation improves and last.pt after every epoch (a run can resume); best_in_memory: the
-# best weights are kept on the device and written once at the end (no disk writes in the loop, no resume).
 CHECKPOINTS = ("every_epoch", "best_in_memory")
-# train: batch norm learns its statistics from the batches; frozen: it keeps the pretrained ones (eval mode), the
-# usual choice when fine-tuning with small batches.
 BATCHNORM_MODES = ("train", "frozen")
+
+# The groups the parameters fall in, in the order `pskin train --help` shows them, each with what its flags decide.
+GROUPS: dict[str, str] = {
+    "run": "where the values come from, and what is kept with the run",
+    "data": "which images, how they are split (always by lesion) and how they are prepared",
+    "augmentation": "random changes to the training images (validation and test images are never changed)",
+    "model": "the network, and how a pretrained one is fine-tuned",
+    "optimisation": "epochs, batches, the optimiser and the learning rate's schedule",
+    "class imbalance": "how training counters HAM10000's imbalance (nevus is 75 % of the paper's three classes)",
+    "evaluation": "which epoch is kept, and how images are predicted",
+    "runtime": "the machine: device, precision, threads, seeds, time budget and checkpoints",
+}
+
+
+def param(default: Any, group: str, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
+    """A :class:`TrainConfig` field with its documentation: ``help`` says what it means, in which unit, and what
+    ``None`` means where it is allowed (``pskin train --help`` shows it with the default); ``group`` is one of
+    :data:`GROUPS`; ``choices`` the values it may take (checked by :func:`validate`, listed by the flag)."""
+    if group not in GROUPS:
+        raise KeyError(f"group: {group!r} is not one of {list(GROUPS)}")
+    return field(default=default, metadata={"help": help, "group": group, "choices": choices})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. The defaults are the ``default`` profile: ResNet18 from scratch at 64 px for 20 epochs."""
+    """One training run. The defaults are the ``default`` profile: ResNet18 from scratch at 64 px for 20 epochs.
 
-    # data
-    data_dir: str | None = None
-    classes: tuple[str, ...] = PAPER_CLASSES
-    protocol: str = "grouped"
-    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
-    split_seed: int = 0
-    image_size: int = 64
-    resize: str = "squash"  # squash the 4:3 frame to a square, or crop its centre square (keeps the aspect)
-    colour_constancy: float | None = None  # Shades of Gray's Minkowski p (6 in the ISIC winners' recipes); None: off
-    extra_sources: tuple[str, ...] = ()  # other collections' training images added to the training split
-    augment: bool = True
-    crop_scale: tuple[float, float] = (0.6, 1.0)
-    colour_jitter: float = 0.1
-    # stronger photometric augmentation, each 0 (off) by default: largest hue rotation (radians), largest
-    # |log gamma|, largest relative per-channel gain, largest blur blend, largest vignette darkening at the corners
-    hue: float = 0.0
-    gamma: float = 0.0
-    channel_gain: float = 0.0
-    blur: float = 0.0
-    vignette: float = 0.0
-    skip_missing: bool = False
-    skip_unreadable: bool = False
-    # model
-    model: str = "resnet18"
-    pretrained: bool = False
-    # fine-tuning a pretrained network (each 1 / off by default: a from-scratch run trains everything alike)
-    backbone_lr_scale: float = 1.0  # the learning rate of everything but the head, as a fraction of lr
-    freeze_backbone_epochs: float = 0.0  # the first epochs train the head alone (the backbone's weights frozen)
-    batchnorm: str = "train"
-    progressive_start_size: int | None = None  # first epoch's image side, growing to image_size by the last
-    # optimisation
-    epochs: int = 20
-    batch_size: int = 64
-    optimizer: str = "adamw"
-    lr: float = 3e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.05
-    schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    step_size: int = 30
-    step_gamma: float = 0.1
-    label_smoothing: float = 0.0
-    decay_norms_and_biases: bool = False  # weight decay on batch-norm scales and biases too (usually not)
-    ema_decay: float | None = 0.995
-    # imbalance
-    class_weights: str = "inverse"
-    manual_weights: tuple[float, ...] | None = None
-    effective_beta: float = 0.999
-    sampler: str = "shuffle"  # a balancing sampler evens the classes itself: class weights on top count them twice
-    loss: str = "cross_entropy"
-    focal_gamma: float = 2.0
-    # model selection and evaluation
-    select_metric: str = "accuracy"
-    tta: bool = True
-    tta_views: str = "flips"  # with tta: flips (4 views), dihedral (8: flips and quarter turns), dihedral_zoom (16)
-    # machine
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: bool | None = None
-    threads: int | None = None
-    seed: int = 0
-    deterministic: bool = False
-    quiet: bool = False
-    max_train_batches: int | None = None
-    max_minutes: float | None = None
-    checkpoints: str = "every_epoch"
-    notes: str = ""
-    profile: str = field(default="default")
+    Each field documents itself (``dataclasses.fields(TrainConfig)[i].metadata``: ``help``, ``group`` and
+    ``choices``); the ``pskin train`` flag of the same name reads its help from there.
+    """
+
+    data_dir: str | None = param(
+        None, "data", f"folder holding HAM10000; none: ${DATA_ENV}, else {DEFAULT_DATA_DIR}")
+    classes: tuple[str, ...] = param(
+        PAPER_CLASSES, "data", f"HAM10000 diagnosis (dx) codes to tell apart, comma-separated, among "
+        f"{','.join(ALL_CLASSES)}")
+    protocol: str = param(
+        "grouped", "data", "how images are split into train / validation / test, always by lesion: grouped (each "
+        "class's lesions dealt by fractions) or paper (the paper's Table 1 counts, with repeats where HAM10000 has "
+        "too few images)", choices=PROTOCOLS)
+    fractions: tuple[float, float, float] = param(
+        DEFAULT_FRACTIONS, "data", "train,validation,test fractions of each class's images (protocol grouped); "
+        "they sum to 1")
+    split_seed: int = param(0, "data", "seed of the split's draw: the same seed draws the same split")
+    image_size: int = param(64, "data", "side of the square images the network sees, in pixels (16 to 1024)")
+    resize: str = param(
+        "squash", "data", "squash the 4:3 frame to a square, or crop its centre square (keeps the aspect)",
+        choices=RESIZE_MODES)
+    colour_constancy: float | None = param(
+        None, "data", "Shades of Gray colour constancy's Minkowski p, 1 to 20 (6 in the ISIC winners' recipes); "
+        "none: off")
+    extra_sources: tuple[str, ...] = param(
+        (), "data", f"other collections' training images added to the training split, comma-separated, among "
+        f"{','.join(EXTRA_SOURCES)} (their validation and test images are never trained on)")
+    skip_missing: bool = param(
+        False, "data", "leave out images the metadata lists but the folder lacks (else an error names them)")
+    skip_unreadable: bool = param(
+        False, "data", "leave out images that do not decode (else an error names them)")
+
+    augment: bool = param(
+        True, "augmentation", "random flips, rotations, resized crops and colour jitter of the training images")
+    crop_scale: tuple[float, float] = param(
+        (0.6, 1.0), "augmentation", "low,high: the area fraction the random resized crop keeps (0 < low <= high "
+        "<= 1)")
+    colour_jitter: float = param(
+        0.1, "augmentation", "largest relative change of brightness, contrast and saturation, in [0, 1)")
+    # Stronger photometric augmentation, for images from other dermatoscopes: each 0 (off) by default.
+    hue: float = param(0.0, "augmentation", "largest rotation of the colours about the grey axis, in radians "
+                       "(0: off, up to pi)")
+    gamma: float = param(0.0, "augmentation", "largest |log gamma| of a random gamma change (0: off, up to 1)")
+    channel_gain: float = param(
+        0.0, "augmentation", "largest relative gain of one colour channel, as under another light (0: off, up to 1)")
+    blur: float = param(
+        0.0, "augmentation", "largest blend towards a 3x3 box blur, as at another focus (0: off, up to 1)")
+    vignette: float = param(
+        0.0, "augmentation", "largest darkening at the corners, as through another lens (0: off, up to 1)")
+
+    model: str = param("resnet18", "model", f"the network, one of {', '.join(MODELS)}")
+    pretrained: bool = param(
+        False, "model", "start from ImageNet weights (fetched once into torch's cache); else from random weights")
+    # Fine-tuning a pretrained network: each 1 / off by default, as a from-scratch run trains everything alike.
+    backbone_lr_scale: float = param(
+        1.0, "model", "learning rate of everything but the head, as a fraction of lr, in (0, 1] (pretrained only)")
+    freeze_backbone_epochs: float = param(
+        0.0, "model", "epochs at the start that train the head alone, the backbone's weights frozen (pretrained "
+        "only; 0: none)")
+    batchnorm: str = param(
+        "train", "model", "train: batch norm learns its statistics from the batches; frozen: it keeps the "
+        "pretrained ones (eval mode), the usual choice when fine-tuning with small batches", choices=BATCHNORM_MODES)
+    progressive_start_size: int | None = param(
+        None, "model", "first epoch's image side in pixels, growing to image_size by the last epoch (validation "
+        "and test always at image_size); none: every epoch at image_size")
+
+    epochs: int = param(20, "optimisation", "passes over the training split")
+    batch_size: int = param(
+        64, "optimisation", "training images per step and process (evaluation batches hold at least 128)")
+    optimizer: str = param(
+        "adamw", "optimisation", "sgd (with Nesterov momentum) or adamw", choices=OPTIMIZERS)
+    lr: float = param(3e-3, "optimisation", "peak learning rate, reached at the end of the warm-up")
+    momentum: float = param(0.9, "optimisation", "SGD's momentum, in [0, 1) (optimizer sgd only)")
+    weight_decay: float = param(
+        0.05, "optimisation", "weight decay, >= 0 (decoupled with adamw); biases and normalisation scales get none "
+        "unless decay_norms_and_biases")
+    schedule: str = param(
+        "cosine", "optimisation", "the learning rate after the warm-up: cosine (down to 0 at the last epoch), step "
+        "(times step_gamma every step_size epochs) or constant", choices=SCHEDULES)
+    warmup_epochs: float = param(
+        1.0, "optimisation", "epochs of linear warm-up from 0 to lr (fractions allowed; 0: none)")
+    step_size: int = param(30, "optimisation", "epochs between two decays of the learning rate (schedule step)")
+    step_gamma: float = param(
+        0.1, "optimisation", "factor each decay multiplies the learning rate by, in (0, 1] (schedule step)")
+    label_smoothing: float = param(
+        0.0, "optimisation", "share of each target spread evenly over the classes, in [0, 1) (loss cross_entropy)")
+    decay_norms_and_biases: bool = param(
+        False, "optimisation", "weight decay on batch-norm scales and biases too (usually not)")
+    ema_decay: float | None = param(
+        0.995, "optimisation", "decay per step of an exponential moving average of the weights, in (0, 1): the "
+        "average is validated, selected and saved instead of the last step's weights; none: no average")
+
+    class_weights: str = param(
+        "inverse", "class imbalance", "the loss's weight per class: none (every class 1), inverse (n / (K n_c): "
+        "every class's images weigh as much in all; the paper's), sqrt_inverse (its square root), effective (Cui "
+        "et al. 2019, see effective_beta) or manual (manual_weights)", choices=WEIGHT_SCHEMES)
+    manual_weights: tuple[float, ...] | None = param(
+        None, "class imbalance", "one positive weight per class, comma-separated in the order of classes "
+        "(class_weights manual)")
+    effective_beta: float = param(
+        0.999, "class imbalance", "beta of the effective number of samples, in [0, 1): towards 0 like none, towards "
+        "1 like inverse (class_weights effective)")
+    sampler: str = param(
+        "shuffle", "class imbalance", "shuffle (every image once per epoch), balanced (every class drawn equally "
+        "often, with replacement) or balanced_sources (every collection and class equally often); a balancing "
+        "sampler evens the classes itself: class weights on top count them twice", choices=SAMPLERS)
+    loss: str = param(
+        "cross_entropy", "class imbalance", "cross_entropy, or focal (Lin et al. 2017: easy images count less)",
+        choices=LOSSES)
+    focal_gamma: float = param(
+        2.0, "class imbalance", "focal loss's focusing exponent, >= 0 (0: cross-entropy) (loss focal)")
+
+    select_metric: str = param(
+        "accuracy", "evaluation", "the validation score that picks the best epoch, whose weights are tested",
+        choices=SELECT_METRICS)
+    tta: bool = param(
+        True, "evaluation", "test-time augmentation: validation and test predictions average several views of "
+        "each image (tta_views)")
+    tta_views: str = param(
+        "flips", "evaluation", "with tta: flips (4 views), dihedral (8: flips and quarter turns) or dihedral_zoom "
+        "(16: those of the image and of its zoomed centre)", choices=TTA_VIEWS)
+
+    device: str = param("auto", "runtime", "auto (the GPU when there is one, else the CPU), cpu, or cuda[:N]")
+    precision: str = param(
+        "auto", "runtime", "auto (bf16 on CUDA and on CPUs where it pays, else fp32), fp32 or bf16",
+        choices=PRECISIONS)
+    channels_last: bool | None = param(
+        None, "runtime", "channels-last memory layout of images and weights; none (neither flag): automatic, "
+        "which is on (measured fastest)")
+    threads: int | None = param(None, "runtime", "CPU threads torch computes with; none: torch's default")
+    seed: int = param(
+        0, "runtime", "seed of the initial weights, the batches' order, the augmentation and the bootstrap "
+        "intervals (the split has split_seed)")
+    deterministic: bool = param(
+        False, "runtime", "deterministic algorithms only (slower): the same seed gives the same weights")
+    quiet: bool = param(False, "runtime", "no progress bars")
+    max_train_batches: int | None = param(
+        None, "runtime", "at most this many training batches per epoch (quick checks); none: all")
+    max_minutes: float | None = param(
+        None, "runtime", "time budget of the whole run, in minutes: no epoch starts that would end, with the final "
+        "evaluation, after it; none: no limit")
+    checkpoints: str = param(
+        "every_epoch", "runtime", "every_epoch: best.pt when validation improves and last.pt after every epoch (a "
+        "run can resume); best_in_memory: the best weights are kept on the device and written once at the end (no "
+        "disk writes in the loop, no resume)", choices=CHECKPOINTS)
+
+    notes: str = param("", "run", "free text kept with the run (in its config.json)")
+    profile: str = param(
+        "default", "run", "named defaults, pskinlib/configs/NAME.yaml, that flags and --config override: default "
+        "(TrainConfig's), smoke (seconds), quick (a CPU minute), transfer (pretrained, CPU minutes), paper (the "
+        "study, GPU)")
 
     def __post_init__(self) -> None:
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        """Every parameter as ``name: value`` lines in the fields' order: a config file :func:`load_yaml_config`
+        reads back to this config."""
+        import yaml
+
+        values = {name: list(v) if isinstance(v, tuple) else v for name, v in self.to_dict().items()}
+        return yaml.safe_dump(values, sort_keys=False, default_flow_style=None, allow_unicode=True, width=1000)
 
 
 def _check(condition: bool, name: str, value: Any, expected: str) -> None:
@@ -140,12 +252,6 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     _check(value in choices, name, value, f"one of {list(choices)}")
 
 
-# The parameters that name one of a few choices.
-_CHOICES = {"protocol": PROTOCOLS, "batchnorm": BATCHNORM_MODES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
-            "class_weights": WEIGHT_SCHEMES, "sampler": SAMPLERS, "loss": LOSSES, "select_metric": SELECT_METRICS,
-            "tta_views": TTA_VIEWS, "precision": PRECISIONS, "checkpoints": CHECKPOINTS}
-
-
 def validate(config: TrainConfig) -> None:
     """Check every parameter; raise :class:`~pskinlib.errors.ParameterError` naming the first bad one."""
     c = config
@@ -153,8 +259,8 @@ def validate(config: TrainConfig) -> None:
     object.__setattr__(c, "fractions", validate_fractions(c.fractions))
     for f in dataclasses.fields(c):  # the choices and the plain true-or-false flags, in the fields' order
         value = getattr(c, f.name)
-        if f.name in _CHOICES:
-            _choice(f.name, value, _CHOICES[f.name])
+        if f.metadata.get("choices"):
+            _choice(f.name, value, f.metadata["choices"])
         elif f.type == "bool":
             _check(isinstance(value, bool), f.name, value, "true or false")
     for name in ("split_seed", "seed"):
