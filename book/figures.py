@@ -98,14 +98,9 @@ def confusion_matrix(confusion, classes: tuple[str, ...], title: str = "", ax=No
     return _finished(ax.figure)
 
 
-def per_class_bars(table: pd.DataFrame, value: str = "recall", group: str = "run", title: str = "",
-                   paper_average: float | None = None) -> plt.Figure:
-    """Grouped bars of one per-class metric (the paper's Figure 4 shows per-class accuracy, i.e. recall, of its two
-    procedures; ``paper_average`` marks the average it reports).
-
-    ``table`` has columns ``group``, ``class`` (code), ``value`` and optionally ``low``/``high`` (a CI)."""
-    fig, ax = plt.subplots(figsize=(min(10, max(6, 1.2 * table[group].nunique() * table["class"].nunique() / 2)),
-                                    4.2))
+def _class_bars(ax, table: pd.DataFrame, value: str, group: str, paper_average: float | None) -> None:
+    """Grouped bars of ``value`` per class on ``ax``, one colour per ``group``, with intervals where the table has
+    ``low``/``high``, and the paper's average as a dotted line."""
     groups = list(dict.fromkeys(table[group]))
     codes = list(dict.fromkeys(table["class"]))
     width = 0.8 / len(groups)
@@ -120,12 +115,40 @@ def per_class_bars(table: pd.DataFrame, value: str = "recall", group: str = "run
         ax.axhline(paper_average, color="grey", ls=":", lw=1, label="paper: average accuracy")
     ax.set_xticks(np.arange(len(codes)), [textwrap.fill(CLASSES[c].name, 16) for c in codes])
     ax.set(xlabel="true class", ylabel=f"test {value} (fraction)", ylim=(0, 1))
-    ax.set_title(title, fontsize=10)
-    # in a band of the figure below the axis label, two entries a row: long run names stay apart
-    entries = len(groups) + (paper_average is not None)
-    band = 0.03 + 0.06 * -(-entries // 2)
-    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, ncol=min(2, entries), loc="lower center", frameon=False)
+
+
+def _legend_below(fig: plt.Figure, ax) -> plt.Figure:
+    """The legend in a band of the figure below the axis labels, two entries a row, so long run names stay apart."""
+    handles, labels = ax.get_legend_handles_labels()
+    band = 0.03 + 0.06 * -(-len(labels) // 2)
+    fig.legend(handles, labels, fontsize=8, ncol=min(2, len(labels)), loc="lower center", frameon=False)
     return _finished(fig, rect=(0, band, 1, 1))
+
+
+def per_class_bars(table: pd.DataFrame, value: str = "recall", group: str = "run", title: str = "",
+                   paper_average: float | None = None) -> plt.Figure:
+    """Grouped bars of one per-class metric (the paper's Figure 4 shows per-class accuracy, i.e. recall, of its two
+    procedures; ``paper_average`` marks the average it reports).
+
+    ``table`` has columns ``group``, ``class`` (code), ``value`` and optionally ``low``/``high`` (a CI)."""
+    fig, ax = plt.subplots(figsize=(min(10, max(6, 1.2 * table[group].nunique() * table["class"].nunique() / 2)),
+                                    4.2))
+    _class_bars(ax, table, value, group, paper_average)
+    ax.set_title(title, fontsize=10)
+    return _legend_below(fig, ax)
+
+
+def per_class_panels(table: pd.DataFrame, panel: str, value: str = "recall", group: str = "run", title: str = "",
+                     paper_average: float | None = None) -> plt.Figure:
+    """:func:`per_class_bars` with one panel per value of the ``panel`` column (e.g. one per network), the groups
+    in the same colours in every panel."""
+    panels = list(dict.fromkeys(table[panel]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 0.6, 4.4), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], panels):
+        _class_bars(ax, table[table[panel] == name], value, group, paper_average)
+        ax.set_title(name, fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    return _legend_below(fig, axes[0][0])
 
 
 def save(fig: plt.Figure, path: str | Path) -> Path:
@@ -162,16 +185,30 @@ def epoch_curves(histories: dict[str, pd.DataFrame], column: str = "val_balanced
                  ylabel: str = "validation balanced accuracy (fraction)") -> plt.Figure:
     """One curve of ``column`` per epoch for each run ({label: history table}), with horizontal lines at ``marks``
     ({text: value}, e.g. a figure the paper reports)."""
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    for text, history in histories.items():
-        ax.plot(history["epoch"], history[column], marker="o", ms=3, label=text)
-    for text, where in (marks or {}).items():
-        ax.axhline(where, color="grey", ls=":", label=text)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch", ylabel=ylabel, ylim=(0, 1))
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
-    return _finished(fig)
+    return epoch_panels(histories, {column: ylabel}, marks=marks, title=title)
+
+
+def epoch_panels(histories: dict[str, pd.DataFrame], columns: dict[str, str], *, marks: dict | None = None,
+                 title: str = "") -> plt.Figure:
+    """One panel per history column ({column: axis label}), one curve per run ({label: history table}) in the same
+    colour in every panel, with horizontal lines at ``marks`` ({text: value}). Long runs get lines without markers."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(7 if len(columns) == 1 else 5.2 * len(columns), 3.6),
+                             sharey=True, squeeze=False)
+    longest = max((len(h) for h in histories.values()), default=0)
+    for ax, (column, ylabel) in zip(axes[0], columns.items()):
+        for text, history in histories.items():
+            ax.plot(history["epoch"], history[column], marker="o" if longest <= 30 else None, ms=3, lw=1.2,
+                    label=text)
+        for text, where in (marks or {}).items():
+            ax.axhline(where, color="grey", ls=":", label=text)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="epoch", ylabel=ylabel, ylim=(0, 1))
+    if len(columns) == 1:
+        axes[0][0].set_title(title, fontsize=10)
+        axes[0][0].legend(fontsize=7)
+        return _finished(fig)
+    fig.suptitle(title, fontsize=10)
+    return _legend_below(fig, axes[0][0])
 
 
 def reliability_diagram(groups: dict[str, list[dict]], title: str = "") -> plt.Figure:

@@ -57,15 +57,17 @@ def comparison(mcnemar: dict, a: str, b: str, prefix: str = "") -> dict[str, Any
             f"{prefix}verdict": Markdown(f"{lead}, a difference {verdict}")}
 
 
-def paper_claims(table) -> dict[str, Any]:
+def paper_claims(table, prefix: str = "") -> dict[str, Any]:
     """Whether the paper's three findings hold in a table of runs (``book.runs.runs_table``): about 65 % average
     accuracy (our balanced accuracy), about 80 % for nevus against seborrheic keratosis, melanoma the hardest
     class. Phrases say *holds* or *does not hold* with the numbers behind them. The run the first claim is judged
     by is the one best on its validation images; its test figure is then reported (choosing the best of many runs by
-    their test score would flatter it)."""
+    their test score would flatter it). ``prefix`` goes before every name (a chapter judging two sets of runs)."""
     if not len(table):
-        return {"claim_average": Markdown("cannot be checked: no run"), "claim_nv_bkl": Markdown("cannot be checked"),
-                "claim_hardest": Markdown("cannot be checked")}
+        return {f"{prefix}claim_average": Markdown("cannot be checked: no run"),
+                f"{prefix}claim_nv_bkl": Markdown("cannot be checked"),
+                f"{prefix}claim_hardest": Markdown("cannot be checked"), f"{prefix}best_model": Markdown("no run"),
+                f"{prefix}runs": 0}
     best = table.loc[table["val_balanced_accuracy"].idxmax()]
     reported = PAPER_REPORTED["average_accuracy"]
     reached = (f"the run best on validation (validation balanced accuracy {best['val_balanced_accuracy']:.3f}) "
@@ -78,9 +80,10 @@ def paper_claims(table) -> dict[str, Any]:
     hardest_phrase = (f"holds in {hardest:.0%} of the runs" if hardest >= 0.5 else
                       f"holds in only {hardest:.0%} of the runs; the hardest class was most often "
                       f"{CLASSES[table['hardest_class'].mode()[0]].name}")
-    return {"claim_average": Markdown(average), "claim_nv_bkl": Markdown(pair),
-            "claim_hardest": Markdown(hardest_phrase), "best_model": Markdown(best["model"]),
-            "best_balanced_accuracy": best["balanced_accuracy"], "runs": len(table)}
+    values = {"claim_average": Markdown(average), "claim_nv_bkl": Markdown(pair),
+              "claim_hardest": Markdown(hardest_phrase), "best_model": Markdown(best["model"]),
+              "best_balanced_accuracy": best["balanced_accuracy"], "runs": len(table)}
+    return {f"{prefix}{key}": value for key, value in values.items()}
 
 
 def cost(runs) -> Markdown:
@@ -174,3 +177,32 @@ def quality_bar_range(quality_bar) -> Markdown:
     return Markdown(f"the headline results of its {len(headline)} settings ranged from "
                     f"{headline['balanced_accuracy'].min():.3f} to {headline['balanced_accuracy'].max():.3f} test "
                     "balanced accuracy")
+
+
+def class_weight_verdicts(tests, split_seed: int = 0) -> dict[str, Any]:
+    """``weights_verdict``: for each network of ``book.tables.procedure_tests`` on ``split_seed``, what the inverse
+    class weights changed (test accuracy, balanced accuracy, melanoma recall) and McNemar's verdict."""
+    rows = tests[tests["split_seed"].eq(split_seed)] if len(tests) else tests
+    phrases = [f"for {row['network']}, inverse class weights moved test accuracy from {row['accuracy none']:.3f} to "
+               f"{row['accuracy inverse']:.3f}, balanced accuracy from {row['balanced_accuracy none']:.3f} to "
+               f"{row['balanced_accuracy inverse']:.3f} and melanoma recall from {row['recall_mel none']:.3f} to "
+               f"{row['recall_mel inverse']:.3f}; on the images only one of the two runs got right, {row['verdict']}"
+               for _, row in rows.iterrows()]
+    return {"weights_verdict": Markdown("; ".join(phrases) + "." if phrases else
+                                        "cannot be judged yet: no network has both procedures recorded.")}
+
+
+def split_repeats(tests) -> dict[str, Any]:
+    """``repeats``: how far the class weights' effect on test balanced accuracy moves with the split alone, for each
+    network of ``book.tables.procedure_tests`` recorded on more than one split seed."""
+    phrases = []
+    for network, part in tests.groupby("network", sort=False) if len(tests) else ():
+        if len(part) < 2:
+            continue
+        gain = part["balanced_accuracy inverse"] - part["balanced_accuracy none"]
+        significant = int((part["p_value"] < SIGNIFICANCE).sum())
+        phrases.append(f"for {network}, over {counted(len(part), 'split seed')}, the inverse weights changed test "
+                       f"balanced accuracy by {gain.min():+.3f} to {gain.max():+.3f}, a difference more than chance "
+                       f"(McNemar, p < {SIGNIFICANCE}) on {significant} of them")
+    return {"repeats": Markdown("; ".join(phrases) + "." if phrases else
+                                "not measured yet: no network has both procedures on more than one split seed.")}

@@ -17,6 +17,7 @@ from pskinlib.errors import ParameterError
 from pskinlib.info import (
     CLASSES,
     ONE_ANSWER_BALANCED_ACCURACY,
+    PAPER_PROCEDURES,
     PAPER_REPORTED,
     PUBLISHED_ANCHORS,
     TRACK_NAMES,
@@ -24,7 +25,14 @@ from pskinlib.info import (
 )
 from pskinlib.io import read_json
 from pskinlib.metrics import mcnemar_test
-from pskinlib.runs import GPU_RUN_SUMMARY, QUALITY_BAR_SUMMARY, RunRecord, default_runs_dir, find_runs
+from pskinlib.runs import (
+    GPU_RUN_SUMMARY,
+    PAPER_CPU_SUMMARY,
+    QUALITY_BAR_SUMMARY,
+    RunRecord,
+    default_runs_dir,
+    find_runs,
+)
 from pskinlib.train.models import validate_model_name
 
 from . import BookBuildError, in_checkout
@@ -445,3 +453,88 @@ def time_to_accuracy(runs: dict[str, Any], plain_loops: dict[str, Any] | None = 
             row[f"minutes to {threshold:.2f}"] = float(minutes[reached].iloc[0]) if reached.any() else None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# The study's experiment on a CPU (experiments/paper_cpu.py): ResNet101 and EfficientNet-B0, each without and with
+# inverse class weights, 100 epochs on Table 1's split; EfficientNet-B0 again on more split seeds.
+PROCEDURE_NAMES = dict(zip(PAPER_PROCEDURES, ("no class weights", "inverse class weights")))
+
+
+def study_runs(folder: str | os.PathLike) -> pd.DataFrame:
+    """The runs its manifest (``paper_cpu.json``) lists in ``folder``, as :func:`runs_table` rows with the manifest's
+    ``slot``, ``wall_minutes`` (start to record, over every sitting) and the CPU it trained on; empty when the
+    folder has no manifest. A run the manifest lists but the folder lacks is an error naming it: the book finds
+    these records by what they are, never by a folder name, and never leaves one out without a word."""
+    path = in_checkout(folder)
+    manifest = path / PAPER_CPU_SUMMARY
+    if not manifest.is_file():
+        return pd.DataFrame()
+    listed = pd.DataFrame(read_json(manifest)["runs"])
+    table = runs_table(path)
+    missing = sorted(set(listed["run"]) - set(table.get("run", [])))
+    if missing:
+        raise BookBuildError(f"{manifest} lists {', '.join(missing)}, which {path} does not hold as a finished run: "
+                             "restore the record, or export it again with `python -m experiments.paper_cpu "
+                             "--export-only`.")
+    listed["cpu"] = [machine["cpu_model"] for machine in listed["machine"]]
+    table = table.merge(listed[["run", "slot", "wall_minutes", "cpu"]], on="run")
+    label = table["model"] + ", " + table["class_weights"].map(PROCEDURE_NAMES)
+    seeds = ", split " + table["split_seed"].astype(str)
+    return table.assign(label=label.where(table["split_seed"].eq(0), label + seeds))
+
+
+def study_view(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`study_runs` as the results chapter lists them: epochs, the epoch kept, wall minutes, accuracy and
+    balanced accuracy with its interval, the nevus-vs-keratosis figure and each class's test recall."""
+    return pd.DataFrame({
+        "run": table["label"], "epochs": table["epochs"], "epoch kept": table["best_epoch"],
+        "wall minutes": minutes(table["wall_minutes"]), "accuracy": table["accuracy"],
+        "balanced accuracy (95 % CI)": _ci(table), "nevus vs keratosis": table["nv_vs_bkl"],
+        "melanoma": table["recall_mel"], "nevus": table["recall_nv"], "keratosis": table["recall_bkl"]})
+
+
+def study_pairs(table: pd.DataFrame, split_seed: int = 0) -> dict[str, dict[str, RunRecord]]:
+    """For each network of :func:`study_runs` on ``split_seed``: its runs by procedure name (no class weights,
+    inverse class weights), the runs of the study's Figures 3 and 4."""
+    pairs: dict[str, dict[str, RunRecord]] = {}
+    if not len(table):
+        return pairs
+    for row in table[table["split_seed"].eq(split_seed)].itertuples():
+        pairs.setdefault(row.model, {})[PROCEDURE_NAMES[row.class_weights]] = RunRecord(row.path)
+    return pairs
+
+
+def study_recalls(pairs: dict[str, dict[str, RunRecord]]) -> pd.DataFrame:
+    """:func:`recall_table` of every network's runs in :func:`study_pairs`, with a ``network`` column."""
+    parts = [recall_table(runs).assign(network=model) for model, runs in pairs.items()]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def procedure_tests(table: pd.DataFrame) -> pd.DataFrame:
+    """For each network and split seed of :func:`study_runs` with both procedures: each one's test accuracy, balanced
+    accuracy and melanoma recall, and McNemar's test on the test images only one of the two got right."""
+    rows = []
+    for (model, seed), part in table.groupby(["model", "split_seed"], sort=False) if len(table) else ():
+        runs = part.set_index("class_weights")
+        if not set(PAPER_PROCEDURES) <= set(runs.index):
+            continue
+        none, inverse = runs.loc["none"], runs.loc["inverse"]
+        test = compare_runs(none["path"], inverse["path"])
+        rows.append({"network": model, "split_seed": seed,
+                     **{f"{key} {name}": run[key] for name, run in (("none", none), ("inverse", inverse))
+                        for key in ("accuracy", "balanced_accuracy", "recall_mel")},
+                     "only none": test["b"], "only inverse": test["c"], "p_value": test["p_value"],
+                     "verdict": comparison(test, "the run without weights", "the run with them")["verdict"].data})
+    return pd.DataFrame(rows)
+
+
+def procedure_tests_view(tests: pd.DataFrame) -> pd.DataFrame:
+    """:func:`procedure_tests` as the results chapter shows it: each figure without → with class weights."""
+    def pair(key: str) -> list[str]:
+        return [f"{a:.3f} → {b:.3f}" for a, b in zip(tests[f"{key} none"], tests[f"{key} inverse"])]
+
+    return pd.DataFrame({"network": tests["network"], "split seed": tests["split_seed"],
+                         "accuracy": pair("accuracy"), "balanced accuracy": pair("balanced_accuracy"),
+                         "melanoma recall": pair("recall_mel"), "right only without": tests["only none"],
+                         "right only with": tests["only inverse"],
+                         "p-value": [f"{p:.3g}" for p in tests["p_value"]]})
