@@ -1,6 +1,6 @@
 """External validation: what each method against another collection's images buys, inside and outside HAM10000.
 
-Each method is the CPU quality-bar recipe (:data:`experiments.quality_bar.RECIPE`: ResNet18 from scratch, 64 px, 18
+Each method is the CPU quality-bar recipe (the ``quality_bar`` profile: ResNet18 from scratch, 64 px, 18
 epochs, the grouped lesion split) plus the options named in :data:`METHODS`. One call trains one method on one split
 seed, then evaluates the run on the labelled ISIC 2017 folder (``$PSKIN_ISIC2017``; the training images of ISIC 2017
 count as external for a model that never saw them) with
@@ -49,14 +49,7 @@ METHODS: dict[str, tuple[dict, str]] = {
 TWO_SOURCE = {"extra_sources": ("ISIC2017_train",), "sampler": "balanced_sources", "class_weights": "none"}
 
 
-def recipe_options(epochs: int, image_size: int) -> dict:
-    """The quality-bar recipe as make_config overrides (one source of truth: experiments.quality_bar.RECIPE)."""
-    from experiments.quality_bar import RECIPE
-
-    pairs = dict(zip(RECIPE[0::2], RECIPE[1::2]))
-    return {"model": pairs["--model"], "batch_size": int(pairs["--batch-size"]), "lr": float(pairs["--lr"]),
-            "weight_decay": float(pairs["--weight-decay"]), "select_metric": pairs["--select-metric"],
-            "epochs": epochs, "image_size": image_size}
+RECIPE_PROFILE = "quality_bar"  # the quality-bar recipe (pskinlib/configs/quality_bar.yaml), as quality_bar runs it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.two_source:
         options, note, name = {**options, **TWO_SOURCE}, note + "; + ISIC2017_train as a second training source", \
             f"{name}+two-source"
-    config = make_config("default", **{**recipe_options(args.epochs, args.image_size), **options},
+    config = make_config(RECIPE_PROFILE, **{"epochs": args.epochs, "image_size": args.image_size, **options},
                          split_seed=args.split_seed, data_dir=args.data_dir, quiet=True,
                          notes=f"{name}: {note}")
     out = Path(args.out)

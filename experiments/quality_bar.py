@@ -39,8 +39,7 @@ from pathlib import Path
 # The recipe, chosen on the validation split (see pskinlib.config.TrainConfig for each flag): AdamW, light weight
 # decay; batches of 64 (the CPU trains ~1.2x more images/s than with 32, and the test score came out the same);
 # selecting the epoch by balanced accuracy keeps class-weighted runs from picking their most nevus-leaning epoch.
-RECIPE = ["--profile", "default", "--model", "resnet18", "--batch-size", "64", "--lr", "0.003", "--weight-decay",
-          "0.01", "--select-metric", "balanced_accuracy"]
+RECIPE = ["--profile", "quality_bar"]  # pskinlib/configs/quality_bar.yaml
 
 
 def main(argv: list[str] | None = None) -> int:

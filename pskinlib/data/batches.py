@@ -70,9 +70,9 @@ class Augmentation:
     flips: bool = True
     crop_scale: tuple[float, float] = (0.6, 1.0)
     aspect: tuple[float, float] = (3 / 4, 4 / 3)
-    brightness: float = 0.1
-    contrast: float = 0.1
-    saturation: float = 0.1
+    brightness: float = 0.1  # the three are one knob of TrainConfig (colour_jitter)
+    contrast: float = brightness
+    saturation: float = brightness
     hue: float = 0.0
     gamma: float = 0.0
     channel_gain: float = 0.0

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.batches import Augmentation
 from ..data.cache import RESIZE_MODES, Preprocessing
 from ..data.ham10000 import DATA_ENV, DEFAULT_DATA_DIR, validate_classes
 from ..data.labelled_folders import EXTRA_SOURCES
@@ -102,21 +103,28 @@ class TrainConfig:
 
     augment: bool = param(
         True, "augmentation", "random flips, rotations, resized crops and colour jitter of the training images")
+    # The augmentation's defaults are the data layer's (pskinlib.data.batches.Augmentation), spelled there once.
     crop_scale: tuple[float, float] = param(
-        (0.6, 1.0), "augmentation", "low,high: the area fraction the random resized crop keeps (0 < low <= high "
-        "<= 1)")
+        Augmentation.crop_scale, "augmentation",
+        "low,high: the area fraction the random resized crop keeps (0 < low <= high <= 1)")
     colour_jitter: float = param(
-        0.1, "augmentation", "largest relative change of brightness, contrast and saturation, in [0, 1)")
+        Augmentation.brightness, "augmentation",
+        "largest relative change of brightness, contrast and saturation, in [0, 1)")
     # Stronger photometric augmentation, for images from other dermatoscopes: each 0 (off) by default.
-    hue: float = param(0.0, "augmentation", "largest rotation of the colours about the grey axis, in radians "
-                       "(0: off, up to pi)")
-    gamma: float = param(0.0, "augmentation", "largest |log gamma| of a random gamma change (0: off, up to 1)")
+    hue: float = param(
+        Augmentation.hue, "augmentation", "largest rotation of the colours about the grey axis, in radians (0: off, "
+        "up to pi)")
+    gamma: float = param(
+        Augmentation.gamma, "augmentation", "largest |log gamma| of a random gamma change (0: off, up to 1)")
     channel_gain: float = param(
-        0.0, "augmentation", "largest relative gain of one colour channel, as under another light (0: off, up to 1)")
+        Augmentation.channel_gain, "augmentation",
+        "largest relative gain of one colour channel, as under another light (0: off, up to 1)")
     blur: float = param(
-        0.0, "augmentation", "largest blend towards a 3x3 box blur, as at another focus (0: off, up to 1)")
+        Augmentation.blur, "augmentation",
+        "largest blend towards a 3x3 box blur, as at another focus (0: off, up to 1)")
     vignette: float = param(
-        0.0, "augmentation", "largest darkening at the corners, as through another lens (0: off, up to 1)")
+        Augmentation.vignette, "augmentation",
+        "largest darkening at the corners, as through another lens (0: off, up to 1)")
 
     model: str = param("resnet18", "model", f"the network, one of {', '.join(MODELS)}")
     pretrained: bool = param(
