@@ -8,4 +8,6 @@
 - :mod:`~pskinlib.data.demo`: the synthetic demo set (not real data) for trying things out.
 - :mod:`~pskinlib.data.labelled_folders`: other collections' images (ISIC 2017, PH2, derm7pt) in one format.
 - :mod:`~pskinlib.data.statistics`: how collections' images differ (size, colour of the light, dark corners).
+- :mod:`~pskinlib.data.appearance`: per image, the skin tone around the lesion (ITA, or why it cannot be read) and
+  the artifacts on the picture (dark border, hair, marker ink), cached per data folder.
 """
