@@ -131,16 +131,20 @@ class ResultRecord(os.PathLike):
         return self.path / (f"predictions_{part}.csv" if part else "predictions.csv")
 
     def predictions(self, part: str | None = None) -> pd.DataFrame:
-        """The recorded predictions: image_id (lesion_id), true, predicted, p_<class>; probabilities as floats."""
-        path = self.predictions_path(part)
-        if not path.is_file():
-            raise ParameterError(f"{self.path} holds no {path.name}; is it a finished pskin record?")
-        table = read_csv(path, required=("image_id", "true", "predicted"), what="predictions file")
-        columns = [c for c in table.columns if c.startswith("p_")]
-        try:
-            return table.astype(dict.fromkeys(columns, float))
-        except ValueError:
-            raise DataError(f"{path}: its probability columns {columns} must hold numbers.") from None
+        """The recorded predictions: image_id (lesion_id), true, predicted, p_<class>; probabilities as floats.
+        Each file is read once; every call returns a copy, so a caller's changes stay its own."""
+        read = self.__dict__.setdefault("_predictions", {})
+        if part not in read:
+            path = self.predictions_path(part)
+            if not path.is_file():
+                raise ParameterError(f"{self.path} holds no {path.name}; is it a finished pskin record?")
+            table = read_csv(path, required=("image_id", "true", "predicted"), what="predictions file")
+            columns = [c for c in table.columns if c.startswith("p_")]
+            try:
+                read[part] = table.astype(dict.fromkeys(columns, float))
+            except ValueError:
+                raise DataError(f"{path}: its probability columns {columns} must hold numbers.") from None
+        return read[part].copy()
 
     def scores(self, part: str | None, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """:func:`scores_of` the recorded predictions of ``part``."""
@@ -148,6 +152,7 @@ class ResultRecord(os.PathLike):
 
     def write_predictions(self, table: pd.DataFrame, part: str | None = None) -> None:
         write_csv(self.predictions_path(part), table)
+        self.__dict__.get("_predictions", {}).pop(part, None)  # read again, as written, when next asked
 
 
 class FusionRecord(ResultRecord):
@@ -240,9 +245,12 @@ class RunRecord(ResultRecord):
         return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
     def split(self) -> pd.DataFrame:
+        """``split.csv``: each image's split; read once, every call returns a copy."""
         from .data.splits import read_split
 
-        return read_split(self.path / SPLIT)
+        if "_split" not in self.__dict__:
+            self.__dict__["_split"] = read_split(self.path / SPLIT)
+        return self.__dict__["_split"].copy()
 
     def write_config(self, record: dict) -> None:
         write_json(self.path / CONFIG, record)
@@ -253,6 +261,7 @@ class RunRecord(ResultRecord):
         from .data.splits import write_split
 
         write_split(split, self.path / SPLIT)
+        self.__dict__.pop("_split", None)  # read again, as written, when next asked
 
     def write_history(self, history: pd.DataFrame) -> None:
         write_csv(self.path / HISTORY, history)

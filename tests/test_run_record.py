@@ -43,3 +43,24 @@ def test_a_file_written_through_the_record_is_read_again(tmp_path):
     assert len(run.history) == 1
     run.write_history(pd.DataFrame({"epoch": [1, 2]}))
     assert len(run.history) == 2
+
+
+def test_predictions_and_the_split_are_read_once_and_each_caller_gets_its_own_copy(small_run, monkeypatch):
+    from pskinlib import runs as runs_module
+    from pskinlib.runs import RunRecord
+
+    run_dir, _ = small_run
+    record = RunRecord.open(run_dir)
+    reads = []
+    original = runs_module.read_csv
+    monkeypatch.setattr(runs_module, "read_csv", lambda *a, **k: reads.append(a[0]) or original(*a, **k))
+    first = record.predictions("test")
+    first["predicted"] = "changed"  # a caller's change stays its own
+    second = record.predictions("test")
+    assert len(reads) == 1 and (second["predicted"] != "changed").all()
+    split = record.split()
+    split.iloc[0, 0] = "changed"
+    assert record.split().iloc[0, 0] != "changed"
+    record.write_predictions(second, "test")  # a write is read again when next asked
+    record.predictions("test")
+    assert len(reads) == 2
