@@ -20,13 +20,14 @@ from pskinlib.evaluate.external_validation import INTERNAL, POOLED
 from pskinlib.info import CLASSES, MELANOMA, TRACK_SHORT_NAMES
 from pskinlib.runs import RunRecord, find_runs
 
-from . import in_checkout
 from .format import counted, interval, intervals
+from .references import reference_folder
 from .runs import EXTERNAL_EVALUATION
 
 SETS = (INTERNAL, "ISIC2017_val", "ISIC2017_test", POOLED)
-# The reference folders of book/results: the adopted recipe, its two-source variant, the methods comparison.
-ADOPTED, TWO_SOURCE, METHODS = "external", "external-two-source", "external-methods"
+# The reference experiments (book/results/references.yaml): the adopted recipe, its two-source variant, the methods
+# comparison.
+ADOPTED, TWO_SOURCE, METHODS = "external_adopted", "external_two_source", "external_methods"
 
 
 def image_counts(folders) -> pd.DataFrame:
@@ -46,9 +47,10 @@ def images_note(evaluated, counts: pd.DataFrame | None) -> dict[str, Any]:
 
 
 def reference_runs(reference_dir: str | os.PathLike) -> list[Path]:
-    """The reference runs with external evaluations (``external*`` folders); a record in two folders counts once."""
-    return list({r.path.name: r.path for folder in sorted(in_checkout(reference_dir).glob("external*"))
-                 for r in find_runs(folder)}.values())
+    """The reference runs with external evaluations (the three external reference experiments); a record in two of
+    them counts once."""
+    return list({r.path.name: r.path for name in (ADOPTED, METHODS, TWO_SOURCE)
+                 for r in find_runs(reference_folder(name, reference_dir))}.values())
 
 
 def external_table(runs, evaluation: str = EXTERNAL_EVALUATION) -> pd.DataFrame:
@@ -131,7 +133,7 @@ def sets_table(side: pd.DataFrame) -> pd.DataFrame:
 def gap_dots(side: pd.DataFrame, reference_dir: str | os.PathLike) -> pd.DataFrame:
     """The rows of the inside-outside figure: HAM10000 test and ISIC2017_test of this build's runs and of the
     adopted and two-source reference runs, each with its ``label``, last row first (the figure's top)."""
-    adopted = {p.name for f in (ADOPTED, TWO_SOURCE) for p in (in_checkout(reference_dir) / f).glob("*/")}
+    adopted = {p.name for name in (ADOPTED, TWO_SOURCE) for p in reference_folder(name, reference_dir).glob("*/")}
     dots = side[side["group"].isin([INTERNAL, "ISIC2017_test"])
                 & ((side["origin"] == "this build") | side["run"].isin(adopted))].copy()
     dots["label"] = dots["who"] + " · " + dots["group"]
@@ -276,9 +278,10 @@ def methods_table(runs, evaluations: tuple[str, ...] = ("external", "external-di
     return pd.DataFrame(rows)
 
 
-def reference_methods(reference_dir: str | os.PathLike, folder: str, **kwargs) -> pd.DataFrame:
-    """:func:`methods_table` of the reference runs in ``reference_dir/folder``."""
-    return methods_table([r.path for r in find_runs(in_checkout(reference_dir) / folder)], **kwargs)
+def reference_methods(reference_dir: str | os.PathLike, name: str, **kwargs) -> pd.DataFrame:
+    """:func:`methods_table` of the runs of the reference experiment ``name`` (:data:`ADOPTED`, :data:`TWO_SOURCE`,
+    :data:`METHODS`)."""
+    return methods_table([r.path for r in find_runs(reference_folder(name, reference_dir))], **kwargs)
 
 
 def _set_intervals(methods: pd.DataFrame, part: str) -> list[str]:
@@ -328,7 +331,7 @@ def unseen_finding(two: pd.DataFrame, reference_dir: str | os.PathLike) -> dict[
     """``two_source_note``: the collections that neither source of the two-source runs trained on."""
     if not len(two):
         return {"two_source_note": Markdown("not measured")}
-    groups = {g for run in two["run"] for g in RunRecord(in_checkout(reference_dir) / TWO_SOURCE / run)
+    groups = {g for run in two["run"] for g in RunRecord(reference_folder(TWO_SOURCE, reference_dir) / run)
               .evaluation(EXTERNAL_EVALUATION).metrics["groups"]}
     unseen = sorted(groups - {*SETS[:3], POOLED})
     return {"two_source_note": Markdown(", ".join(unseen) if unseen else "none (only ISIC 2017 was at hand)")}

@@ -39,6 +39,7 @@ from . import BookBuildError, in_checkout
 from .findings import comparison
 from .format import interval, intervals, minutes
 from .outside import best_outside, external_table, reference_runs
+from .references import reference_folder, references
 from .runs import ablation_configs, is_paper_weighted, latest_runs, need_run, runs_table, test_labels
 
 
@@ -260,12 +261,14 @@ def labelled_runs(table: pd.DataFrame, origin: str) -> pd.DataFrame:
 
 
 def book_runs(runs_dir: str | os.PathLike, reference_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    """:func:`labelled_runs` of this build (``"this build"``, first) and of each reference folder of
-    ``reference_dir`` (``"reference <folder>"``) but the external ones, which the external chapter shows."""
+    """:func:`labelled_runs` of this build (``"this build"``, first) and of each reference experiment whose runs
+    stand in the table of every run (``every_run`` in ``book/results/references.yaml``), as ``"reference
+    <folder>"``; the external ones are the external chapter's."""
     sets = {"this build": labelled_runs(runs_table(runs_dir), "this build")}
-    for folder in sorted(in_checkout(reference_dir).glob("*")):
-        if folder.is_dir() and not folder.name.startswith("external"):
-            sets[f"reference {folder.name}"] = labelled_runs(runs_table(folder), f"reference {folder.name}")
+    for name, reference in references(reference_dir).items():
+        if reference.every_run:
+            origin = f"reference {reference.folder.name}"
+            sets[origin] = labelled_runs(runs_table(reference_folder(name, reference_dir)), origin)
     return sets
 
 
@@ -407,24 +410,21 @@ def headline_view(rows: pd.DataFrame) -> pd.DataFrame:
 
 def reference_tracks(reference_dir: str | os.PathLike) -> tuple[dict[str, RunRecord], dict[str, Path]]:
     """The reference records the Performance appendix times, by label: the from-scratch and the pretrained
-    track's first runs, and the plain-loop yardstick's folder; those missing from the checkout are left out."""
-    references = in_checkout(reference_dir)
+    track's first runs, and the plain-loop yardstick's folder (:func:`~book.references.reference_folder`)."""
     tracks = {}
-    for folder, label in ((references / "quality-bar" / "1x18-64px" / "member-0", "ResNet18 from scratch, 64 px"),
-                          (references / "transfer", "EfficientNet-Lite0, ImageNet-pretrained")):
-        found = find_runs(folder)
+    for name, label in (("quality_bar_resnet18", "ResNet18 from scratch, 64 px"),
+                        ("transfer", "EfficientNet-Lite0, ImageNet-pretrained")):
+        found = find_runs(reference_folder(name, reference_dir))
         if found:
             tracks[label] = found[0]
-    loop = references / "quality-bar" / "plain-loop-8x64px"
-    return tracks, {"the plain loop, 64 px": loop} if loop.is_dir() else {}
+    return tracks, {"the plain loop, 64 px": reference_folder("plain_loop", reference_dir)}
 
 
 def precision_check(reference_dir: str | os.PathLike) -> pd.DataFrame:
     """The same quality-bar recipe in bf16 and in fp32 (the full-length precision check), as :func:`runs_table`
     rows, bf16 first; fewer than two rows when the check is not in the checkout."""
-    references = in_checkout(reference_dir)
-    return pd.concat([runs_table(references / "quality-bar" / "1x16-64px" / "member-0"),
-                      runs_table(references / "precision-check")], ignore_index=True)
+    return pd.concat([runs_table(reference_folder("quality_bar_bf16", reference_dir)),
+                      runs_table(reference_folder("precision_check", reference_dir))], ignore_index=True)
 
 
 def precision_view(pair: pd.DataFrame) -> pd.DataFrame:
