@@ -36,13 +36,13 @@ import yaml
 
 from pskinlib.data.demo import is_synthetic
 from pskinlib.errors import ParameterError
+from pskinlib.info import PAPER_PROCEDURES
 
 from . import ROOT, BookBuildError
 from .chapter import resolve_book_data
 from .runs import chapter_configs, external_folders, produce
 
 PROFILES_FILE = Path(__file__).resolve().parent / "profiles.yaml"
-PAPER_PROCEDURES = ("none", "inverse")  # the paper trains each model without and with class weights
 INTRO, BIBLIOGRAPHY = "intro.ipynb", "bibliography"
 LIBRARY = ROOT / "pskinlib"  # pskinlib's source and profiles: every chapter runs on them
 
@@ -465,7 +465,7 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
     _profile(profile)
     root = Path(root or ROOT)
     notebooks, book_dir = root / "notebooks", root / "book"
-    data = resolve_book_data(data_dir, root=root)
+    data = resolve_book_data(data_dir, root=root, from_book_build=False)
     build = Path(build_dir) if build_dir else root / "_build"
     runs = runs_dir or str(root / "runs" / "book" / profile)
     chapters = book_chapters(profile, str(data), runs, parameters, root=root)
@@ -476,6 +476,8 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
     log(f"Building the {profile} book on {'the SYNTHETIC demo set' if is_synthetic(data) else 'HAM10000'}")
     external = next((c.parameters.get("external_dirs", []) for c in chapters if c.notebook == "external.ipynb"), [])
     produce(planned, runs, data_dir=data, external_dirs=external, log=log)
+    runs_minutes = (time.perf_counter() - start) / 60
+    chapters_started = time.perf_counter()
     staging = build / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     manifest_path = build / "manifest.json"
@@ -500,8 +502,11 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
         if stale.name not in current:
             stale.unlink()
     began = time.perf_counter()
+    chapters_minutes = (began - chapters_started) / 60
     html = render_html(build, chapters, root, warnings_are_errors, log)
     log(f"  rendered the HTML ({time.perf_counter() - began:.0f} s)")
     manifest_path.write_text(json.dumps(manifest, indent=1))
+    log(f"Where the time went: runs {runs_minutes:.1f} min, chapters {chapters_minutes:.1f} min, rendering "
+        f"{(time.perf_counter() - began) / 60:.1f} min")
     log(f"Book built in {(time.perf_counter() - start) / 60:.1f} min: {html / 'index.html'}")
     return html

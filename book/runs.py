@@ -204,11 +204,24 @@ def external_folders(external_dirs=()) -> list[Path]:
 # The stage that makes them
 
 
+def _epoch_progress(config: TrainConfig, log, started: float):
+    """An ``on_epoch_end`` that logs each epoch of a build's run: its validation score, its speed and an estimate
+    of the training time left (the mean epoch so far, times the epochs to go)."""
+    def on_epoch_end(row: dict) -> bool:
+        epoch, elapsed = row["epoch"], time.perf_counter() - started
+        left = elapsed / epoch * (config.epochs - epoch) / 60
+        log(f"    epoch {epoch}/{config.epochs}: validation balanced accuracy {row['val_balanced_accuracy']:.3f}, "
+            f"{row['images_per_second']:.0f} images/s, about {left:.1f} min left")
+        return False
+    return on_epoch_end
+
+
 def produce(configs: list[TrainConfig], runs_dir: str | os.PathLike, *, data_dir: str | os.PathLike,
             external_dirs=(), log=print) -> list[RunRecord]:
     """Make every run of ``configs`` that ``runs_dir`` lacks, fuse the paper-weighted ones, and evaluate them all on
     the external folders (:func:`external_folders`); each step is skipped where its result is already recorded.
-    Logs one line per run; returns the runs in the order of ``configs``."""
+    Logs each step as it starts (a line per epoch while a run trains) and one line per run when it is done, so a
+    build is never silent for long; returns the runs in the order of ``configs``."""
     runs, seen = [], set()
     folders = external_folders(external_dirs)
     for config in configs:
@@ -219,14 +232,18 @@ def produce(configs: list[TrainConfig], runs_dir: str | os.PathLike, *, data_dir
         start, done = time.perf_counter(), []
         run = find_run(config, runs_dir)
         if run is None:
-            run = RunRecord.open(train(config, runs_dir=in_checkout(runs_dir)))
+            log(f"  run {describe(config)}: training")
+            run = RunRecord.open(train(config, runs_dir=in_checkout(runs_dir),
+                                       on_epoch_end=_epoch_progress(config, log, time.perf_counter())))
             done.append("trained")
         if is_paper_weighted(config.to_dict()):
             for use_metadata in (False, True):
                 if not run.fusion(use_metadata).finished:
+                    log(f"    {'fusing age, sex and body site' if use_metadata else 'refitting the head'}")
                     ensure_fused(run, data_dir=data_dir, use_metadata=use_metadata)
                     done.append("fused" if use_metadata else "refitted")
         if folders and EXTERNAL_EVALUATION not in run.evaluations():
+            log(f"    evaluating on {', '.join(f.name for f in folders)}")
             evaluate_external(run, folders, name=EXTERNAL_EVALUATION, n_boot=EXTERNAL_RESAMPLES)
             done.append("evaluated outside")
         what = ", ".join(done) if done else "reused"

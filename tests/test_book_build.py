@@ -84,6 +84,8 @@ def test_every_chapter_reads_as_a_report_in_a_browser(smoke_book):
     problems = []
     with served(smoke_book) as base, chromium() as page:
         missing = []  # files the book asks its own server for and does not have (scripts, fonts, figures)
+        script_errors = []  # uncaught JavaScript errors, as a reader's console shows them
+        page.on("pageerror", lambda error: script_errors.append(f"{page.url}: {error}"))
         page.on("response", lambda r: missing.append(r.url) if r.url.startswith(base) and r.status >= 400
                 else None)
         for chapter in [*chapters, Chapter("", "bibliography.md", "", "")]:
@@ -121,6 +123,7 @@ def test_every_chapter_reads_as_a_report_in_a_browser(smoke_book):
                 page.wait_for_selector(".jupyter-widgets, .widget-inline-hbox, .widget-button",
                                        timeout=30_000)
     assert not missing, f"the book's server answered 404 for: {sorted(set(missing))[:10]}"
+    assert not script_errors, "JavaScript errors:\n" + "\n".join(script_errors[:10])
     assert not problems, "\n".join(problems)
 
 
@@ -148,8 +151,11 @@ def test_widget_scripts_are_served_locally_when_npm_is_there(smoke_book):
     assert "_static/embed-amd.js" in inspector and "cdn.jsdelivr.net/npm/@jupyter-widgets" not in inspector
 
 
-BUILD_LINE = re.compile(r"^(Building the smoke book on .+|  run .+: (reused|[a-z, ]+) \(\d+ s\)|"
+BUILD_LINE = re.compile(r"^(Building the smoke book on .+|  run .+: (reused|training|[a-z, ]+ \(\d+ s\))|"
+                        r"    epoch \d+/\d+: validation balanced accuracy [\d.]+, \d+ images/s, about [\d.]+ min left|"
+                        r"    (refitting the head|fusing age, sex and body site|evaluating on .+)|"
                         r"  chapter \w+: (ran \(\d+ s\)|reused, unchanged)|  rendered the HTML \(\d+ s\)|"
+                        r"Where the time went: runs [\d.]+ min, chapters [\d.]+ min, rendering [\d.]+ min|"
                         r"Book built in [\d.]+ min: .+|\d+ screenshots at 1400 px in .+)$")
 
 
@@ -158,7 +164,10 @@ def test_the_build_prints_one_line_per_run_and_chapter_and_nothing_else(smoke_bo
     lines = BUILD_OUTPUT.splitlines()
     assert [line for line in lines if not BUILD_LINE.match(line)] == []
     assert sum(line.startswith("  chapter ") for line in lines) == len(book_chapters("smoke", "DATA", "RUNS"))
-    assert sum(line.startswith("  run ") for line in lines) == 6  # two networks and Lite0, without and with weights
+    done = [line for line in lines if line.startswith("  run ") and not line.endswith(": training")]
+    assert len(done) == 6  # two networks and Lite0, without and with weights
+    trained = sum(line.endswith(": training") for line in lines)
+    assert sum(line.startswith("    epoch 1/") for line in lines) == trained  # every run trained shows its epochs
 
 
 @pytest.mark.slow

@@ -49,9 +49,14 @@ def test_the_runs_stage_trains_once_fuses_the_paper_weighted_runs_and_the_tables
         run_to_inspect(runs_dir=runs_dir, model="resnet18")
     logs = []
     made = produce([weighted, plain, weighted], runs_dir, data_dir=tiny_ham, external_dirs=(), log=logs.append)
-    assert len(made) == 2 and len(logs) == 2  # the same config planned twice is one run
-    assert "trained" in logs[0] and "fused" in logs[0] and "refitted" in logs[0]
-    assert "trained" in logs[1] and "fused" not in logs[1]  # no weights: not the paper's weighted procedure
+    done = [line for line in logs if line.startswith("  run ") and not line.endswith(": training")]
+    assert len(made) == 2 and len(done) == 2  # the same config planned twice is one run
+    assert "trained" in done[0] and "fused" in done[0] and "refitted" in done[0]
+    assert "trained" in done[1] and "fused" not in done[1]  # no weights: not the paper's weighted procedure
+    # each step is said as it starts: the training with a line per epoch, then the refit and the fusion
+    first = logs[:logs.index(done[0])]
+    assert first[0].endswith(": training") and first[1].startswith("    epoch 1/1: validation balanced accuracy")
+    assert first[2:] == ["    refitting the head", "    fusing age, sex and body site"]
     assert need_run(weighted, runs_dir) == made[0] and find_run(plain, runs_dir) == made[1]
     assert made[0].fusion(True).finished and made[0].fusion(False).finished and not made[1].fusion(True).finished
     row = fusion_table([made[0]]).iloc[0]

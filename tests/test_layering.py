@@ -21,9 +21,11 @@ LAYERS = (
     ("pskinlib.cli",),
     # the book: its package facts, then page layout, then what reads records, then the build
     ("book",),
-    ("book.format", "book.figures", "book.chapter", "book.dataset", "book.static_inspector"),
+    ("book.format", "book.figures", "book.chapter", "book.dataset", "book.static_inspector", "book.references",
+     "book.sphinx_scripts"),
     ("book.findings", "book.runs"),
     ("book.outside",),
+    ("book.appearance", "book.shortcuts"),
     ("book.tables", "book.clinical", "book.checklist"),
     ("book.build",),
     ("book.__main__",),
