@@ -75,7 +75,8 @@ def paper_claims(table, prefix: str = "") -> dict[str, Any]:
     average = (f"holds: {reached}" if best["balanced_accuracy"] >= reported - 0.05 else
                f"does not hold here: {reached}")
     nv_bkl = table["nv_vs_bkl"].dropna()
-    pair = (f"{nv_bkl.median():.3f} is the median over {len(nv_bkl)} runs" if len(nv_bkl) else "no run has both")
+    pair = (f"{nv_bkl.median():.3f} is the median over {counted(len(nv_bkl), 'run')}" if len(nv_bkl)
+            else "no run has both")
     hardest = (table["hardest_class"] == MELANOMA).mean()
     hardest_phrase = (f"holds in {hardest:.0%} of the runs" if hardest >= 0.5 else
                       f"holds in only {hardest:.0%} of the runs; the hardest class was most often "

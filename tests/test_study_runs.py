@@ -113,7 +113,7 @@ def test_the_study_s_figures_draw_both_measures_and_a_panel_per_network(study_ru
     fig3 = figures.epoch_panels(histories, {"val_accuracy": "validation accuracy",
                                             "val_balanced_accuracy": "validation balanced accuracy"},
                                 marks={"paper": 0.65})
-    assert [ax.get_ylabel() for ax in fig3.axes] == ["validation accuracy", "validation balanced accuracy"]
+    assert [ax.get_title() for ax in fig3.axes] == ["validation accuracy", "validation balanced accuracy"]
     assert all(len(ax.get_lines()) == len(histories) + 1 for ax in fig3.axes)  # a curve per run and the mark
     recalls = pd.concat([tables.study_recalls(pairs), tables.study_recalls(pairs).assign(network="other")])
     fig4 = figures.per_class_panels(recalls, "network", paper_average=0.65)
