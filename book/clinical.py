@@ -12,14 +12,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
+from pskinlib.data.appearance import NOT_ESTIMABLE
+from pskinlib.errors import ParameterError
 from pskinlib.evaluate.referral import run_referral
-from pskinlib.evaluate.subgroups import GROUPINGS, run_subgroups
+from pskinlib.evaluate.subgroups import GROUPINGS, run_subgroups, subgroup_table
 from pskinlib.info import TRACK_NAMES
-from pskinlib.runs import RunRecord
+from pskinlib.runs import RunRecord, scores_of
 
+from .appearance import ARTIFACTS, BANDS
 from .format import interval, intervals
 from .runs import latest_runs, runs_table
 
@@ -78,6 +82,88 @@ def subgroups(runs: dict[str, RunRecord], images_table: pd.DataFrame, n_boot: in
     parts = [run_subgroups(run, images_table, tuple(GROUPINGS), n_boot=n_boot).assign(run=label)
              for label, run in runs.items()]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+# The groupings of the estimates of pskinlib.data.appearance: the ITA band, and each artifact found or not.
+SKIN_TONE = "estimated skin tone (ITA)"
+NOT_MEASURED = "not measured"  # an image that could not be measured (too small, or not decodable)
+
+
+def appearance_labels(appearance: pd.DataFrame) -> pd.DataFrame:
+    """``image_id`` and one column per appearance grouping: :data:`SKIN_TONE` (the ITA band, or "not estimable"),
+    and ``present`` / ``absent`` (or :data:`NOT_MEASURED`) for each artifact, by its name in the book. ``appearance``:
+    :func:`pskinlib.data.appearance.appearance_table` (or :func:`book.appearance.ham10000_appearance`)."""
+    needed = {"image_id", "ita_category", *ARTIFACTS}
+    if not isinstance(appearance, pd.DataFrame) or not needed <= set(appearance.columns):
+        raise ParameterError(f"appearance: need an appearance table with the columns {sorted(needed)} "
+                             "(pskinlib.data.appearance.appearance_table).")
+    labels = pd.DataFrame({"image_id": appearance["image_id"].to_numpy(),
+                           SKIN_TONE: appearance["ita_category"].to_numpy()})
+    for column, (shown, _, _) in ARTIFACTS.items():
+        found = appearance[column]
+        labels[shown] = np.where(found.isna(), NOT_MEASURED, np.where(found.fillna(False).astype(bool), "present",
+                                                                      "absent"))
+    return labels
+
+
+def _ordered(values: pd.Series, order: list[str]) -> pd.Categorical:
+    """``values`` as a categorical of the labels in ``order`` that occur (an absent band gets no empty row)."""
+    present = set(values)
+    return pd.Categorical(values, categories=[label for label in order if label in present])
+
+
+def appearance_subgroups(runs: dict[str, RunRecord], appearance: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """Each headline run's test results by :func:`appearance_labels`' groupings: ITA band (lightest first, then not
+    estimable) and each artifact present / absent, with :func:`~pskinlib.evaluate.subgroups.subgroup_table`'s
+    intervals, "below" marks and minimum lesions, as :func:`subgroups` has them by age, sex and site (the same
+    seed, so the all-images row is the same). Columns as :func:`subgroups`' (``run``, ``grouping``, ...); a band
+    no test image falls in has no row."""
+    labels = appearance_labels(appearance)
+    if labels["image_id"].duplicated().any():
+        raise ParameterError("appearance: an image_id is listed more than once.")
+    orders = {SKIN_TONE: [*BANDS, NOT_ESTIMABLE]}
+    orders.update({shown: ["present", "absent", NOT_MEASURED] for shown, _, _ in ARTIFACTS.values()})
+    parts = []
+    for label, run in runs.items():
+        predictions = run.predictions("test")
+        if missing := sorted(set(predictions["image_id"]) - set(labels["image_id"])):
+            raise ParameterError(f"appearance: has no estimate for {len(missing)} of {label}'s test image(s), such "
+                                 f"as {missing[:5]}; measure the images the run predicted.")
+        table = predictions.merge(labels, on="image_id", how="left", validate="one_to_one")
+        y_true, y_prob = scores_of(table, run.classes)
+        lesion_ids = table["lesion_id"].to_numpy() if "lesion_id" in table else None
+        for i, (grouping, order) in enumerate(orders.items()):
+            part = subgroup_table(y_true, y_prob, run.classes, _ordered(table[grouping], order),
+                                  lesion_ids=lesion_ids, n_boot=n_boot)
+            part.insert(0, "grouping", ["all", *[grouping] * (len(part) - 1)])
+            parts.append((part if i == 0 else part.iloc[1:]).assign(run=label))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def appearance_finding(table: pd.DataFrame) -> dict[str, Any]:
+    """``appearance_finding``: for each run, the appearance subgroups (named with their grouping) whose interval
+    lies wholly below its overall estimate, how many were too small for an interval, and the ITA bands no test
+    image fell in; ``appearance_subgroups_analysed`` and ``appearance_subgroups_below``: the counts over all
+    runs."""
+    if not len(table):
+        return {"appearance_finding": Markdown("no run of this build could be analysed by skin tone or artifact"),
+                "appearance_subgroups_analysed": 0, "appearance_subgroups_below": 0}
+    subgroups = table[table["grouping"] != "all"]
+    any_below = (subgroups["balanced_accuracy_below_overall"].eq(True)
+                 | subgroups["melanoma_recall_below_overall"].eq(True))
+    phrases = []
+    for run, part in table.groupby("run", sort=False):
+        below = [f"{row.grouping} {row.group} ({what})" for row in part.itertuples()
+                 for what, flag in (("balanced accuracy", row.balanced_accuracy_below_overall),
+                                    ("melanoma recall", row.melanoma_recall_below_overall)) if flag is True]
+        small = int(part["note"].str.startswith("too few").sum())
+        bands = set(part.loc[part["grouping"] == SKIN_TONE, "group"])
+        absent = [band for band in BANDS if band not in bands]
+        phrases.append(f"for {run}, {', '.join(below) if below else 'no subgroup'} lay wholly below the overall "
+                       f"estimate; {small} of its {len(part) - 1} subgroups were too small for an interval"
+                       + (f", and no test image was estimated {' or '.join(absent)}" if absent else ""))
+    return {"appearance_finding": Markdown("; ".join(phrases)), "appearance_subgroups_analysed": len(subgroups),
+            "appearance_subgroups_below": int(any_below.sum())}
 
 
 def _marked(estimates: list[str], below) -> list[str]:

@@ -190,23 +190,28 @@ def epoch_curves(histories: dict[str, pd.DataFrame], column: str = "val_balanced
 
 def epoch_panels(histories: dict[str, pd.DataFrame], columns: dict[str, str], *, marks: dict | None = None,
                  title: str = "") -> plt.Figure:
-    """One panel per history column ({column: axis label}), one curve per run ({label: history table}) in the same
-    colour in every panel, with horizontal lines at ``marks`` ({text: value}). Long runs get lines without markers."""
+    """One panel per history column ({column: what it measures}), one curve per run ({label: history table}) in
+    the same colour in every panel, with horizontal lines at ``marks`` ({text: value}). Long runs get lines without
+    markers. With one column the panel's axis says what it measures; with several, each panel's title does."""
     fig, axes = plt.subplots(1, len(columns), figsize=(7 if len(columns) == 1 else 5.2 * len(columns), 3.6),
                              sharey=True, squeeze=False)
     longest = max((len(h) for h in histories.values()), default=0)
-    for ax, (column, ylabel) in zip(axes[0], columns.items()):
+    for ax, column in zip(axes[0], columns):
         for text, history in histories.items():
             ax.plot(history["epoch"], history[column], marker="o" if longest <= 30 else None, ms=3, lw=1.2,
                     label=text)
         for text, where in (marks or {}).items():
             ax.axhline(where, color="grey", ls=":", label=text)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(xlabel="epoch", ylabel=ylabel, ylim=(0, 1))
+        ax.set(xlabel="epoch", ylim=(0, 1))
     if len(columns) == 1:
+        axes[0][0].set(ylabel=next(iter(columns.values())))
         axes[0][0].set_title(title, fontsize=10)
         axes[0][0].legend(fontsize=7)
         return _finished(fig)
+    axes[0][0].set(ylabel="fraction")
+    for ax, measure in zip(axes[0], columns.values()):
+        ax.set_title(measure, fontsize=10)
     fig.suptitle(title, fontsize=10)
     return _legend_below(fig, axes[0][0])
 
@@ -263,3 +268,21 @@ def placeholder(text: str = "not measured in this build") -> plt.Figure:
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="#666", transform=ax.transAxes)
     plt.close(fig)  # as _finished, but not laid out: there are no labels to make room for
     return fig
+
+
+def thumbnail_rows(rows: dict[str, list], per_row: int) -> plt.Figure:
+    """One row of thumbnails per label: ``{label: [(pixels or None, caption), ...]}`` (at most ``per_row`` each),
+    the label above the row's first image; a row without images says so, an image that could not be read is
+    left blank with its caption."""
+    fig, axes = plt.subplots(len(rows), per_row, figsize=(1.75 * per_row, 1.75 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for axes_row, (label, cells) in zip(axes, rows.items()):
+        axes_row[0].set_title(label, loc="left", fontsize=9, fontweight="bold")
+        if not cells:
+            axes_row[0].text(0, 0.5, "no image", fontsize=9, color="#666", transform=axes_row[0].transAxes)
+        for ax, (pixels, caption) in zip(axes_row, cells[:per_row]):
+            if pixels is not None:
+                ax.imshow(pixels)
+            ax.text(0.5, -0.04, caption, ha="center", va="top", fontsize=7, transform=ax.transAxes)
+    return _finished(fig)

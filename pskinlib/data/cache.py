@@ -127,12 +127,26 @@ def resize_image(path: str, size: int, preprocessing: Preprocessing = Preprocess
     with open_image(path) as image:
         # JPEG can decode straight at 1/2, 1/4 or 1/8 scale: much cheaper when the target is small.
         image.draft("RGB", (size, size))
-        image = image.convert("RGB")
-        if preprocessing.resize == "crop":
-            side = min(image.size)
-            left, top = (image.width - side) // 2, (image.height - side) // 2
-            image = image.crop((left, top, left + side, top + side))
-        pixels = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
+        return _resized(image.convert("RGB"), size, preprocessing)
+
+
+def resize_pixels(pixels: np.ndarray, size: int, preprocessing: Preprocessing = Preprocessing()) -> np.ndarray:
+    """An image already decoded (RGB uint8, ``(H, W, 3)``) resized as :func:`resize_image` resizes a file. The
+    same picture can differ from its file's by a level or two of some pixels: a JPEG file is decoded at a reduced
+    scale first when that is enough (``Image.draft``), an array is resized from its full size."""
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ParameterError(f"pixels: expected an RGB uint8 numpy array (H, W, 3), got "
+                             f"{getattr(pixels, 'dtype', type(pixels).__name__)} of shape "
+                             f"{getattr(pixels, 'shape', '?')}.")
+    return _resized(Image.fromarray(pixels), size, preprocessing)
+
+
+def _resized(image: Image.Image, size: int, preprocessing: Preprocessing) -> np.ndarray:
+    if preprocessing.resize == "crop":
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    pixels = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
     if preprocessing.colour_constancy is not None:
         pixels = shades_of_gray(pixels, preprocessing.colour_constancy)
     return pixels

@@ -3,7 +3,8 @@
 :func:`load_trained` reads a run's record (:class:`~pskinlib.runs.RunRecord`): its configuration, and its best
 checkpoint with the moving average of the weights when the run kept one. :class:`TrainedModel` decodes and resizes
 image files of any size and format exactly as the training cache did, scales them as the model's weights expect,
-and predicts them with the run's own test-time augmentation.
+and predicts them with the run's own test-time augmentation; :meth:`TrainedModel.predict_pixels` does the same for
+images already decoded (an image changed in memory, as the shortcut test changes one).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 from torch import nn
 
 from ..data.batches import BatchLoader
-from ..data.cache import resize_image
+from ..data.cache import resize_image, resize_pixels
+from ..errors import ParameterError
 from ..runs import RunRecord
 from ..train.config import TrainConfig
 from ..train.device import autocast_dtype, select_device, use_channels_last
@@ -37,16 +39,30 @@ class TrainedModel:
     def batches(self, paths: list[str | os.PathLike], batch_size: int = 64) -> BatchLoader:
         """Image files of any size and format Pillow reads, decoded and resized as the training cache did."""
         preprocessing = preprocessing_of(self.config)
-        pixels = torch.from_numpy(np.stack([resize_image(str(p), self.config.image_size, preprocessing)
-                                            for p in paths]))
-        return BatchLoader(pixels, torch.zeros(len(paths), dtype=torch.int64), batch_size=batch_size,
+        return self._loader([resize_image(str(p), self.config.image_size, preprocessing) for p in paths], batch_size)
+
+    def _loader(self, resized: list[np.ndarray], batch_size: int) -> BatchLoader:
+        pixels = torch.from_numpy(np.stack(resized))
+        return BatchLoader(pixels, torch.zeros(len(resized), dtype=torch.int64), batch_size=batch_size,
                            device=self.device, channels_last=use_channels_last(self.config, self.device),
                            normalisation=model_spec(self.config.model).normalisation)
 
+    def _predict(self, loader: BatchLoader) -> np.ndarray:
+        return predict_proba(self.model, loader, self.device, autocast_dtype(self.config, self.device),
+                             tta=tta_of(self.config))
+
     def predict(self, paths: list[str | os.PathLike], batch_size: int = 64) -> np.ndarray:
         """Class probabilities ``(N, K)`` for image files of any size and format Pillow reads."""
-        return predict_proba(self.model, self.batches(paths, batch_size), self.device,
-                             autocast_dtype(self.config, self.device), tta=tta_of(self.config))
+        return self._predict(self.batches(paths, batch_size))
+
+    def predict_pixels(self, images: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities ``(N, K)`` for decoded RGB uint8 images ``(H, W, 3)`` of any size, resized with the
+        run's preprocessing (:func:`~pskinlib.data.cache.resize_pixels`) and predicted as :meth:`predict` does."""
+        if len(images) == 0:
+            raise ParameterError("images: expected at least one RGB uint8 image (H, W, 3), got none.")
+        preprocessing = preprocessing_of(self.config)
+        return self._predict(self._loader([resize_pixels(p, self.config.image_size, preprocessing)
+                                           for p in images], batch_size))
 
 
 def load_trained(run_dir: str | os.PathLike, *, device: str = "auto", checkpoint: str = "best") -> TrainedModel:
