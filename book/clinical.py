@@ -140,6 +140,23 @@ def appearance_subgroups(runs: dict[str, RunRecord], appearance: pd.DataFrame, n
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def _below_overall(part: pd.DataFrame, name) -> tuple[list[str], int]:
+    """A run's subgroups whose interval lies wholly below its overall estimate (of balanced accuracy or melanoma
+    recall), each as ``name(row)`` with the measure, and how many subgroups were too small for an interval."""
+    below = [f"{name(row)} ({what})" for row in part.itertuples()
+             for what, flag in (("balanced accuracy", row.balanced_accuracy_below_overall),
+                                ("melanoma recall", row.melanoma_recall_below_overall)) if flag is True]
+    return below, int(part["note"].str.startswith("too few").sum())
+
+
+def _counts_below(table: pd.DataFrame) -> tuple[int, int]:
+    """Over all runs: the subgroups analysed, and those with an interval wholly below their run's estimate."""
+    subgroups = table[table["grouping"] != "all"]
+    any_below = (subgroups["balanced_accuracy_below_overall"].eq(True)
+                 | subgroups["melanoma_recall_below_overall"].eq(True))
+    return len(subgroups), int(any_below.sum())
+
+
 def appearance_finding(table: pd.DataFrame) -> dict[str, Any]:
     """``appearance_finding``: for each run, the appearance subgroups (named with their grouping) whose interval
     lies wholly below its overall estimate, how many were too small for an interval, and the ITA bands no test
@@ -148,22 +165,17 @@ def appearance_finding(table: pd.DataFrame) -> dict[str, Any]:
     if not len(table):
         return {"appearance_finding": Markdown("no run of this build could be analysed by skin tone or artifact"),
                 "appearance_subgroups_analysed": 0, "appearance_subgroups_below": 0}
-    subgroups = table[table["grouping"] != "all"]
-    any_below = (subgroups["balanced_accuracy_below_overall"].eq(True)
-                 | subgroups["melanoma_recall_below_overall"].eq(True))
+    analysed, below_count = _counts_below(table)
     phrases = []
     for run, part in table.groupby("run", sort=False):
-        below = [f"{row.grouping} {row.group} ({what})" for row in part.itertuples()
-                 for what, flag in (("balanced accuracy", row.balanced_accuracy_below_overall),
-                                    ("melanoma recall", row.melanoma_recall_below_overall)) if flag is True]
-        small = int(part["note"].str.startswith("too few").sum())
+        below, small = _below_overall(part, lambda row: f"{row.grouping} {row.group}")
         bands = set(part.loc[part["grouping"] == SKIN_TONE, "group"])
         absent = [band for band in BANDS if band not in bands]
         phrases.append(f"for {run}, {', '.join(below) if below else 'no subgroup'} lay wholly below the overall "
                        f"estimate; {small} of its {len(part) - 1} subgroups were too small for an interval"
                        + (f", and no test image was estimated {' or '.join(absent)}" if absent else ""))
-    return {"appearance_finding": Markdown("; ".join(phrases)), "appearance_subgroups_analysed": len(subgroups),
-            "appearance_subgroups_below": int(any_below.sum())}
+    return {"appearance_finding": Markdown("; ".join(phrases)), "appearance_subgroups_analysed": analysed,
+            "appearance_subgroups_below": below_count}
 
 
 def _marked(estimates: list[str], below) -> list[str]:
@@ -194,20 +206,15 @@ def subgroup_finding(table: pd.DataFrame) -> dict[str, Any]:
     if not len(table):
         return {"subgroup_finding": Markdown("no run of this build could be analysed by subgroup"),
                 "subgroups_analysed": 0, "subgroups_below": 0}
-    subgroups = table[table["grouping"] != "all"]
-    any_below = (subgroups["balanced_accuracy_below_overall"].eq(True)
-                 | subgroups["melanoma_recall_below_overall"].eq(True))
+    analysed, below_count = _counts_below(table)
     phrases = []
     for run, part in table.groupby("run", sort=False):
-        below = [f"{row.group} ({what})" for row in part.itertuples()
-                 for what, flag in (("balanced accuracy", row.balanced_accuracy_below_overall),
-                                    ("melanoma recall", row.melanoma_recall_below_overall)) if flag is True]
-        small = int(part["note"].str.startswith("too few").sum())
+        below, small = _below_overall(part, lambda row: row.group)
         listed = ", ".join(below) if below else "no subgroup"
         phrases.append(f"for {run}, {listed} lay wholly below the overall estimate; {small} of its "
                        f"{len(part) - 1} subgroups were too small for an interval")
-    return {"subgroup_finding": Markdown("; ".join(phrases)), "subgroups_analysed": len(subgroups),
-            "subgroups_below": int(any_below.sum())}
+    return {"subgroup_finding": Markdown("; ".join(phrases)), "subgroups_analysed": analysed,
+            "subgroups_below": below_count}
 
 
 def referral(runs: dict[str, RunRecord], n_boot: int = 1000) -> pd.DataFrame:
