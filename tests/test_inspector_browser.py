@@ -171,50 +171,51 @@ def _open_and_run_all(page, sync_api, url: str, token: str, log: Path, tmp_path:
     return gallery
 
 
-def test_the_notebook_runs_in_jupyterlab_and_a_filter_changes_the_gallery(sync_api, jupyterlab):
-    url, token, log, tmp_path = jupyterlab
+@contextlib.contextmanager
+def _lab_page(sync_api):
+    """A Chromium page as wide as the book's screenshots, waiting up to a minute for each step."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
-            gallery = _open_and_run_all(page, sync_api, url, token, log, tmp_path, "inspector.ipynb")
-            label = page.locator(".pskin-page-label")
-            page.wait_for_function("el => el.innerText.includes('images')", arg=label.element_handle())
-            before_label, before_gallery = label.inner_text(), gallery.inner_text()
-            total = int(before_label.rsplit(" of ", 1)[1])
-
-            page.locator(".pskin-correct-filter button", has_text="wrong").click()
-            page.wait_for_function("([el, old]) => el.innerText !== old",
-                                   arg=[label.element_handle(), before_label])
-            after_label = label.inner_text()
-            shown = int(after_label.rsplit(" of ", 1)[1])
-            assert shown < total, f"the 'wrong' filter kept all {total} images: {after_label!r}"
-            assert gallery.inner_text() != before_gallery
-            visible = gallery.locator("button:visible")
-            assert visible.count() == min(shown, 12)
-            # Every thumbnail left is an error: red buttons, and a true class differing from the predicted one.
-            for text, classes in zip(visible.all_inner_texts(), visible.evaluate_all("bs => bs.map(b => b.className)")):
-                true, predicted = text.split(" ")[0].split("→")
-                assert true != predicted and "mod-danger" in classes
+            yield page
         finally:
             browser.close()
+
+
+def test_the_notebook_runs_in_jupyterlab_and_a_filter_changes_the_gallery(sync_api, jupyterlab):
+    url, token, log, tmp_path = jupyterlab
+    with _lab_page(sync_api) as page:
+        gallery = _open_and_run_all(page, sync_api, url, token, log, tmp_path, "inspector.ipynb")
+        label = page.locator(".pskin-page-label")
+        page.wait_for_function("el => el.innerText.includes('images')", arg=label.element_handle())
+        before_label, before_gallery = label.inner_text(), gallery.inner_text()
+        total = int(before_label.rsplit(" of ", 1)[1])
+
+        page.locator(".pskin-correct-filter button", has_text="wrong").click()
+        page.wait_for_function("([el, old]) => el.innerText !== old",
+                               arg=[label.element_handle(), before_label])
+        after_label = label.inner_text()
+        shown = int(after_label.rsplit(" of ", 1)[1])
+        assert shown < total, f"the 'wrong' filter kept all {total} images: {after_label!r}"
+        assert gallery.inner_text() != before_gallery
+        visible = gallery.locator("button:visible")
+        assert visible.count() == min(shown, 12)
+        # Every thumbnail left is an error: red buttons, and a true class differing from the predicted one.
+        for text, classes in zip(visible.all_inner_texts(), visible.evaluate_all("bs => bs.map(b => b.className)")):
+            true, predicted = text.split(" ")[0].split("→")
+            assert true != predicted and "mod-danger" in classes
 
 
 def test_after_a_build_the_inspector_notebook_finds_the_build_s_runs_and_data_with_its_defaults(
         sync_api, checkout_after_a_build):
     url, token, log, tmp_path = checkout_after_a_build
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            gallery = _open_and_run_all(page, sync_api, url, token, log, tmp_path, "notebooks/inspector.ipynb")
-            assert gallery.locator("button").count() > 0
-            failed = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-            traceback = page.locator(".jp-OutputArea-output:has-text('Traceback')")
-            assert traceback.count() == 0, "\n".join(failed.all_inner_texts())[-2000:]
-            # the synthetic-data warning would mean the chapter fell back to the demo set instead of the run's data
-            assert page.locator(".jp-OutputArea-output:has-text('SYNTHETIC')").count() == 0
-        finally:
-            browser.close()
+    with _lab_page(sync_api) as page:
+        gallery = _open_and_run_all(page, sync_api, url, token, log, tmp_path, "notebooks/inspector.ipynb")
+        assert gallery.locator("button").count() > 0
+        failed = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        traceback = page.locator(".jp-OutputArea-output:has-text('Traceback')")
+        assert traceback.count() == 0, "\n".join(failed.all_inner_texts())[-2000:]
+        # the synthetic-data warning would mean the chapter fell back to the demo set instead of the run's data
+        assert page.locator(".jp-OutputArea-output:has-text('SYNTHETIC')").count() == 0

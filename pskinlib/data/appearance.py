@@ -462,9 +462,17 @@ def measured_pixels(path: str | os.PathLike) -> np.ndarray:
         if min(width, height, *size) < MIN_SIDE:
             raise DataError(f"too small: {path} is {width} x {height} px; at least {MIN_SIDE} px on each side, "
                             f"and {MIN_SIDE} px at {MEASURE_SIDE} px long, are needed")
-        if size != image.size:
-            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return np.asarray(image)
+        return resized_for_measuring(np.asarray(image))
+
+
+def resized_for_measuring(pixels: np.ndarray) -> np.ndarray:
+    """An RGB image resized (keeping its aspect) so its longer side is :data:`MEASURE_SIDE` pixels, the size every
+    estimate here is measured at; an image already that long is returned as it is."""
+    scale = MEASURE_SIDE / max(pixels.shape[:2])
+    size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
+    if size == (pixels.shape[1], pixels.shape[0]):
+        return pixels
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
 
 
 def _measure_paths(paths: list[str]) -> list[dict]:

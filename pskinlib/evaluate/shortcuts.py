@@ -36,7 +36,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from ..data import appearance
-from ..data.appearance import REFERENCE_SIDE, check_image
+from ..data.appearance import REFERENCE_SIDE, check_image, resized_for_measuring
 from ..data.ham10000 import load_ham10000, load_image
 from ..errors import ParameterError, check_int
 from ..info import MELANOMA
@@ -228,15 +228,6 @@ def _check_artifacts(artifacts) -> tuple[str, ...]:
     return tuple(artifacts)
 
 
-def _measured(pixels: np.ndarray) -> np.ndarray:
-    """The picture at the size appearance_table measures pictures (longer side appearance.MEASURE_SIDE)."""
-    scale = appearance.MEASURE_SIDE / max(pixels.shape[:2])
-    if scale == 1:
-        return pixels
-    size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
-
-
 def _test_images(record: RunRecord, data_dir, part: str, max_per_class: int | None, seed: int) -> pd.DataFrame:
     """The correctly classified images of the run's ``part``, each with its lesion and file; at most
     ``max_per_class`` of each true class, drawn with ``seed``."""
@@ -300,7 +291,7 @@ def shortcut_predictions(run_dir: str | os.PathLike, data_dir: str | os.PathLike
     classes = trained.classes
     melanoma = classes.index(MELANOMA) if MELANOMA in classes else None
     originals = [load_image(path) for path in correct["path"]]
-    flags = pd.DataFrame([appearance.estimate_appearance(_measured(p)).as_row() for p in originals])
+    flags = pd.DataFrame([appearance.estimate_appearance(resized_for_measuring(p)).as_row() for p in originals])
     before = trained.predict_pixels(originals, batch_size)
     reproduced = np.array(classes)[before.argmax(1)] == correct["true"].to_numpy()
     seeds = np.random.default_rng(seed).integers(0, 2**31, size=(len(ARTIFACTS), len(correct)))
@@ -319,7 +310,7 @@ def shortcut_predictions(run_dir: str | os.PathLike, data_dir: str | os.PathLike
             rows.loc[tested, "predicted_after"] = np.array(classes)[after.argmax(1)]
             if melanoma is not None:
                 rows.loc[tested, "p_mel_after"] = after[:, melanoma]
-            rows.loc[tested, "detected"] = [bool(_DETECTOR[artifact](_measured(m)).present) for m in made]
+            rows.loc[tested, "detected"] = [bool(_DETECTOR[artifact](resized_for_measuring(m)).present) for m in made]
         parts.append(rows)
     table = pd.concat(parts, ignore_index=True)
     columns = ["artifact", "image_id", "lesion_id", "true", "status", "predicted_before", "predicted_after",
