@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,8 +174,10 @@ def _files_fingerprint(folder: Path, pattern: str) -> str:
     return hashlib.sha256(repr((str(folder.resolve()), stats)).encode()).hexdigest()[:16]
 
 
-def _module_imports(source: str, package: str = "") -> set[str]:
-    """The absolute names of the modules ``source`` imports (``package``: its own, for relative imports)."""
+def module_imports(source: str, package: str = "", is_module: Callable[[str], bool] = lambda name: False) -> set[str]:
+    """The absolute names of the modules ``source`` imports, at any depth of the code (``package``: its own, for
+    relative imports). ``from x import y`` counts as the module ``x.y`` where ``is_module`` says there is one, else as
+    ``x``. The build's dependency walk and the layering test both read imports through this one function."""
     found = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -182,10 +185,10 @@ def _module_imports(source: str, package: str = "") -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if is_module(f"{base}.{alias.name}") else base)
     return found
 
 
@@ -205,7 +208,10 @@ def local_dependencies(notebook: Path, root: Path) -> list[Path]:
 
     cells = nbformat.read(notebook, as_version=4).cells
     source = "\n".join(c.source for c in cells if c.cell_type == "code" and not c.source.lstrip().startswith("%"))
-    pending, found = list(_module_imports(source)), {}
+    def is_module(module: str) -> bool:
+        return file_of(module) is not None
+
+    pending, found = list(module_imports(source, "", is_module)), {}
     while pending:
         module = pending.pop()
         path = file_of(module)
@@ -213,7 +219,7 @@ def local_dependencies(notebook: Path, root: Path) -> list[Path]:
             continue
         found[module] = path
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        pending += [*_module_imports(path.read_text(), package), package]
+        pending += [*module_imports(path.read_text(), package, is_module), package]
     return sorted(set(found.values()))
 
 

@@ -4,8 +4,9 @@ functions count too). The book sits above the whole library: pskinlib never impo
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from book.build import module_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pskinlib", "book")
@@ -48,23 +49,10 @@ def _layer(module: str) -> int:
 
 
 def _imports(path: Path, module: str) -> set[str]:
-    """The modules of pskinlib and the book that ``path`` imports (absolute or relative, at any depth of the file)."""
+    """The modules of pskinlib and the book that ``path`` imports (absolute or relative, at any depth of the file),
+    read by the build's own import walker."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.split(".")[0] in PACKAGES}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(anchor + ([node.module] if node.module else []))
-            if base.split(".")[0] not in PACKAGES:
-                continue
-            for alias in node.names:  # `from .data import demo` imports the module pskinlib.data.demo
-                candidate = f"{base}.{alias.name}"
-                found.add(candidate if _exists(candidate) else base)
-    return found
+    return {m for m in module_imports(path.read_text(), package, _exists) if m.split(".")[0] in PACKAGES}
 
 
 def _exists(module: str) -> bool:
