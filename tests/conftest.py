@@ -180,3 +180,20 @@ def serving(files: dict[str, bytes]):
         yield server
     finally:
         server.shutdown()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Where the suite's time went, per test module (setup, call and teardown together), slowest first: the figures
+    to compare when the suite is made faster or slower."""
+    seconds: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                module = report.nodeid.split("::")[0]
+                seconds[module] = seconds.get(module, 0.0) + report.duration
+    if not seconds:
+        return
+    terminalreporter.write_sep("-", "seconds per test module")
+    for module, spent in sorted(seconds.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{spent:8.1f}  {module}")
+    terminalreporter.write_line(f"{sum(seconds.values()):8.1f}  in all")
