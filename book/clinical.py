@@ -112,12 +112,18 @@ def _ordered(values: pd.Series, order: list[str]) -> pd.Categorical:
     return pd.Categorical(values, categories=[label for label in order if label in present])
 
 
-def appearance_subgroups(runs: dict[str, RunRecord], appearance: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+def appearance_subgroups(runs: dict[str, RunRecord], appearance: pd.DataFrame, n_boot: int = 1000,
+                         evaluation: str | None = None) -> pd.DataFrame:
     """Each headline run's test results by :func:`appearance_labels`' groupings: ITA band (lightest first, then not
     estimable) and each artifact present / absent, with :func:`~pskinlib.evaluate.subgroups.subgroup_table`'s
     intervals, "below" marks and minimum lesions, as :func:`subgroups` has them by age, sex and site (the same
     seed, so the all-images row is the same). Columns as :func:`subgroups`' (``run``, ``grouping``, ...); a band
-    no test image falls in has no row."""
+    no test image falls in has no row.
+
+    ``evaluation``: the name of the runs' evaluation on other labelled folders (``"external"``,
+    :meth:`~pskinlib.runs.RunRecord.evaluation`) whose images to group instead of the test split, every folder of it
+    together; a run without that evaluation is left out. Its images have no lesion ids, so each counts as a lesion.
+    """
     labels = appearance_labels(appearance)
     if labels["image_id"].duplicated().any():
         raise ParameterError("appearance: an image_id is listed more than once.")
@@ -125,9 +131,14 @@ def appearance_subgroups(runs: dict[str, RunRecord], appearance: pd.DataFrame, n
     orders.update({shown: ["present", "absent", NOT_MEASURED] for shown, _, _ in ARTIFACTS.values()})
     parts = []
     for label, run in runs.items():
-        predictions = run.predictions("test")
+        if evaluation is None:
+            predictions, images = run.predictions("test"), "test image(s)"
+        elif evaluation in run.evaluations():
+            predictions, images = run.evaluation(evaluation).predictions(), f"image(s) of its {evaluation} evaluation"
+        else:
+            continue
         if missing := sorted(set(predictions["image_id"]) - set(labels["image_id"])):
-            raise ParameterError(f"appearance: has no estimate for {len(missing)} of {label}'s test image(s), such "
+            raise ParameterError(f"appearance: has no estimate for {len(missing)} of {label}'s {images}, such "
                                  f"as {missing[:5]}; measure the images the run predicted.")
         table = predictions.merge(labels, on="image_id", how="left", validate="one_to_one")
         y_true, y_prob = scores_of(table, run.classes)
@@ -157,14 +168,14 @@ def _counts_below(table: pd.DataFrame) -> tuple[int, int]:
     return len(subgroups), int(any_below.sum())
 
 
-def appearance_finding(table: pd.DataFrame) -> dict[str, Any]:
-    """``appearance_finding``: for each run, the appearance subgroups (named with their grouping) whose interval
-    lies wholly below its overall estimate, how many were too small for an interval, and the ITA bands no test
-    image fell in; ``appearance_subgroups_analysed`` and ``appearance_subgroups_below``: the counts over all
-    runs."""
+def appearance_finding(table: pd.DataFrame, prefix: str = "appearance", images: str = "test image") -> dict[str, Any]:
+    """``<prefix>_finding``: for each run, the appearance subgroups (named with their grouping) whose interval
+    lies wholly below its overall estimate, how many were too small for an interval, and the ITA bands no image
+    (``images``: what the table's images are, in the singular) fell in; ``<prefix>_subgroups_analysed`` and
+    ``<prefix>_subgroups_below``: the counts over all runs."""
     if not len(table):
-        return {"appearance_finding": Markdown("no run of this build could be analysed by skin tone or artifact"),
-                "appearance_subgroups_analysed": 0, "appearance_subgroups_below": 0}
+        return {f"{prefix}_finding": Markdown("no run of this build could be analysed by skin tone or artifact"),
+                f"{prefix}_subgroups_analysed": 0, f"{prefix}_subgroups_below": 0}
     analysed, below_count = _counts_below(table)
     phrases = []
     for run, part in table.groupby("run", sort=False):
@@ -173,9 +184,9 @@ def appearance_finding(table: pd.DataFrame) -> dict[str, Any]:
         absent = [band for band in BANDS if band not in bands]
         phrases.append(f"for {run}, {', '.join(below) if below else 'no subgroup'} lay wholly below the overall "
                        f"estimate; {small} of its {len(part) - 1} subgroups were too small for an interval"
-                       + (f", and no test image was estimated {' or '.join(absent)}" if absent else ""))
-    return {"appearance_finding": Markdown("; ".join(phrases)), "appearance_subgroups_analysed": analysed,
-            "appearance_subgroups_below": below_count}
+                       + (f", and no {images} was estimated {' or '.join(absent)}" if absent else ""))
+    return {f"{prefix}_finding": Markdown("; ".join(phrases)), f"{prefix}_subgroups_analysed": analysed,
+            f"{prefix}_subgroups_below": below_count}
 
 
 def _marked(estimates: list[str], below) -> list[str]:
@@ -183,12 +194,12 @@ def _marked(estimates: list[str], below) -> list[str]:
     return [f"{text}, below" if flag is True else text for text, flag in zip(estimates, below)]
 
 
-def subgroup_view(table: pd.DataFrame, run: str) -> pd.DataFrame:
-    """One run's subgroups as the chapter shows them: each subgroup named with its grouping ("age band: 30–49"),
-    n, melanomas, balanced accuracy and melanoma recall with their intervals (", below" where the interval lies
-    wholly below the overall estimate), and why an interval is missing."""
+def subgroup_view(table: pd.DataFrame, run: str, everything: str = "all test images") -> pd.DataFrame:
+    """One run's subgroups as the chapter shows them: each subgroup named with its grouping ("age band: 30–49"), the
+    all-images row as ``everything``, n, melanomas, balanced accuracy and melanoma recall with their intervals
+    (", below" where the interval lies wholly below the overall estimate), and why an interval is missing."""
     part = table[table["run"] == run]
-    names = ["all test images" if grouping == "all" else f"{grouping}: {group}"
+    names = [everything if grouping == "all" else f"{grouping}: {group}"
              for grouping, group in zip(part["grouping"], part["group"])]
     balanced = intervals(part, "balanced_accuracy", "balanced_accuracy_low", "balanced_accuracy_high")
     melanoma = intervals(part, "melanoma_recall", "melanoma_recall_low", "melanoma_recall_high")

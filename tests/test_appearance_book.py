@@ -194,6 +194,44 @@ def test_subgroups_by_band_and_artifact_keep_the_library_s_intervals_and_minimum
     assert "estimated skin tone (ITA): tan" in view["subgroup"].tolist()
 
 
+class Evaluated:
+    """A run evaluated on other folders: predictions of its ``external`` evaluation (no lesion ids there)."""
+
+    classes = Predicted.classes
+
+    def __init__(self, predictions: pd.DataFrame, evaluated: bool = True):
+        self._predictions, self._evaluated = predictions.drop(columns="lesion_id"), evaluated
+
+    def evaluations(self) -> dict:
+        return {"external": self} if self._evaluated else {}
+
+    def evaluation(self, name: str):
+        return self.evaluations()[name]
+
+    def predictions(self, part: str | None = None) -> pd.DataFrame:
+        assert part is None, "an external grouping reads no test split"
+        return self._predictions.copy()
+
+
+def test_an_external_evaluation_is_grouped_the_same_way_and_a_run_without_one_is_left_out(predicted):
+    runs, table = predicted
+    evaluated = Evaluated(runs["run a"].predictions("test"))
+    unevaluated = Evaluated(runs["run a"].predictions("test"), evaluated=False)
+    groups = clinical.appearance_subgroups({"run b": evaluated, "run c": unevaluated}, table, n_boot=200,
+                                           evaluation="external")
+    assert set(groups["run"]) == {"run b"}
+    tone = groups[groups["grouping"] == clinical.SKIN_TONE].set_index("group")
+    assert list(tone.index) == ["very light", "tan", NOT_ESTIMABLE]
+    assert (tone["lesions"] == tone["n"]).all()  # no lesion ids: each image its own lesion
+    found = clinical.appearance_finding(groups, prefix="external_appearance", images="ISIC 2017 image")
+    assert set(found) == {"external_appearance_finding", "external_appearance_subgroups_analysed",
+                          "external_appearance_subgroups_below"}
+    assert "no ISIC 2017 image was estimated light" in found["external_appearance_finding"].data
+    assert clinical.subgroup_view(groups, "run b", "all ISIC 2017 images")["subgroup"].iloc[0] == "all ISIC 2017 images"
+    with pytest.raises(ParameterError, match="no estimate for 1 of run b's image.s. of its external evaluation"):
+        clinical.appearance_subgroups({"run b": evaluated}, table.iloc[1:], n_boot=50, evaluation="external")
+
+
 def test_a_test_image_without_an_estimate_is_an_error_naming_it(predicted):
     runs, table = predicted
     with pytest.raises(ParameterError, match="no estimate for 1 .*i0"):
