@@ -38,8 +38,10 @@ import yaml
 from pskinlib.data.demo import is_synthetic
 from pskinlib.errors import ParameterError
 from pskinlib.info import PAPER_PROCEDURES
+from pskinlib.train.device import machine_description
 
 from . import ROOT, BookBuildError
+from .build_times import TIMES_FILE, time_lines, took, write_build_times
 from .chapter import resolve_book_data
 from .runs import chapter_configs, external_folders, produce
 
@@ -472,18 +474,21 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
     root = Path(root or ROOT)
     notebooks, book_dir = root / "notebooks", root / "book"
     data = resolve_book_data(data_dir, root=root, from_book_build=False)
-    build = Path(build_dir) if build_dir else root / "_build"
     runs = runs_dir or str(root / "runs" / "book" / profile)
     chapters = book_chapters(profile, str(data), runs, parameters, root=root)
     for chapter in chapters:  # every parameter and every run's config is checked before anything runs
         check_parameters(notebooks / chapter.notebook, chapter.parameters)
     planned = planned_runs(chapters, root)
+    build = Path(build_dir) if build_dir else root / "_build"
+    times_path, machine, steps = build / TIMES_FILE, machine_description(), []
+    for chapter in chapters:  # the Performance appendix shows the time table of the build that made it
+        if "build_times" in notebook_parameters(notebooks / chapter.notebook):
+            chapter.parameters.setdefault("build_times", str(times_path))
     start = time.perf_counter()
     log(f"Building the {profile} book on {'the SYNTHETIC demo set' if is_synthetic(data) else 'HAM10000'}")
     external = next((c.parameters.get("external_dirs", []) for c in chapters if c.notebook == "external.ipynb"), [])
-    produce(planned, runs, data_dir=data, external_dirs=external, log=log)
-    runs_minutes = (time.perf_counter() - start) / 60
-    chapters_started = time.perf_counter()
+    produce(planned, runs, data_dir=data, external_dirs=external, log=log, steps=steps)
+    write_build_times(times_path, profile, machine, steps)
     staging = build / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     manifest_path = build / "manifest.json"
@@ -492,13 +497,16 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
     for chapter in chapters:
         key = chapter_key(chapter, root, library)
         done, name = book_dir / chapter.output, Path(chapter.output).stem
+        began = time.perf_counter()
         if not force and manifest.get(chapter.output) == key and done.is_file():
             shutil.copy2(done, staging / chapter.output)
+            took(steps, "chapters", "reused", name, began)
             log(f"  chapter {name}: reused, unchanged")
             continue
-        began = time.perf_counter()
         execute_chapter(chapter, staging / chapter.output, root, build / "logs")
         manifest[chapter.output] = key
+        took(steps, "chapters", "executed", name, began)
+        write_build_times(times_path, profile, machine, steps)
         log(f"  chapter {name}: ran ({time.perf_counter() - began:.0f} s)")
     # Every chapter ran: only now do the executed copies replace the book's.
     for chapter in chapters:
@@ -508,11 +516,12 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
         if stale.name not in current:
             stale.unlink()
     began = time.perf_counter()
-    chapters_minutes = (began - chapters_started) / 60
     html = render_html(build, chapters, root, warnings_are_errors, log)
+    took(steps, "rendering", "HTML", "the book", began)
     log(f"  rendered the HTML ({time.perf_counter() - began:.0f} s)")
     manifest_path.write_text(json.dumps(manifest, indent=1))
-    log(f"Where the time went: runs {runs_minutes:.1f} min, chapters {chapters_minutes:.1f} min, rendering "
-        f"{(time.perf_counter() - began) / 60:.1f} min")
+    write_build_times(times_path, profile, machine, steps)
+    for line in time_lines(steps):
+        log(line)
     log(f"Book built in {(time.perf_counter() - start) / 60:.1f} min: {html / 'index.html'}")
     return html

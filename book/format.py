@@ -42,6 +42,24 @@ def minutes(values) -> list[str]:
     return [DASH if _missing(v) else f"{float(v):.1f}" for v in values]
 
 
+def describe_machine(machine: dict[str, Any]) -> str:
+    """A machine (:func:`pskinlib.train.device.machine_description`) in words: its CPU, usable cores, memory, and
+    whether it trains in bf16 (AVX-512 BF16) or in fp32 only, the difference that decides a CPU's training speed."""
+    cpus = machine.get("usable_cpus") or machine.get("logical_cpus")
+    words = [str(machine.get("cpu_model") or "an unknown CPU")]
+    if cpus:
+        words.append(counted(int(cpus), "usable CPU"))
+    if machine.get("memory_gib"):
+        words.append(f"{machine['memory_gib']} GiB")
+    if "avx512_bf16" in machine:
+        words.append("AVX-512 BF16 (bf16 training)" if machine["avx512_bf16"] else "no BF16 (fp32 training)")
+    if machine.get("gpu"):
+        words.append(f"GPU {machine['gpu'].get('name', '')}".strip())
+    if machine.get("torch"):
+        words.append(f"torch {machine['torch']}")
+    return ", ".join(words)
+
+
 def intervals(table: pd.DataFrame, value: str, low: str, high: str, digits: int = 3) -> list[str]:
     """:func:`interval` of each row of ``table``, from its columns ``value``, ``low`` and ``high``."""
     return [interval(v, lo, hi, digits) for v, lo, hi in table[[value, low, high]].itertuples(index=False)]

@@ -27,6 +27,7 @@ from pskinlib.train.config import TrainConfig, make_config
 from pskinlib.train.trainer import train
 
 from . import BookBuildError, in_checkout
+from .build_times import took
 
 EXTERNAL_EVALUATION = "external"  # a run's evaluation on the other collections (RunRecord.evaluation)
 EXTERNAL_RESAMPLES = 500  # bootstrap resamples of each external group: the build's intervals, not a paper's
@@ -217,11 +218,12 @@ def _epoch_progress(config: TrainConfig, log, started: float):
 
 
 def produce(configs: list[TrainConfig], runs_dir: str | os.PathLike, *, data_dir: str | os.PathLike,
-            external_dirs=(), log=print) -> list[RunRecord]:
+            external_dirs=(), log=print, steps: list[dict] | None = None) -> list[RunRecord]:
     """Make every run of ``configs`` that ``runs_dir`` lacks, fuse the paper-weighted ones, and evaluate them all on
     the external folders (:func:`external_folders`); each step is skipped where its result is already recorded.
     Logs each step as it starts (a line per epoch while a run trains) and one line per run when it is done, so a
-    build is never silent for long; returns the runs in the order of ``configs``."""
+    build is never silent for long; appends each step and its seconds to ``steps`` when it is a list
+    (:mod:`book.build_times`); returns the runs in the order of ``configs``."""
     runs, seen = [], set()
     folders = external_folders(external_dirs)
     for config in configs:
@@ -229,24 +231,30 @@ def produce(configs: list[TrainConfig], runs_dir: str | os.PathLike, *, data_dir
         if key in seen:
             continue
         seen.add(key)
-        start, done = time.perf_counter(), []
+        start, done, what = time.perf_counter(), [], describe(config)
         run = find_run(config, runs_dir)
         if run is None:
-            log(f"  run {describe(config)}: training")
+            log(f"  run {what}: training")
             run = RunRecord.open(train(config, runs_dir=in_checkout(runs_dir),
                                        on_epoch_end=_epoch_progress(config, log, time.perf_counter())))
+            took(steps, "runs", "training", what, start)
             done.append("trained")
         if is_paper_weighted(config.to_dict()):
             for use_metadata in (False, True):
                 if not run.fusion(use_metadata).finished:
                     log(f"    {'fusing age, sex and body site' if use_metadata else 'refitting the head'}")
+                    began = time.perf_counter()
                     ensure_fused(run, data_dir=data_dir, use_metadata=use_metadata)
+                    took(steps, "runs", "metadata fusion" if use_metadata else "head refit", what, began)
                     done.append("fused" if use_metadata else "refitted")
         if folders and EXTERNAL_EVALUATION not in run.evaluations():
             log(f"    evaluating on {', '.join(f.name for f in folders)}")
+            began = time.perf_counter()
             evaluate_external(run, folders, name=EXTERNAL_EVALUATION, n_boot=EXTERNAL_RESAMPLES)
+            took(steps, "runs", "external evaluation", what, began)
             done.append("evaluated outside")
-        what = ", ".join(done) if done else "reused"
-        log(f"  run {describe(config)}: {what} ({time.perf_counter() - start:.0f} s)")
+        if not done:
+            took(steps, "runs", "reused", what, start)
+        log(f"  run {what}: {', '.join(done) if done else 'reused'} ({time.perf_counter() - start:.0f} s)")
         runs.append(run)
     return runs

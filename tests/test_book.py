@@ -133,6 +133,10 @@ def test_unchanged_chapters_are_not_run_again(tmp_path, monkeypatch):
     logs.clear()
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
     assert sum("reused, unchanged" in m for m in logs) == 2, logs
+    times = json.loads((build / "times.json").read_text())  # the build's time table says what it reused
+    assert [(s["stage"], s["step"], s["what"]) for s in times["steps"]] == [
+        ("chapters", "reused", "01_one"), ("chapters", "reused", "02_two"), ("rendering", "HTML", "the book")]
+    assert any(line.startswith("  chapters: reused") for line in logs) and "usable_cpus" in times["machine"]
     _notebook(notebooks / "two.ipynb", "y: int = 2", "print('changed')")
     logs.clear()
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)

@@ -49,8 +49,11 @@ def test_the_runs_stage_trains_once_fuses_the_paper_weighted_runs_and_the_tables
     assert "pskin train --profile smoke --image-size 16 --epochs 1 --batch-size 16 --threads 1" in str(error.value)
     with pytest.raises(BookBuildError, match="no finished run of resnet18"):
         run_to_inspect(runs_dir=runs_dir, model="resnet18")
-    logs = []
-    made = produce([weighted, plain, weighted], runs_dir, data_dir=tiny_ham, external_dirs=(), log=logs.append)
+    logs, steps = [], []
+    made = produce([weighted, plain, weighted], runs_dir, data_dir=tiny_ham, external_dirs=(), log=logs.append,
+                   steps=steps)
+    assert [step["step"] for step in steps] == ["training", "head refit", "metadata fusion", "training"]
+    assert all(step["stage"] == "runs" and step["seconds"] > 0 for step in steps)
     done = [line for line in logs if line.startswith("  run ") and not line.endswith(": training")]
     assert len(made) == 2 and len(done) == 2  # the same config planned twice is one run
     assert "trained" in done[0] and "fused" in done[0] and "refitted" in done[0]
@@ -69,5 +72,7 @@ def test_the_runs_stage_trains_once_fuses_the_paper_weighted_runs_and_the_tables
                              train_overrides=SMALL, pretrained_profile="smoke_pretrained")
     assert set(ablation.values()) == set(made)
     logs.clear()
-    produce([weighted, plain], runs_dir, data_dir=tiny_ham, log=logs.append)
+    steps.clear()
+    produce([weighted, plain], runs_dir, data_dir=tiny_ham, log=logs.append, steps=steps)
     assert all(": reused" in line for line in logs) and len(list(runs_dir.iterdir())) == 2
+    assert [step["step"] for step in steps] == ["reused", "reused"]

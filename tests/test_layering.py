@@ -23,7 +23,7 @@ LAYERS = (
     # the book: its package facts, then page layout, then what reads records, then the build
     ("book",),
     ("book.format", "book.figures", "book.chapter", "book.dataset", "book.static_inspector", "book.references",
-     "book.sphinx_scripts"),
+     "book.sphinx_scripts", "book.build_times"),
     ("book.findings", "book.runs"),
     ("book.outside",),
     ("book.appearance", "book.shortcuts"),
