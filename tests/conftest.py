@@ -182,9 +182,13 @@ def serving(files: dict[str, bytes]):
         server.shutdown()
 
 
-def pytest_terminal_summary(terminalreporter):
+# The smoke book's own time table (book.build_times), kept by the fixture that builds it and printed at the end.
+SMOKE_BOOK_TIMES = pytest.StashKey[list]()
+
+
+def pytest_terminal_summary(terminalreporter, config):
     """Where the suite's time went, per test module (setup, call and teardown together), slowest first: the figures
-    to compare when the suite is made faster or slower."""
+    to compare when the suite is made faster or slower; then the smoke book's time table, when one was built."""
     seconds: dict[str, float] = {}
     for reports in terminalreporter.stats.values():
         for report in reports:
@@ -197,3 +201,5 @@ def pytest_terminal_summary(terminalreporter):
     for module, spent in sorted(seconds.items(), key=lambda item: -item[1]):
         terminalreporter.write_line(f"{spent:8.1f}  {module}")
     terminalreporter.write_line(f"{sum(seconds.values()):8.1f}  in all")
+    for line in config.stash.get(SMOKE_BOOK_TIMES, []):
+        terminalreporter.write_line(line)

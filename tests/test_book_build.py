@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SMOKE_BOOK_TIMES
 
 from book.build import CHROMIUM, Chapter, book_chapters, chromium, served
 
@@ -23,7 +24,7 @@ STUDY = "Xinyu Zhao. Image Recognition of Pigmented Skin Diseases Based on Deep 
 
 
 @pytest.fixture(scope="module")
-def smoke_book(tmp_path_factory):
+def smoke_book(tmp_path_factory, request):
     """Build the smoke book once, as ``make book`` does (``python -m book`` from the checkout), into a folder of its
     own (real data through PSKIN_DATA, else the synthetic demo set)."""
     build = tmp_path_factory.mktemp("book-build")
@@ -39,6 +40,9 @@ def smoke_book(tmp_path_factory):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     global BUILD_OUTPUT
     BUILD_OUTPUT = result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    table = next((i for i, line in enumerate(lines) if line.startswith("Where the time went")), len(lines))
+    request.config.stash[SMOKE_BOOK_TIMES] = [f"smoke book: {line}" for line in lines[table:]]
     return build / "html"
 
 
@@ -155,7 +159,7 @@ BUILD_LINE = re.compile(r"^(Building the smoke book on .+|  run .+: (reused|trai
                         r"    epoch \d+/\d+: validation balanced accuracy [\d.]+, \d+ images/s, about [\d.]+ min left|"
                         r"    (refitting the head|fusing age, sex and body site|evaluating on .+)|"
                         r"  chapter \w+: (ran \(\d+ s\)|reused, unchanged)|  rendered the HTML \(\d+ s\)|"
-                        r"Where the time went: runs [\d.]+ min, chapters [\d.]+ min, rendering [\d.]+ min|"
+                        r"Where the time went:|  [a-z]+(: [a-zA-Z ]+)? +\d+ +[\d.]+ min +\d+%(  slowest: .+)?|"
                         r"Book built in [\d.]+ min: .+|\d+ screenshots at 1400 px in .+)$")
 
 
@@ -168,6 +172,9 @@ def test_the_build_prints_one_line_per_run_and_chapter_and_nothing_else(smoke_bo
     assert len(done) == 6  # two networks and Lite0, without and with weights
     trained = sum(line.endswith(": training") for line in lines)
     assert sum(line.startswith("    epoch 1/") for line in lines) == trained  # every run trained shows its epochs
+    table = [line.split() for line in lines[lines.index("Where the time went:") + 1:] if line.startswith("  ")]
+    steps = [" ".join(words[:2]) if words[0].endswith(":") else words[0] for words in table]
+    assert steps[0] == "runs: training" and "chapters: executed" in steps and steps[-2:] == ["rendering: HTML", "total"]
 
 
 @pytest.mark.slow
