@@ -16,6 +16,7 @@ from book.tables import fusion_table
 from pskinlib.cli import main
 from pskinlib.data.batches import BatchLoader
 from pskinlib.errors import DataError
+from pskinlib.evaluate import fusion
 from pskinlib.evaluate.fusion import (
     METADATA_COLUMNS,
     FusionHead,
@@ -104,11 +105,15 @@ def metadata_only_ham(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_fused_run_learns_what_only_the_metadata_knows(metadata_only_ham, tmp_path, capsys):
+def test_a_fused_run_learns_what_only_the_metadata_knows(metadata_only_ham, tmp_path, capsys, monkeypatch):
     run = train(tiny_config(metadata_only_ham, epochs=1), runs_dir=tmp_path / "runs")
+    extracted = []
+    monkeypatch.setattr(fusion, "image_features", lambda *args, **kwargs: extracted.append(1) or
+                        image_features(*args, **kwargs))
     fused = fuse_run(run, use_metadata=True, device="cpu")
     image_only = fuse_run(run, use_metadata=False, device="cpu")
     assert (fused.name, image_only.name) == ("fusion-metadata", "fusion-image")
+    assert len(extracted) == 3  # train, val and test once: the second head reads the first one's features
 
     metrics = read_json(fused / "metrics.json")
     predictions = pd.read_csv(fused / "predictions_test.csv")

@@ -31,6 +31,7 @@ validation score of each strength), ``predictions_val.csv`` / ``predictions_test
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,11 +175,9 @@ def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None =
     the run's ``fusion-metadata/`` (``fusion-image/``); returns that folder (``RunRecord.fusion`` reads it).
     ``data_dir``: the HAM10000 folder if not the one the run recorded (or ``$PSKIN_DATA``)."""
     record = RunRecord.open(run_dir, finished=True)
-    trained = load_trained(record, device=device)
-    config = dataclasses.replace(trained.config, quiet=True,
-                                 data_dir=str(data_dir) if data_dir is not None else trained.config.data_dir)
-    data = prepare_run_data(config, record.split())
-    classes = trained.classes
+    config, data, classes, features = _run_features(str(record.path.resolve()),
+                                                    record.checkpoint("best").stat().st_mtime_ns,
+                                                    None if data_dir is None else str(data_dir), device)
     table = data.images.table.set_index("image_id")
     if use_metadata:
         known = (table["age"].notna() | table["sex"].isin(SEXES) | table["localization"].isin(BODY_SITES))
@@ -186,16 +185,11 @@ def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None =
             raise DataError(f"{data.images.root}: no image has an age, sex or body site recorded (an ISIC 2018 "
                             "layout has none); fusion needs HAM10000_metadata.csv. Use use_metadata=False "
                             "(--image-only) to refit on the images alone.")
-    amp_dtype = autocast_dtype(config, trained.device)
     inputs, labels = {}, {}
     for part, tensors in data.tensors.items():
-        loader = BatchLoader(tensors.pixels, tensors.labels, batch_size=128, device=trained.device,
-                             channels_last=use_channels_last(config, trained.device),
-                             normalisation=model_spec(config.model).normalisation)
-        features = image_features(trained.model, loader, trained.device, amp_dtype, tta=tta_of(config))
-        if use_metadata:
-            features = np.hstack([features, metadata_matrix(table.loc[list(tensors.image_ids)])])
-        inputs[part], labels[part] = features, tensors.labels.numpy()
+        inputs[part] = (np.hstack([features[part], metadata_matrix(table.loc[list(tensors.image_ids)])])
+                        if use_metadata else features[part])
+        labels[part] = tensors.labels.numpy()
     metadata_columns = METADATA_COLUMNS if use_metadata else ()
     columns = tuple(f"feature_{i}" for i in range(inputs["train"].shape[1] - len(metadata_columns))) + metadata_columns
     weights = np.array([record.recorded["class_weights"][c] for c in classes])
@@ -221,6 +215,27 @@ def fuse_run(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None =
                        "train_images": len(labels["train"]), "run": record.name})
     fusion.write_metrics(metrics)
     return fusion.path
+
+
+@functools.lru_cache(maxsize=1)
+def _run_features(run_dir: str, checkpoint_stamp: int, data_dir: str | None, device: str):
+    """A finished run's config (``data_dir`` put in), its prepared data, its classes and the image features of each
+    part of its split. Kept for the last run asked (``checkpoint_stamp``: its best checkpoint's modification time,
+    so that a retrained run is read again), because the image-only head and the metadata fusion read the same
+    features."""
+    record = RunRecord.open(run_dir, finished=True)
+    trained = load_trained(record, device=device)
+    config = dataclasses.replace(trained.config, quiet=True,
+                                 data_dir=data_dir if data_dir is not None else trained.config.data_dir)
+    data = prepare_run_data(config, record.split())
+    amp_dtype = autocast_dtype(config, trained.device)
+    features = {}
+    for part, tensors in data.tensors.items():
+        loader = BatchLoader(tensors.pixels, tensors.labels, batch_size=128, device=trained.device,
+                             channels_last=use_channels_last(config, trained.device),
+                             normalisation=model_spec(config.model).normalisation)
+        features[part] = image_features(trained.model, loader, trained.device, amp_dtype, tta=tta_of(config))
+    return config, data, trained.classes, features
 
 
 def ensure_fused(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
