@@ -47,6 +47,7 @@ each image resized to that side.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -192,7 +193,8 @@ _D65_WHITE = np.array([0.95047, 1.0, 1.08883])
 
 def rgb_to_lab(pixels: np.ndarray) -> np.ndarray:
     """CIELAB (L* 0-100, a*, b*) of an sRGB uint8 image, D65 white: float ``(H, W, 3)``."""
-    xyz = _LINEAR[pixels] @ (_RGB_TO_XYZ.T / _D65_WHITE)
+    linear = _LINEAR[pixels]
+    xyz = (linear.reshape(-1, 3) @ (_RGB_TO_XYZ.T / _D65_WHITE)).reshape(linear.shape)  # one product, not one a row
     delta = 6 / 29
     f = np.where(xyz > delta**3, np.cbrt(xyz), xyz / (3 * delta**2) + 4 / 29)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
@@ -261,7 +263,7 @@ def _hair(lab: np.ndarray, border: np.ndarray) -> np.ndarray:
     lightness = lab[..., 0]
     n = _scaled(lab, HAIR_LINE) | 1  # odd, so the line is centred
     lines = [np.ones((1, n), bool), np.ones((n, 1), bool), np.eye(n, dtype=bool), np.fliplr(np.eye(n, dtype=bool))]
-    closed = np.max([ndimage.grey_closing(lightness, footprint=line) for line in lines], axis=0)
+    closed = functools.reduce(np.maximum, (ndimage.grey_closing(lightness, footprint=line) for line in lines))
     candidates = (closed - lightness) > HAIR_CONTRAST
     away = ndimage.binary_dilation(border, iterations=_scaled(lab, LESION_MARGIN))
     edge = _scaled(lab, 2)  # many images have a dark seam in their outermost pixels
@@ -290,11 +292,15 @@ def _hair(lab: np.ndarray, border: np.ndarray) -> np.ndarray:
 
 def _ink(lab: np.ndarray) -> np.ndarray:
     a_star, b_star = lab[..., 1], lab[..., 2]
-    hue = np.degrees(np.arctan2(b_star, a_star)) % 360
+    found = (np.hypot(a_star, b_star) > INK_CHROMA) & (lab[..., 0] < INK_MAX_L) & ~central_ellipse(lab.shape[:2])
+    if not found.any():  # most images: no dark saturated pixel outside the centre, so no hue to measure
+        return found
+    a, b = a_star[found], b_star[found]
+    hue = np.degrees(np.arctan2(b, a)) % 360
     usual_a, usual_b = np.median(a_star), np.median(b_star)
-    return ((hue >= INK_HUE[0]) & (hue <= INK_HUE[1]) & (np.hypot(a_star, b_star) > INK_CHROMA)
-            & (lab[..., 0] < INK_MAX_L) & (np.hypot(a_star - usual_a, b_star - usual_b) > INK_CONTRAST)
-            & ~central_ellipse(lab.shape[:2]))
+    found[found] = ((hue >= INK_HUE[0]) & (hue <= INK_HUE[1])
+                    & (np.hypot(a - usual_a, b - usual_b) > INK_CONTRAST))
+    return found
 
 
 def _skin(lab: np.ndarray, border: np.ndarray, hair: np.ndarray, ink: np.ndarray) -> np.ndarray:
