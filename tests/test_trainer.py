@@ -94,6 +94,9 @@ def test_a_run_writes_a_complete_record(tiny_ham, tmp_path):
     names = {p.name for p in run.iterdir()}
     assert {"config.json", "split.csv", "history.csv", "best.pt", "last.pt", "metrics.json",
             "predictions_val.csv", "predictions_test.csv"} <= names
+    best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
+    assert set(best) == {"model", "epoch", "best", "classes"}  # a finished run's kept epoch: its weights only
+    assert "optimizer" in last and best["epoch"] == last["best"]["epoch"]
     config = read_json(run / "config.json")
     assert config["config"]["epochs"] == 3 and config["data"]["split_hash"] and config["environment"]["torch"]
     assert set(config["class_weights"]) == {"mel", "nv", "bkl"}
