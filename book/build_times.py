@@ -18,6 +18,8 @@ import pandas as pd
 
 from pskinlib.errors import ParameterError
 
+from .format import minutes
+
 TIMES_FILE = "times.json"
 STAGES = ("runs", "chapters", "rendering")
 STEP_KEYS = ("stage", "step", "what", "seconds")
@@ -88,7 +90,7 @@ def time_lines(steps: list[dict]) -> list[str]:
 def time_view(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`time_table` as a page shows it: minutes to a tenth, shares in whole percent."""
     return pd.DataFrame({"stage": table["stage"], "step": table["step"], "items": table["items"],
-                         "minutes": [f"{m:.1f}" for m in table["minutes"]],
+                         "minutes": minutes(table["minutes"]),
                          "share": [f"{s:.0%}" for s in table["share"]], "slowest": table["slowest"]})
 
 
