@@ -320,12 +320,6 @@ def shortcut_predictions(run_dir: str | os.PathLike, data_dir: str | os.PathLike
     return table
 
 
-def _bootstrapped(lesion_sums: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """``(n_boot, C)`` sums of per-lesion columns ``(L, C)`` over ``n_boot`` resamples of the lesions (drawn as
-    :mod:`pskinlib.evaluate.subgroups` draws them; its resampler sums any per-lesion counts)."""
-    return _resampled_confusions(lesion_sums, n_boot, seed)
-
-
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
@@ -358,7 +352,8 @@ def _summary_row(rows: pd.DataFrame, classes: tuple[str, ...], true: str, settin
     elif len(per_lesion) < settings["min_lesions"]:
         notes.append(f"too few lesions for an interval ({len(per_lesion)} lesions, n={len(tested)} images)")
     else:
-        samples = _bootstrapped(per_lesion, settings["n_boot"], settings["seed"])
+        # resampled over lesions as the subgroups' intervals are: that resampler sums any per-lesion counts
+        samples = _resampled_confusions(per_lesion, settings["n_boot"], settings["seed"])
         if out["changed"] == 0:  # every resample is 0 too: the bootstrap cannot say how large the share may be
             notes.append(f"no prediction changed; by the rule of three the share is below "
                          f"{3 / len(per_lesion):.3f} (95 %)")
