@@ -92,6 +92,15 @@ def test_image_features_are_what_the_last_layer_reads(tta):
     torch.testing.assert_close(model.fc(features), logits, atol=1e-4, rtol=1e-4)
 
 
+def test_a_split_that_repeats_images_passes_each_through_the_network_once_in_its_order():
+    ids = ("c", "a", "c", "b", "a", "d")
+    first, repeat = fusion._first_occurrences(ids)
+    assert [ids[i] for i in first.tolist()] == ["c", "a", "b", "d"]  # first appearances, in the split's order
+    assert [ids[i] for i in first[repeat].tolist()] == list(ids)  # every row gets its own image's features back
+    first, repeat = fusion._first_occurrences(("x", "y", "z"))  # no repeats: the rows as they are
+    assert first.tolist() == [0, 1, 2] and repeat.tolist() == [0, 1, 2]
+
+
 @pytest.fixture
 def metadata_only_ham(tmp_path):
     """Images that all look alike (every one painted as a nevus) while age and body site tell the class."""

@@ -238,11 +238,26 @@ def _run_features(run_dir: str, checkpoint_stamp: int, data_dir: str | None, dev
     amp_dtype = autocast_dtype(config, trained.device)
     features = {}
     for part, tensors in data.tensors.items():
-        loader = BatchLoader(tensors.pixels, tensors.labels, batch_size=128, device=trained.device,
+        # The paper's split repeats images (Table 1 asks for more melanomas than HAM10000 has): each distinct image
+        # is passed through the network once, in the split's order, and its features are repeated where the split
+        # repeats it. A split without repeats is passed as it is, in the same batches as before.
+        first, repeat = _first_occurrences(tensors.image_ids)
+        loader = BatchLoader(tensors.pixels[first], tensors.labels[first], batch_size=128, device=trained.device,
                              channels_last=use_channels_last(config, trained.device),
                              normalisation=model_spec(config.model).normalisation)
-        features[part] = image_features(trained.model, loader, trained.device, amp_dtype, tta=tta_of(config))
+        features[part] = image_features(trained.model, loader, trained.device, amp_dtype,
+                                        tta=tta_of(config))[repeat]
     return config, data, trained.classes, features
+
+
+def _first_occurrences(image_ids) -> tuple[torch.Tensor, np.ndarray]:
+    """The rows where each distinct id first appears, in their order, and for every row the position of its id
+    among them: ``rows[first][repeat]`` is ``rows``, whatever the repeats."""
+    _, first, inverse = np.unique(np.asarray(image_ids), return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return torch.from_numpy(first[order]), position[inverse]
 
 
 def ensure_fused(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
