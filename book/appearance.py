@@ -52,15 +52,32 @@ ALL_CLASSES_ROW = "all three classes"
 # ---------- The tables of each collection
 
 
-def ham10000_appearance(data_dir: str | os.PathLike | None = None, classes=PAPER_CLASSES) -> pd.DataFrame:
-    """The appearance table of HAM10000's images of ``classes``, with each image's ``path``. Measured (and cached)
-    over all seven classes, so that every chapter reads one cached table whatever classes it shows."""
+def ham10000_measured(data_dir: str | os.PathLike | None = None, classes=PAPER_CLASSES):
+    """The HAM10000 images whose appearance :func:`ham10000_appearance` measures: all seven classes, so that every
+    chapter reads one cached table whatever classes it shows; ``classes`` in a folder without some of the seven (a
+    test's, say)."""
     try:
-        images = load_ham10000(data_dir, classes="all")
-    except DataError:  # a folder without some of the seven classes (a test's, say): measure the ones asked for
-        images = load_ham10000(data_dir, classes=classes)
+        return load_ham10000(data_dir, classes="all")
+    except DataError:
+        return load_ham10000(data_dir, classes=classes)
+
+
+def ham10000_appearance(data_dir: str | os.PathLike | None = None, classes=PAPER_CLASSES) -> pd.DataFrame:
+    """The appearance table of HAM10000's images of ``classes``, with each image's ``path`` (measured over
+    :func:`ham10000_measured`, and cached)."""
+    images = ham10000_measured(data_dir, classes)
     table = appearance_table(images, progress=False).merge(images.table[["image_id", "path"]], on="image_id")
     return table[table["dx"].isin(classes)].reset_index(drop=True)
+
+
+def measured_collections(data_dir: str | os.PathLike | None = None, folders=()) -> dict[str, Any]:
+    """``{name: images}``: what :func:`ham10000_appearance` and :func:`collections` measure, HAM10000's images and
+    each labelled folder's, so that a build can measure them all before its chapters read them."""
+    images = {HAM10000: ham10000_measured(data_dir)}
+    for path in folders:
+        folder = read_labelled_folder(path)
+        images[collection_name(folder)] = folder
+    return images
 
 
 def collection_name(folder) -> str:

@@ -23,12 +23,14 @@ import ast
 import contextlib
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,9 @@ from .runs import chapter_configs, external_folders, produce
 PROFILES_FILE = Path(__file__).resolve().parent / "profiles.yaml"
 INTRO, BIBLIOGRAPHY = "intro.ipynb", "bibliography"
 LIBRARY = ROOT / "pskinlib"  # pskinlib's source and profiles: every chapter runs on them
+# Chapters executed side by side. Most of a short chapter is its kernel starting and importing, which keeps one core
+# busy; two at a time keep both of a laptop's cores busy.
+CHAPTER_WORKERS = 2
 
 
 def book_profiles() -> dict[str, dict[str, Any]]:
@@ -302,6 +307,63 @@ def execute_chapter(chapter: Chapter, output: Path, root: Path, log_dir: Path) -
         ) from None
 
 
+def _execute_timed(chapter: Chapter, output: Path, root: Path, log_dir: Path) -> float:
+    """:func:`execute_chapter` in a worker process (whose standard error is its own to redirect); its seconds."""
+    began = time.perf_counter()
+    execute_chapter(chapter, output, root, log_dir)
+    return time.perf_counter() - began
+
+
+def execute_chapters(chapters: list[Chapter], staging: Path, root: Path, log_dir: Path,
+                     workers: int = CHAPTER_WORKERS) -> Iterator[tuple[Chapter, float]]:
+    """Execute ``chapters`` (into ``staging``), ``workers`` at a time, each in a process of its own; yield each
+    chapter and its seconds as it finishes. The first failure stops the others that have not started and is raised
+    once the running ones end."""
+    if workers < 2 or len(chapters) < 2:
+        for chapter in chapters:
+            yield chapter, _execute_timed(chapter, staging / chapter.output, root, log_dir)
+        return
+    # spawn, not fork: the build's process holds torch's threads, which a forked child must not inherit.
+    with ProcessPoolExecutor(min(workers, len(chapters)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = {pool.submit(_execute_timed, chapter, staging / chapter.output, root, log_dir): chapter
+                   for chapter in chapters}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield pending.pop(future), future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def measure_appearance(chapters: list[Chapter], root: Path, data: Path, steps: list[dict] | None = None,
+                       log=print) -> None:
+    """Measure the appearance of the images the chapters read through :mod:`book.appearance` (HAM10000 and each
+    labelled folder they name), or read it from the cache: once, before the chapters run side by side, instead of in
+    two chapters at the same time."""
+    notebooks = root / "notebooks"
+    readers = [chapter for chapter in chapters
+               if root / "book" / "appearance.py" in local_dependencies(notebooks / chapter.notebook, root)]
+    if not readers:
+        return
+    from pskinlib.data.appearance import appearance_cache, appearance_table
+
+    from .appearance import measured_collections
+
+    folders = dict.fromkeys(folder for chapter in readers for folder in external_folders(
+        {**_defaults(notebooks / chapter.notebook), **chapter.parameters}.get("external_dirs", [])))
+    for name, images in measured_collections(data, list(folders)).items():
+        began, cached = time.perf_counter(), appearance_cache(images).is_file()
+        what = f"{name} ({len(images.table)} images)"
+        if not cached:
+            log(f"  appearance of {what}: measuring")
+        appearance_table(images, progress=False)
+        took(steps, "appearance", "read" if cached else "measured", what, began)
+        log(f"  appearance of {what}: {'read from the cache' if cached else 'measured'} "
+            f"({time.perf_counter() - began:.0f} s)")
+
+
 def _hide_injected_parameters(path: Path) -> None:
     """papermill's injected ``# Parameters`` cell holds this build's values (machine paths among them): the page
     shows the chapter's parameters table instead."""
@@ -494,20 +556,31 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
     manifest_path = build / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     library = _source_fingerprint(LIBRARY) if LIBRARY.is_dir() else ""
+    keys, fresh = {}, []
     for chapter in chapters:
-        key = chapter_key(chapter, root, library)
+        keys[chapter.output] = key = chapter_key(chapter, root, library)
         done, name = book_dir / chapter.output, Path(chapter.output).stem
         began = time.perf_counter()
         if not force and manifest.get(chapter.output) == key and done.is_file():
             shutil.copy2(done, staging / chapter.output)
             took(steps, "chapters", "reused", name, began)
             log(f"  chapter {name}: reused, unchanged")
-            continue
-        execute_chapter(chapter, staging / chapter.output, root, build / "logs")
-        manifest[chapter.output] = key
-        took(steps, "chapters", "executed", name, began)
+        else:
+            fresh.append(chapter)
+    if fresh:
+        measure_appearance(fresh, root, data, steps, log)
         write_build_times(times_path, profile, machine, steps)
-        log(f"  chapter {name}: ran ({time.perf_counter() - began:.0f} s)")
+    # The Performance appendix shows the time table of the chapters before it, and the front page sums up the
+    # others: they run after the rest.
+    last = [c for c in fresh if "build_times" in c.parameters or c.notebook == INTRO]
+    stage_began = time.perf_counter()
+    for group in ([c for c in fresh if c not in last], last):
+        for chapter, seconds in execute_chapters(group, staging, root, build / "logs"):
+            manifest[chapter.output] = keys[chapter.output]
+            name = Path(chapter.output).stem
+            took(steps, "chapters", "executed", name, time.perf_counter() - seconds, origin=stage_began)
+            write_build_times(times_path, profile, machine, steps)
+            log(f"  chapter {name}: ran ({seconds:.0f} s)")
     # Every chapter ran: only now do the executed copies replace the book's.
     for chapter in chapters:
         shutil.copy2(staging / chapter.output, book_dir / chapter.output)

@@ -1,9 +1,11 @@
 """Where a build's time went: each step of ``make book`` with its seconds, kept in ``<build>/times.json`` and laid
 out as one table, which the build prints when it ends and the Performance appendix shows.
 
-A step is a dict: ``stage`` (``runs``, ``chapters`` or ``rendering``), ``step`` (what was done: ``training``,
-``head refit``, ``metadata fusion``, ``external evaluation``, ``executed``, ``reused``, ``HTML``), ``what`` (the run
-or the chapter) and ``seconds``.
+A step is a dict: ``stage`` (``runs``, ``appearance``, ``chapters`` or ``rendering``), ``step`` (what was done:
+``training``, ``head refit``, ``metadata fusion``, ``external evaluation``, ``measured``, ``read``, ``executed``,
+``reused``, ``HTML``), ``what`` (the run, the collection or the chapter) and ``seconds``. Steps done side by side
+(the chapters, two at a time) also have ``began``, the seconds from their stage's start to theirs: a row of the table
+then counts the time during which at least one of its steps ran, not the sum of their times.
 """
 
 from __future__ import annotations
@@ -21,17 +23,31 @@ from pskinlib.errors import ParameterError
 from .format import minutes
 
 TIMES_FILE = "times.json"
-STAGES = ("runs", "chapters", "rendering")
+STAGES = ("runs", "appearance", "chapters", "rendering")
 STEP_KEYS = ("stage", "step", "what", "seconds")
 
 
-def took(steps: list[dict] | None, stage: str, step: str, what: str, began: float) -> None:
+def took(steps: list[dict] | None, stage: str, step: str, what: str, began: float, *,
+         origin: float | None = None) -> None:
     """Append to ``steps`` (when it is a list) the step that began at ``began`` (``time.perf_counter()``) and ends
-    now."""
+    now; with ``origin`` (the perf_counter its stage began at), one that ran beside others, with its ``began``."""
     if stage not in STAGES:
         raise ParameterError(f"stage: expected one of {STAGES}, got {stage!r}.")
     if steps is not None:
-        steps.append({"stage": stage, "step": step, "what": what, "seconds": time.perf_counter() - began})
+        steps.append({"stage": stage, "step": step, "what": what, "seconds": time.perf_counter() - began,
+                      **({"began": began - origin} if origin is not None else {})})
+
+
+def elapsed_seconds(part: pd.DataFrame) -> float:
+    """The seconds during which at least one of ``part``'s steps ran: their sum, unless every one has ``began`` (they
+    ran side by side), then the length of the union of their intervals."""
+    if "began" not in part or part["began"].isna().any():
+        return float(part["seconds"].sum())
+    total, reach = 0.0, -float("inf")
+    for start, end in sorted(zip(part["began"], part["began"] + part["seconds"])):
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
 
 
 def write_build_times(path: str | os.PathLike, profile: str, machine: dict[str, Any], steps: list[dict]) -> Path:
@@ -58,18 +74,20 @@ def read_build_times(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def time_table(steps: list[dict]) -> pd.DataFrame:
-    """One row per stage and step, in the build's order: how many items, their minutes, their share of the whole,
-    and the slowest item; then a total row."""
+    """One row per stage and step, in the build's order: how many items, their minutes (:func:`elapsed_seconds`),
+    their share of the whole, and the slowest item; then a total row."""
     columns = ["stage", "step", "items", "minutes", "share", "slowest"]
     if not steps:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(steps, columns=list(STEP_KEYS))
-    total = frame["seconds"].sum()
+    frame = pd.DataFrame(steps)
+    groups = [(stage, step, part, elapsed_seconds(part))
+              for (stage, step), part in frame.groupby(["stage", "step"], sort=False)]
+    total = sum(seconds for *_, seconds in groups)
     rows = []
-    for (stage, step), part in frame.groupby(["stage", "step"], sort=False):
+    for stage, step, part, seconds in groups:
         slowest = part.loc[part["seconds"].idxmax()]
-        rows.append({"stage": stage, "step": step, "items": len(part), "minutes": part["seconds"].sum() / 60,
-                     "share": part["seconds"].sum() / total if total else 0.0,
+        rows.append({"stage": stage, "step": step, "items": len(part), "minutes": seconds / 60,
+                     "share": seconds / total if total else 0.0,
                      "slowest": f"{slowest['what']} ({slowest['seconds'] / 60:.1f} min)" if len(part) > 1 else ""})
     rows.append({"stage": "total", "step": "", "items": len(frame), "minutes": total / 60, "share": 1.0,
                  "slowest": ""})
@@ -95,19 +113,23 @@ def time_view(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def time_finding(steps: list[dict]) -> str:
-    """The time table in a sentence: minutes in all, in the runs (training among them) and in the chapters, and the
-    slowest single step."""
+    """The time table in a sentence: minutes in all, in the runs (training among them), measuring the images'
+    appearance and in the chapters, and the slowest single step."""
     if not steps:
         return "no step of a build is recorded"
-    frame = pd.DataFrame(steps, columns=list(STEP_KEYS))
-    spent = frame.groupby("stage")["seconds"].sum() / 60
+    frame = pd.DataFrame(steps)
+    spent = {stage: sum(elapsed_seconds(step) for _, step in part.groupby("step", sort=False)) / 60
+             for stage, part in frame.groupby("stage", sort=False)}
     training = frame.loc[frame["step"] == "training", "seconds"].sum() / 60
     slowest = frame.loc[frame["seconds"].idxmax()]
-    parts = [f"{spent.sum():.1f} min in all"]
+    parts = [f"{sum(spent.values()):.1f} min in all"]
     if "runs" in spent:
         parts.append(f"{spent['runs']:.1f} making the runs ({training:.1f} of them training)")
+    if "appearance" in spent:
+        parts.append(f"{spent['appearance']:.1f} measuring the images' appearance")
     if "chapters" in spent:
-        parts.append(f"{spent['chapters']:.1f} running the chapters")
+        side_by_side = "began" in frame and frame.loc[frame["stage"] == "chapters", "began"].notna().any()
+        parts.append(f"{spent['chapters']:.1f} running the chapters" + (" (two at a time)" if side_by_side else ""))
     if "rendering" in spent:
         parts.append(f"{spent['rendering']:.1f} rendering")
     return (", ".join(parts) + f"; the slowest step was {slowest['what']} ({slowest['step']}, "

@@ -130,6 +130,11 @@ def test_unchanged_chapters_are_not_run_again(tmp_path, monkeypatch):
     notebooks, book_dir, build, data = _tiny_book(tmp_path, monkeypatch)
     logs = []
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
+    # The two chapters ran side by side, each in a kernel of its own with its own log.
+    one, two = (step for step in json.loads((build / "times.json").read_text())["steps"]
+                if step["step"] == "executed")
+    assert one["began"] < two["began"] + two["seconds"] and two["began"] < one["began"] + one["seconds"]
+    assert {p.name for p in (build / "logs").iterdir()} == {"01_one.log", "02_two.log"}
     logs.clear()
     book.build_book("smoke", root=tmp_path, data_dir=str(data), build_dir=build, log=logs.append)
     assert sum("reused, unchanged" in m for m in logs) == 2, logs

@@ -69,6 +69,14 @@ def test_smoke_book_builds_every_chapter(smoke_book):
         assert (smoke_book / "book" / f"{Path(chapter.output).stem}.html").is_file(), chapter.output
         assert (ROOT / "book" / chapter.output).is_file()
     assert (smoke_book / "index.html").is_file()
+    # The images' appearance is measured once, before the chapters, which then run two at a time.
+    steps = json.loads((smoke_book.parent / "times.json").read_text())["steps"]
+    stages = [step["stage"] for step in steps]
+    assert stages.index("appearance") < stages.index("chapters")
+    assert any(s["stage"] == "appearance" and s["what"].startswith("HAM10000 (") for s in steps)
+    executed = sorted((s["began"], s["began"] + s["seconds"]) for s in steps if s["step"] == "executed")
+    assert len(executed) == len(chapters)
+    assert any(later[0] < earlier[1] for earlier, later in zip(executed, executed[1:]))  # some overlap
 
 
 # What no page of the book may show: a notebook's debris, a folder of the machine that built it, a traceback.
@@ -158,6 +166,7 @@ def test_widget_scripts_are_served_locally_when_npm_is_there(smoke_book):
 BUILD_LINE = re.compile(r"^(Building the smoke book on .+|  run .+: (reused|training|[a-z, ]+ \(\d+ s\))|"
                         r"    epoch \d+/\d+: validation balanced accuracy [\d.]+, \d+ images/s, about [\d.]+ min left|"
                         r"    (refitting the head|fusing age, sex and body site|evaluating on .+)|"
+                        r"  appearance of \w+ \(\d+ images\): (measuring|(measured|read from the cache) \(\d+ s\))|"
                         r"  chapter \w+: (ran \(\d+ s\)|reused, unchanged)|  rendered the HTML \(\d+ s\)|"
                         r"Where the time went:|  [a-z]+(: [a-zA-Z ]+)? +\d+ +[\d.]+ min +\d+%(  slowest: .+)?|"
                         r"Book built in [\d.]+ min: .+|\d+ screenshots at 1400 px in .+)$")

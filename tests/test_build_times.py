@@ -51,6 +51,26 @@ def test_the_finding_says_runs_training_chapters_rendering_and_the_slowest_step(
     assert time_table([]).empty
 
 
+def test_steps_side_by_side_count_the_time_during_which_one_of_them_ran():
+    side_by_side = [{"stage": "appearance", "step": "measured", "what": "HAM10000 (10015 images)", "seconds": 90.0},
+                    {"stage": "chapters", "step": "executed", "what": "01_data", "seconds": 60.0, "began": 0.0},
+                    {"stage": "chapters", "step": "executed", "what": "05_external", "seconds": 30.0, "began": 10.0},
+                    {"stage": "chapters", "step": "executed", "what": "06_clinical", "seconds": 30.0, "began": 50.0},
+                    {"stage": "chapters", "step": "executed", "what": "intro", "seconds": 10.0, "began": 100.0}]
+    table = time_table(side_by_side).set_index(["stage", "step"])
+    # 0-60 and 10-40 and 50-80 overlap into 0-80, then 100-110: 90 s of the build's 130 s of chapter time
+    assert table.loc[("chapters", "executed"), "minutes"] == pytest.approx(1.5)
+    assert table.loc[("chapters", "executed"), "items"] == 4
+    assert table.loc[("total", ""), "minutes"] == pytest.approx(3.0)
+    assert table.loc[("appearance", "measured"), "share"] == pytest.approx(0.5)
+    assert time_finding(side_by_side).startswith("3.0 min in all, 1.5 measuring the images' appearance, 1.5 running "
+                                                 "the chapters (two at a time)")
+    began = time.perf_counter()
+    steps = []
+    took(steps, "chapters", "executed", "02_two", began, origin=began - 5)
+    assert steps[0]["began"] == pytest.approx(5.0)
+
+
 def test_steps_are_timed_kept_on_file_and_read_back(tmp_path):
     steps = []
     began = time.perf_counter()

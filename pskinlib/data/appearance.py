@@ -509,13 +509,17 @@ def appearance_table(images, *, cache_dir: str | os.PathLike | None = None, work
         raise ParameterError("images: expected a LesionImages or LabelledFolder (a .table with image_id, dx and "
                              f"path), got {type(images).__name__}.")
     workers = check_int("workers", workers, 1) if workers is not None else min(os.cpu_count() or 1, 8)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = f"{APPEARANCE_FORMAT}-{_settings_digest()}-{cache_key(images, MEASURE_SIDE)}"
-    path = folder / f"appearance-{key}.csv"
+    path = appearance_cache(images, cache_dir=cache_dir)
     if not path.is_file():
-        make_folder(folder, "cache_dir")
+        make_folder(path.parent, "cache_dir")
         write_csv(path, _measure(table["path"].tolist(), table["image_id"].tolist(), workers, progress))
     return table[["image_id", "dx"]].merge(read_appearance(path), on="image_id", how="left", validate="1:1")
+
+
+def appearance_cache(images, *, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The CSV :func:`appearance_table` keeps the table of ``images`` in (there once it has been measured)."""
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / f"appearance-{APPEARANCE_FORMAT}-{_settings_digest()}-{cache_key(images, MEASURE_SIDE)}.csv"
 
 
 def _measure(paths: list[str], image_ids: list[str], workers: int, progress: bool) -> pd.DataFrame:
