@@ -358,10 +358,23 @@ def measure_appearance(chapters: list[Chapter], root: Path, data: Path, steps: l
         what = f"{name} ({len(images.table)} images)"
         if not cached:
             log(f"  appearance of {what}: measuring")
-        appearance_table(images, progress=False)
+        appearance_table(images, progress=False, on_progress=_quarterly(log, began))
         took(steps, "appearance", "read" if cached else "measured", what, began)
         log(f"  appearance of {what}: {'read from the cache' if cached else 'measured'} "
             f"({time.perf_counter() - began:.0f} s)")
+
+
+def _quarterly(log, began: float) -> Callable[[int, int], None]:
+    """An ``on_progress(done, total)`` that logs how many images are measured at each quarter of them."""
+    shown = 0
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal shown
+        if done < total and done * 4 // total > shown:
+            shown = done * 4 // total
+            log(f"    {done} of {total} images measured ({time.perf_counter() - began:.0f} s)")
+
+    return on_progress
 
 
 def _hide_injected_parameters(path: Path) -> None:

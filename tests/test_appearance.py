@@ -13,6 +13,7 @@ from PIL import Image
 from pskinlib.data import appearance
 from pskinlib.data.appearance import (
     NOT_ESTIMABLE,
+    appearance_cache,
     appearance_table,
     band_counts,
     dark_border,
@@ -277,7 +278,11 @@ def test_the_table_of_a_folder_is_cached_and_rebuilt_when_a_file_changes(tmp_pat
     folder = write_folder(tmp_path / "set", {
         "light": skin_picture(), "violet": skin_picture(VIOLET_TINT),
         "framed": with_vignette(skin_picture(BROWN), 95)[0], "tiny": np.full((20, 20, 3), 200, np.uint8)})
-    table = appearance_table(folder, workers=1, progress=False)
+    assert not appearance_cache(folder).is_file()
+    reports = []
+    table = appearance_table(folder, workers=1, progress=False, on_progress=lambda *done: reports.append(done))
+    assert reports == [(4, 4)]  # one chunk of four images, measured
+    assert appearance_cache(folder).is_file()
     assert table["image_id"].tolist() == ["light", "violet", "framed", "tiny"]
     by_id = table.set_index("image_id")
     assert by_id.loc["light", "ita_category"] == "very light"

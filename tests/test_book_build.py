@@ -167,6 +167,7 @@ BUILD_LINE = re.compile(r"^(Building the smoke book on .+|  run .+: (reused|trai
                         r"    epoch \d+/\d+: validation balanced accuracy [\d.]+, \d+ images/s, about [\d.]+ min left|"
                         r"    (refitting the head|fusing age, sex and body site|evaluating on .+)|"
                         r"  appearance of \w+ \(\d+ images\): (measuring|(measured|read from the cache) \(\d+ s\))|"
+                        r"    \d+ of \d+ images measured \(\d+ s\)|"
                         r"  chapter \w+: (ran \(\d+ s\)|reused, unchanged)|  rendered the HTML \(\d+ s\)|"
                         r"Where the time went:|  [a-z]+(: [a-zA-Z ]+)? +\d+ +[\d.]+ min +\d+%(  slowest: .+)?|"
                         r"Book built in [\d.]+ min: .+|\d+ screenshots at 1400 px in .+)$")

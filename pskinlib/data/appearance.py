@@ -51,6 +51,7 @@ import functools
 import hashlib
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -494,7 +495,7 @@ def _measure_paths(paths: list[str]) -> list[dict]:
 
 
 def appearance_table(images, *, cache_dir: str | os.PathLike | None = None, workers: int | None = None,
-                     progress: bool = True) -> pd.DataFrame:
+                     progress: bool = True, on_progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """:func:`estimate_appearance` of every image of ``images`` (a :class:`~pskinlib.data.ham10000.LesionImages`
     or a :class:`~pskinlib.data.labelled_folders.LabelledFolder`), one row per image in their order, with its
     ``dx`` (columns: ``image_id, dx`` and :meth:`Appearance.as_row`'s).
@@ -503,6 +504,8 @@ def appearance_table(images, *, cache_dir: str | os.PathLike | None = None, work
     ``~/.cache/pskin``), keyed like the prepared images by the folder and each file's name, size and modification
     time, and by the settings of this module, so a second call reads it and any change rebuilds it. An image that
     does not decode or is too small is kept, ``not estimable`` with the reason, its artifact columns empty.
+    ``progress``: a progress bar while measuring; ``on_progress(done, total)``, if given, is called after each chunk
+    of images measured (a build logs it).
     """
     table = getattr(images, "table", None)
     if not isinstance(table, pd.DataFrame) or not {"image_id", "dx", "path"} <= set(table.columns):
@@ -512,7 +515,8 @@ def appearance_table(images, *, cache_dir: str | os.PathLike | None = None, work
     path = appearance_cache(images, cache_dir=cache_dir)
     if not path.is_file():
         make_folder(path.parent, "cache_dir")
-        write_csv(path, _measure(table["path"].tolist(), table["image_id"].tolist(), workers, progress))
+        write_csv(path, _measure(table["path"].tolist(), table["image_id"].tolist(), workers, progress,
+                                 on_progress))
     return table[["image_id", "dx"]].merge(read_appearance(path), on="image_id", how="left", validate="1:1")
 
 
@@ -522,7 +526,8 @@ def appearance_cache(images, *, cache_dir: str | os.PathLike | None = None) -> P
     return folder / f"appearance-{APPEARANCE_FORMAT}-{_settings_digest()}-{cache_key(images, MEASURE_SIDE)}.csv"
 
 
-def _measure(paths: list[str], image_ids: list[str], workers: int, progress: bool) -> pd.DataFrame:
+def _measure(paths: list[str], image_ids: list[str], workers: int, progress: bool,
+             on_progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
     chunk = max(16, len(paths) // (workers * 8) + 1)
@@ -538,6 +543,8 @@ def _measure(paths: list[str], image_ids: list[str], workers: int, progress: boo
             for found in results:
                 rows += found
                 bar.update(len(found))
+                if on_progress is not None:
+                    on_progress(len(rows), len(paths))
         finally:
             if workers > 1:
                 pool.shutdown()
