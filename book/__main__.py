@@ -19,8 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m book", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=list(book_profiles()), default="quick",
-                        help="smoke: CI minutes; quick: the default, 10-25 min on 2 CPU cores; paper: the study, "
-                             "for a GPU (book/profiles.yaml)")
+                        help="smoke: CI minutes; quick: the default, 13 min on 2 CPU cores with BF16, about twice that "
+                             "on 2 fp32-only cores; paper: the study, for a GPU (book/profiles.yaml)")
     parser.add_argument("--data-dir",
                         help="HAM10000 folder (default: $PSKIN_DATA, data/ham10000, else the synthetic demo set)")
     parser.add_argument("--runs-dir", help="where the chapters' runs go (default: runs/book/PROFILE)")
