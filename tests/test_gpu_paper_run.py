@@ -174,7 +174,7 @@ def test_a_model_that_fails_is_recorded_and_the_next_still_runs(pack, tmp_path, 
     start_model = gpu_paper_run._start_model
 
     def one_crashes(entry, budget, args, scratch, device, log):
-        if entry["model"] == "resnet18":  # a crash with no result at all, as an out-of-memory kill would leave
+        if entry["model"] == "efficientnet_b0":  # a crash with no result at all, as an out-of-memory kill would leave
             return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"], stdout=subprocess.PIPE,
                                     text=True)
         return start_model(entry, budget, args, scratch, device, log)
@@ -182,15 +182,16 @@ def test_a_model_that_fails_is_recorded_and_the_next_still_runs(pack, tmp_path, 
     monkeypatch.setattr(gpu_paper_run, "_start_model", one_crashes)
     monkeypatch.chdir(ROOT)
     archive = tmp_path / "gpu_paper_run.tar.gz"
-    arguments = TINY.replace("--models resnet18 --weights none,inverse", "--models resnet18,efficientnet_b0 "
+    # The crash first, then the cheaper network (the rehearsal's cost is the one that trains).
+    arguments = TINY.replace("--models resnet18 --weights none,inverse", "--models efficientnet_b0,resnet18 "
                              "--weights inverse")
     assert gpu_paper_run.main(["run", "--pack", str(pack), "--archive", str(archive), *arguments.split(),
                                "--no-fusion"]) == 1
     summary = _summary_in(archive)
     failed, finished = summary["models"]
-    assert failed["model"] == "resnet18" and failed["status"] == "failed" and "exit code 3" in failed["error"]
-    assert finished["model"] == "efficientnet_b0" and finished["status"] == "complete"
-    assert summary["status"] == "finished; not complete: resnet18-inverse"
+    assert failed["model"] == "efficientnet_b0" and failed["status"] == "failed" and "exit code 3" in failed["error"]
+    assert finished["model"] == "resnet18" and finished["status"] == "complete"
+    assert summary["status"] == "finished; not complete: efficientnet_b0-inverse"
 
 
 def test_bad_arguments_and_a_missing_pack_are_reported(pack, tmp_path, capsys, monkeypatch):
