@@ -314,27 +314,29 @@ def _execute_timed(chapter: Chapter, output: Path, root: Path, log_dir: Path) ->
     return time.perf_counter() - began
 
 
-def execute_chapters(chapters: list[Chapter], staging: Path, root: Path, log_dir: Path,
+def execute_chapters(groups: list[list[Chapter]], staging: Path, root: Path, log_dir: Path,
                      workers: int = CHAPTER_WORKERS) -> Iterator[tuple[Chapter, float]]:
-    """Execute ``chapters`` (into ``staging``), ``workers`` at a time, each in a process of its own; yield each
-    chapter and its seconds as it finishes. The first failure stops the others that have not started and is raised
-    once the running ones end."""
+    """Execute the chapters of ``groups`` (into ``staging``), ``workers`` at a time, each in a process of its own, a
+    group only once the one before has finished; yield each chapter and its seconds as it finishes. The first failure
+    stops the chapters that have not started and is raised once the running ones end."""
+    chapters = [chapter for group in groups for chapter in group]
     if workers < 2 or len(chapters) < 2:
         for chapter in chapters:
             yield chapter, _execute_timed(chapter, staging / chapter.output, root, log_dir)
         return
     # spawn, not fork: the build's process holds torch's threads, which a forked child must not inherit.
     with ProcessPoolExecutor(min(workers, len(chapters)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = {pool.submit(_execute_timed, chapter, staging / chapter.output, root, log_dir): chapter
-                   for chapter in chapters}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield pending.pop(future), future.result()
-        finally:
-            for future in pending:
-                future.cancel()
+        for group in groups:
+            pending = {pool.submit(_execute_timed, chapter, staging / chapter.output, root, log_dir): chapter
+                       for chapter in group}
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield pending.pop(future), future.result()
+            finally:
+                for future in pending:
+                    future.cancel()
 
 
 def measure_appearance(chapters: list[Chapter], root: Path, data: Path, steps: list[dict] | None = None,
@@ -587,13 +589,13 @@ def build_book(profile: str = "quick", *, root: str | os.PathLike | None = None,
     # others: they run after the rest.
     last = [c for c in fresh if "build_times" in c.parameters or c.notebook == INTRO]
     stage_began = time.perf_counter()
-    for group in ([c for c in fresh if c not in last], last):
-        for chapter, seconds in execute_chapters(group, staging, root, build / "logs"):
-            manifest[chapter.output] = keys[chapter.output]
-            name = Path(chapter.output).stem
-            took(steps, "chapters", "executed", name, time.perf_counter() - seconds, origin=stage_began)
-            write_build_times(times_path, profile, machine, steps)
-            log(f"  chapter {name}: ran ({seconds:.0f} s)")
+    groups = [[c for c in fresh if c not in last], last]
+    for chapter, seconds in execute_chapters(groups, staging, root, build / "logs"):
+        manifest[chapter.output] = keys[chapter.output]
+        name = Path(chapter.output).stem
+        took(steps, "chapters", "executed", name, time.perf_counter() - seconds, origin=stage_began)
+        write_build_times(times_path, profile, machine, steps)
+        log(f"  chapter {name}: ran ({seconds:.0f} s)")
     # Every chapter ran: only now do the executed copies replace the book's.
     for chapter in chapters:
         shutil.copy2(staging / chapter.output, book_dir / chapter.output)

@@ -126,6 +126,26 @@ def test_a_failing_chapter_is_named_and_the_previous_book_stays(tmp_path, monkey
 
 
 @pytest.mark.slow
+def test_chapters_run_two_at_a_time_and_a_later_group_after_the_earlier_one(tmp_path):
+    notebooks, staging = tmp_path / "notebooks", tmp_path / "staging"
+    notebooks.mkdir()
+    staging.mkdir()
+    body = ("import pathlib, time\nstarted = time.time()\ntime.sleep(1)\n"
+            "pathlib.Path(f'{name}.times').write_text(f'{started} {time.time()}')")
+    chapters = [Chapter(f"{name}.ipynb", f"{name}.ipynb", name, "Part", {"name": name}) for name in "abc"]
+    for chapter in chapters:
+        _notebook(notebooks / chapter.notebook, "name: str = ''", body)
+    finished = [c.notebook for c, seconds in book.execute_chapters([chapters[:2], chapters[2:]], staging, tmp_path,
+                                                                   tmp_path / "logs") if seconds > 0]
+    assert sorted(finished[:2]) == ["a.ipynb", "b.ipynb"] and finished[2] == "c.ipynb"
+    (a_start, a_end), (b_start, b_end), (c_start, _) = (
+        map(float, (tmp_path / f"{name}.times").read_text().split()) for name in "abc")
+    assert a_start < b_end and b_start < a_end  # a and b side by side
+    assert c_start >= max(a_end, b_end)  # c once both had finished
+    assert {p.name for p in staging.iterdir()} == {"a.ipynb", "b.ipynb", "c.ipynb"}
+
+
+@pytest.mark.slow
 def test_unchanged_chapters_are_not_run_again(tmp_path, monkeypatch):
     notebooks, book_dir, build, data = _tiny_book(tmp_path, monkeypatch)
     logs = []
