@@ -43,7 +43,7 @@ from ..info import MELANOMA
 from ..metrics import _check_bootstrap_args, _interval
 from ..runs import PARTS, RunRecord
 from .predict import load_trained
-from .subgroups import MIN_LESIONS_FOR_INTERVAL, _resampled_confusions
+from .subgroups import MIN_LESIONS_FOR_INTERVAL, resampled_confusions
 
 FRAME_COLOUR = (14, 11, 14)  # a dermatoscope's frame: near black, a little violet (L* 4, C* 2)
 HAIR_COLOUR = (40, 28, 22)  # dark brown hair (L* 12)
@@ -353,7 +353,7 @@ def _summary_row(rows: pd.DataFrame, classes: tuple[str, ...], true: str, settin
         notes.append(f"too few lesions for an interval ({len(per_lesion)} lesions, n={len(tested)} images)")
     else:
         # resampled over lesions as the subgroups' intervals are: that resampler sums any per-lesion counts
-        samples = _resampled_confusions(per_lesion, settings["n_boot"], settings["seed"])
+        samples = resampled_confusions(per_lesion, settings["n_boot"], settings["seed"])
         if out["changed"] == 0:  # every resample is 0 too: the bootstrap cannot say how large the share may be
             notes.append(f"no prediction changed; by the rule of three the share is below "
                          f"{3 / len(per_lesion):.3f} (95 %)")

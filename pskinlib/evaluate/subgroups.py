@@ -184,7 +184,7 @@ def _lesion_counts(y_true: np.ndarray, y_pred: np.ndarray, lesions: np.ndarray, 
     return counts
 
 
-def _resampled_confusions(lesion_counts: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+def resampled_confusions(lesion_counts: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """``(n_boot, K * K)`` confusion counts of ``n_boot`` resamples of the lesions, drawn with replacement by
     ``default_rng(seed)`` in the order :mod:`pskinlib.metrics` draws images."""
     n = len(lesion_counts)
@@ -236,7 +236,7 @@ def _group_row(group: str, y_true, y_pred, lesions, n_classes: int, melanoma: in
         notes.append(f"too few images for an interval (n={len(y_true)})" if unit == "images"
                      else f"too few lesions for an interval ({len(counts)} lesions, n={len(y_true)} images)")
     else:
-        boot_balanced, boot_recall = _scores(_resampled_confusions(counts, settings["n_boot"], settings["seed"]),
+        boot_balanced, boot_recall = _scores(resampled_confusions(counts, settings["n_boot"], settings["seed"]),
                                              n_classes, melanoma)
     if melanoma is not None and melanoma_lesions == 0:
         notes.append("no melanoma: no melanoma recall")
@@ -381,4 +381,5 @@ def run_subgroups(run_dir: str | os.PathLike, images_table: pd.DataFrame,
     return combined
 
 
-__all__ = ["AGE_BANDS", "GROUPINGS", "common_sites", "run_subgroups", "subgroup_labels", "subgroup_table"]
+__all__ = ["AGE_BANDS", "GROUPINGS", "common_sites", "resampled_confusions", "run_subgroups", "subgroup_labels",
+           "subgroup_table"]
