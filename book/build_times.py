@@ -117,12 +117,11 @@ def time_finding(steps: list[dict]) -> str:
     appearance and in the chapters, and the slowest single step."""
     if not steps:
         return "no step of a build is recorded"
-    frame = pd.DataFrame(steps)
-    spent = {stage: sum(elapsed_seconds(step) for _, step in part.groupby("step", sort=False)) / 60
-             for stage, part in frame.groupby("stage", sort=False)}
+    frame, table = pd.DataFrame(steps), time_table(steps)
+    spent = table[table["stage"] != "total"].groupby("stage", sort=False)["minutes"].sum()
     training = frame.loc[frame["step"] == "training", "seconds"].sum() / 60
     slowest = frame.loc[frame["seconds"].idxmax()]
-    parts = [f"{sum(spent.values()):.1f} min in all"]
+    parts = [f"{spent.sum():.1f} min in all"]
     if "runs" in spent:
         parts.append(f"{spent['runs']:.1f} making the runs ({training:.1f} of them training)")
     if "appearance" in spent:

@@ -253,11 +253,8 @@ def _run_features(run_dir: str, checkpoint_stamp: int, data_dir: str | None, dev
 def _first_occurrences(image_ids) -> tuple[torch.Tensor, np.ndarray]:
     """The rows where each distinct id first appears, in their order, and for every row the position of its id
     among them: ``rows[first][repeat]`` is ``rows``, whatever the repeats."""
-    _, first, inverse = np.unique(np.asarray(image_ids), return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    position = np.empty_like(order)
-    position[order] = np.arange(len(order))
-    return torch.from_numpy(first[order]), position[inverse]
+    repeat, _ = pd.factorize(np.asarray(image_ids))  # codes numbered in the order the ids first appear
+    return torch.from_numpy(np.unique(repeat, return_index=True)[1]), repeat
 
 
 def ensure_fused(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
