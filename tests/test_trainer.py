@@ -141,6 +141,23 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_ham, tm
     assert read_json(straight / "metrics.json")["test"] == read_json(resumed / "metrics.json")["test"]
 
 
+def test_a_run_stopped_before_its_first_epoch_ended_resumes_from_the_start(tiny_ham, tmp_path):
+    straight = train(tiny_config(tiny_ham, epochs=2), runs_dir=tmp_path / "a")
+
+    def stop_at_once(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny_ham, epochs=2), runs_dir=tmp_path / "b", on_epoch_end=stop_at_once)
+    stopped = next((tmp_path / "b").iterdir())
+    for path in stopped.iterdir():  # as a kill in the first epoch leaves it: the config and the split only
+        if path.name not in ("config.json", "split.csv"):
+            path.unlink()
+    resumed = resume(stopped)
+    assert resumed == stopped
+    assert read_json(straight / "metrics.json")["test"] == read_json(resumed / "metrics.json")["test"]
+
+
 def test_nan_loss_stops_with_a_clear_error(tiny_ham, tmp_path):
     with pytest.raises(TrainingError, match="loss became"):
         train(tiny_config(tiny_ham, lr=1e30, optimizer="sgd", precision="fp32"), runs_dir=tmp_path)

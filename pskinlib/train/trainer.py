@@ -264,7 +264,8 @@ def train(config: TrainConfig | None = None, *, runs_dir: str | os.PathLike | No
 
 
 def resume(run_dir: str | os.PathLike, *, on_epoch_end: EpochCallback | None = None) -> Path:
-    """Continue an interrupted run from its ``last`` checkpoint with its recorded config and split."""
+    """Continue an interrupted run from its ``last`` checkpoint with its recorded config and split (from its first
+    epoch when it was stopped before one ended)."""
     record = RunRecord.open(run_dir)
     return _run(record.config, record=record, runs_dir=None, on_epoch_end=on_epoch_end).path
 
@@ -411,17 +412,18 @@ class Progress:
 
 def _open_record(config: TrainConfig, record: RunRecord | None, runs_dir, data: RunData, loaders: RunLoaders,
                  network: Network, runtime: Runtime) -> tuple[RunRecord, Progress]:
-    """A resumed run: its ``last`` checkpoint loaded into the network. A new one: its record created and its split
-    and config written (by rank 0; every process gets that record)."""
+    """A resumed run: its ``last`` checkpoint loaded into the network; one stopped before its first epoch ended has
+    none and starts over, with its recorded config and split. A new one: its record created and its split and config
+    written (by rank 0; every process gets that record)."""
     progress = Progress()
-    if record is not None:
+    if record is not None and record.checkpoint("last").is_file():
         state = record.load_checkpoint("last", map_location=runtime.device)
         network.bare.load_state_dict(state["model"])
         network.optimizer.load_state_dict(state["optimizer"])
         if network.ema is not None:
             network.ema.load_state_dict(state["ema"])
         progress = Progress(state["history"], state["best"], state["epoch"] + 1)
-    elif runtime.rank == 0:
+    elif record is None and runtime.rank == 0:
         record = RunRecord.create(runs_dir or default_runs_dir(), f"{config.model}-{config.image_size}px")
         record.write_split(data.split)
         record.write_config(_recorded_config(config, data, loaders, runtime))
